@@ -1,0 +1,31 @@
+"""The `srkd` command line: a typer app whose commands live in `pipeline.commands.*`.
+
+Command modules import only typer and the standard library at import time (heavy imports such
+as torch and spconv happen inside the command bodies), so `srkd --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+# (command name, "module:function"); add one line per built command.
+COMMANDS: tuple[tuple[str, str], ...] = (
+)
+
+app = typer.Typer(
+    name="srkd",
+    help="Offline teacher-cache knowledge distillation (SRKD) for 3D point-cloud segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _name, _target in COMMANDS:
+    _module, _func = _target.split(":")
+    app.command(_name)(getattr(importlib.import_module(_module), _func))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Stage orchestration and the CLI command bodies (imports the srkd library, never the reverse)."""

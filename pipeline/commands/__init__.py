@@ -1,0 +1,1 @@
+"""One module per CLI command. Import only typer/stdlib at module level; heavy imports inside."""

@@ -1,0 +1,20 @@
+"""Helpers shared by command bodies: turn library errors into one clear line and exit 1."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Report `SrkdError` (and missing files) as one red line on stderr and exit with code 1."""
+    from srkd.errors import SrkdError
+
+    try:
+        yield
+    except (SrkdError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None

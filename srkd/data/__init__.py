@@ -1,0 +1,1 @@
+"""Data path: scene readers, synthetic scenes, transforms, voxelisation, collation."""

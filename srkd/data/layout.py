@@ -1,0 +1,75 @@
+"""The Pointcept ScanNet scene layout on disk: `<root>/<split>/<scene_id>/<field>.npy`.
+
+Writers (`srkd prepare`, `srkd generate-synthetic`) go through `write_scene`, which writes into a
+temporary sibling folder and renames it into place, so a crash never leaves a scene folder that
+looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from srkd.errors import DataError
+
+SCENE_FILES: dict[str, tuple[str, ...]] = {
+    # field name -> accepted dtypes as stored by Pointcept's preprocessing
+    "coord": ("float32", "float64"),
+    "color": ("uint8", "float32", "float64"),
+    "normal": ("float32", "float64"),
+    "segment20": ("int64", "int32", "int16"),
+    "segment200": ("int64", "int32", "int16"),
+    "instance": ("int64", "int32", "int16"),
+}
+"""File stems of a scene folder (each `<stem>.npy`, one row per point)."""
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_scene_id(scene_id: str) -> str:
+    """Return `scene_id` if it is a safe single path component (no '/', '..', etc.)."""
+    if not _SAFE_ID.match(scene_id) or scene_id in (".", "..") or ".." in scene_id:
+        raise DataError(
+            f"scene id {scene_id!r} is not a plain name (letters, digits, '_', '-', '.'); "
+            "it would not map to a single folder"
+        )
+    return scene_id
+
+
+def write_scene(root: Path, split: str, scene_id: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Atomically write one scene folder `<root>/<split>/<scene_id>/` from named arrays.
+
+    Args:
+        root: dataset root.
+        split: split folder name, e.g. "train".
+        scene_id: scene folder name.
+        arrays: stem -> array (stems from SCENE_FILES); all with the same first dimension.
+    Returns:
+        The final scene folder.
+    """
+    check_scene_id(scene_id)
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise DataError(f"scene {scene_id!r}: arrays have different lengths {lengths}")
+    unknown = set(arrays) - set(SCENE_FILES)
+    if unknown:
+        raise DataError(f"scene {scene_id!r}: unknown layout fields {sorted(unknown)}")
+    split_dir = Path(root) / split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    final = split_dir / scene_id
+    tmp = Path(tempfile.mkdtemp(prefix=f".{scene_id}.", suffix=".tmp", dir=split_dir))
+    try:
+        for stem, arr in arrays.items():
+            np.save(tmp / f"{stem}.npy", np.ascontiguousarray(arr))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

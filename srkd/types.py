@@ -1,0 +1,165 @@
+"""Typed value objects shared by the whole library (numpy only, no torch).
+
+`PointCloud` is the one container that carries a scene through reading, transforms and
+voxelisation. Every operation that drops, duplicates or reorders points goes through
+`PointCloud.select`, so `origin_index` (the point's position in the scene as stored on disk)
+always follows the point; the teacher cache is keyed by it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from srkd.errors import DataError
+
+IGNORE_INDEX = -1
+"""Label value of points that have no ground truth (ScanNet and Pointcept convention)."""
+
+
+@dataclass(frozen=True, eq=False)
+class PointCloud:
+    """One scene (or one view / crop of it) as per-point arrays.
+
+    Fields (N points):
+        coord:        float32 (N, 3), metres.
+        origin_index: int64 (N,), index of the point in the scene as stored on disk.
+        color:        float32 (N, 3) in [0, 255] (as read) or normalised by a transform; optional.
+        normal:       float32 (N, 3), unit vectors; optional.
+        segment:      int64 (N,), class id in [0, num_classes) or -1 = ignore; optional.
+        instance:     int64 (N,), instance id or -1 = none; optional.
+        scene_id:     name of the scene (used in error messages and as the cache key).
+        num_classes:  label range used to validate `segment`; 0 disables the range check.
+
+    Construction validates and normalises dtypes; violations raise `DataError` naming the scene,
+    the field and the offending value. Instances are immutable: transforms return new ones.
+    """
+
+    coord: np.ndarray
+    origin_index: np.ndarray
+    scene_id: str = "scene"
+    color: np.ndarray | None = None
+    normal: np.ndarray | None = None
+    segment: np.ndarray | None = None
+    instance: np.ndarray | None = None
+    num_classes: int = 0
+
+    PER_POINT_FIELDS: ClassVar[tuple[str, ...]] = (
+        "coord",
+        "origin_index",
+        "color",
+        "normal",
+        "segment",
+        "instance",
+    )
+    _DTYPES: ClassVar[dict[str, Any]] = {
+        "coord": np.float32,
+        "origin_index": np.int64,
+        "color": np.float32,
+        "normal": np.float32,
+        "segment": np.int64,
+        "instance": np.int64,
+    }
+    _WIDTH: ClassVar[dict[str, int]] = {"coord": 3, "color": 3, "normal": 3}
+
+    def __post_init__(self) -> None:
+        n = None
+        for name in self.PER_POINT_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = self._check_field(name, value)
+            object.__setattr__(self, name, arr)
+            if n is None:
+                n = len(arr)
+            elif len(arr) != n:
+                raise DataError(
+                    f"scene {self.scene_id!r}: field {name!r} has {len(arr)} points but "
+                    f"'coord' has {n}; every per-point field must have the same length"
+                )
+        if n == 0:
+            raise DataError(f"scene {self.scene_id!r}: the scene has no points")
+        if not np.isfinite(self.coord).all():
+            bad = int(np.argwhere(~np.isfinite(self.coord))[0, 0])
+            raise DataError(
+                f"scene {self.scene_id!r}: field 'coord' has a non-finite value "
+                f"{self.coord[bad].tolist()} at point {bad}"
+            )
+        if self.segment is not None and self.num_classes > 0:
+            bad_mask = (self.segment != IGNORE_INDEX) & (
+                (self.segment < 0) | (self.segment >= self.num_classes)
+            )
+            if bad_mask.any():
+                i = int(np.argmax(bad_mask))
+                raise DataError(
+                    f"scene {self.scene_id!r}: field 'segment' has label {int(self.segment[i])} "
+                    f"at point {i}; labels must be in [0, {self.num_classes - 1}] or "
+                    f"{IGNORE_INDEX} (ignore)"
+                )
+
+    def _check_field(self, name: str, value: Any) -> np.ndarray:
+        arr = np.asarray(value)
+        want = self._DTYPES[name]
+        if np.issubdtype(want, np.integer) and not np.issubdtype(arr.dtype, np.integer):
+            raise DataError(
+                f"scene {self.scene_id!r}: field {name!r} must hold integers, got dtype {arr.dtype}"
+            )
+        if np.issubdtype(want, np.floating) and not (
+            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+        ):
+            raise DataError(
+                f"scene {self.scene_id!r}: field {name!r} must be numeric, got dtype {arr.dtype}"
+            )
+        width = self._WIDTH.get(name)
+        expected_ndim = 2 if width else 1
+        if arr.ndim != expected_ndim or (width and arr.shape[1] != width):
+            shape = f"(N, {width})" if width else "(N,)"
+            raise DataError(
+                f"scene {self.scene_id!r}: field {name!r} has shape {arr.shape}, expected {shape}"
+            )
+        return np.ascontiguousarray(arr, dtype=want)
+
+    @property
+    def num_points(self) -> int:
+        """Number of points N."""
+        return len(self.coord)
+
+    def fields(self) -> dict[str, np.ndarray]:
+        """The per-point fields that are present, by name."""
+        return {k: getattr(self, k) for k in self.PER_POINT_FIELDS if getattr(self, k) is not None}
+
+    def select(self, idx: np.ndarray) -> PointCloud:
+        """Subset, reorder or duplicate points: every per-point field is indexed by `idx` at once.
+
+        Args:
+            idx: int (M,) indices into this cloud, or bool (N,) mask.
+        Returns:
+            A new PointCloud with M points; `origin_index` follows the points.
+        """
+        idx = np.asarray(idx)
+        if idx.dtype == bool and idx.shape != (self.num_points,):
+            raise DataError(
+                f"scene {self.scene_id!r}: boolean mask has shape {idx.shape}, "
+                f"expected ({self.num_points},)"
+            )
+        return dataclasses.replace(self, **{k: v[idx] for k, v in self.fields().items()})
+
+    def replace(self, **changes: Any) -> PointCloud:
+        """A copy with some fields replaced (validated again), e.g. new coordinates."""
+        return dataclasses.replace(self, **changes)
+
+    def feature(self, names: tuple[str, ...] = ("color", "normal")) -> np.ndarray:
+        """Concatenate the named per-point fields into the model input, float32 (N, sum widths)."""
+        parts = []
+        for name in names:
+            value = getattr(self, name, None)
+            if value is None:
+                raise DataError(
+                    f"scene {self.scene_id!r}: input feature {name!r} was requested but the "
+                    f"scene has no {name!r} field"
+                )
+            parts.append(value.reshape(self.num_points, -1))
+        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)

@@ -1,0 +1,38 @@
+"""Shared fixtures: paths to the optional real data, small synthetic scenes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def scannet_real() -> Path:
+    """Root of the 13 real ScanNet scans (Pointcept layout); skips when ../shared/data is absent."""
+    root = SHARED_DATA / "scannet_real"
+    if not root.is_dir():
+        pytest.skip("../shared/data/scannet_real is not present")
+    return root
+
+
+@pytest.fixture
+def scannet_raw_sample() -> Path:
+    """Root of the raw ScanNet sample scan; skips when ../shared/data is absent."""
+    root = SHARED_DATA / "scannet_raw_sample"
+    if not root.is_dir():
+        pytest.skip("../shared/data/scannet_raw_sample is not present")
+    return root
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded numpy Generator."""
+    return np.random.default_rng(0)
