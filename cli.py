@@ -10,7 +10,8 @@ import importlib
 
 import typer
 
-# (command name, "module:function"); add one line per built command.
+# (command name, "module:attribute"): a function is a command, a typer.Typer a group.
+# Add one line per built command.
 COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
@@ -23,8 +24,12 @@ app = typer.Typer(
 )
 
 for _name, _target in COMMANDS:
-    _module, _func = _target.split(":")
-    app.command(_name)(getattr(importlib.import_module(_module), _func))
+    _module, _attr = _target.split(":")
+    _obj = getattr(importlib.import_module(_module), _attr)
+    if isinstance(_obj, typer.Typer):  # a command group, e.g. `srkd prepare scannet`
+        app.add_typer(_obj, name=_name)
+    else:
+        app.command(_name)(_obj)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""What every segmentation model returns, and the small interface the pipeline relies on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    """Per-point outputs of a segmentation model for a PointBatch of N points.
+
+    logits:  float32 (N, num_classes), before softmax.
+    feature: float (N, feature_dim), the distilled feature: the last decoder feature before the
+             segmentation head (what the relation and feature-MSE losses compare).
+    """
+
+    logits: torch.Tensor
+    feature: torch.Tensor
+
+
+class SegmentationModel(nn.Module):
+    """Base class: subclasses set `num_classes`, `in_channels`, `feature_dim` and implement
+    `forward(batch: PointBatch) -> ModelOutput` with outputs in the batch's point order."""
+
+    num_classes: int
+    in_channels: int
+    feature_dim: int
