@@ -13,6 +13,7 @@ import typer
 # (command name, "module:attribute"): a function is a command, a typer.Typer a group.
 # Add one line per built command.
 COMMANDS: tuple[tuple[str, str], ...] = (
+    ("run", "pipeline.commands.run:run"),
 )
 
 app = typer.Typer(

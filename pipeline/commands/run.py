@@ -1,0 +1,36 @@
+"""`srkd run`: all stages of stages.yaml in dependency order, re-running only what changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.commands._common import user_errors
+
+
+def run(
+    stage: Annotated[Optional[list[str]], typer.Option("--stage", help="Run only this stage (and what it needs); repeatable.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run the named stages (or all) even if up to date.")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a parameter: key=value, e.g. distill.epochs=3; repeatable.")] = None,
+    file: Annotated[Path, typer.Option("--file", help="The pipeline file.")] = Path("stages.yaml"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would run and why, run nothing.")] = False,
+) -> None:
+    """Run the pipeline in stages.yaml: each stage only if its cmd, deps or params changed."""
+    from rich.console import Console
+
+    from pipeline.params import parse_overrides
+    from pipeline.runner import run_pipeline
+    from pipeline.spec import load_spec
+
+    console = Console(stderr=True)
+    with user_errors():
+        spec = load_spec(file)
+        results = run_pipeline(
+            spec, targets=stage or None, force=force, overrides=parse_overrides(set_ or []),
+            dry_run=dry_run, log=console.print,
+        )
+        ran = [r.name for r in results if r.ran]
+        console.print(f"{'would run' if dry_run else 'ran'} {len(ran)} of {len(results)} stages"
+                      + (f": {', '.join(ran)}" if ran else ""))

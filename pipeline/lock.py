@@ -1,0 +1,129 @@
+"""Stage fingerprints and stages.lock.
+
+A stage's fingerprint is its cmd, the content hash of each dep, the values of its declared params
+and the srkd version. stages.lock records the fingerprint of each stage's last successful run;
+`why_run` compares the current state against it and says, in words, what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.spec import Stage, lookup
+from srkd import __version__
+
+LOCK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What determines a stage's outputs."""
+
+    cmd: str
+    deps: dict[str, str]
+    params: dict[str, Any]
+    version: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cmd": self.cmd, "deps": self.deps, "params": self.params, "version": self.version}
+
+
+class HashCache:
+    """Content hashes of files, reused while a file's (size, mtime) is unchanged, so large
+    deps (a dataset, a cache) are not re-read on every `srkd run`."""
+
+    def __init__(self, entries: dict[str, Any] | None = None) -> None:
+        self.entries: dict[str, Any] = dict(entries or {})
+
+    def file(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path)
+        stamp = [st.st_size, st.st_mtime_ns]
+        hit = self.entries.get(key)
+        if hit and hit[0] == stamp:
+            return hit[1]
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+        self.entries[key] = [stamp, digest]
+        return digest
+
+    def path(self, path: Path) -> str:
+        """sha256 of a file, or of a folder's sorted (relative path, file hash) list; 'missing'."""
+        if path.is_file():
+            return self.file(path)
+        if not path.is_dir():
+            return "missing"
+        h = hashlib.sha256()
+        for p in sorted(q for q in path.rglob("*") if q.is_file()):
+            h.update(f"{p.relative_to(path).as_posix()}\0{self.file(p)}\n".encode())
+        return "dir:" + h.hexdigest()
+
+
+def fingerprint(stage: Stage, params: dict[str, Any], root: Path, hashes: HashCache) -> Fingerprint:
+    """The current fingerprint of `stage` (deps resolved relative to `root`)."""
+    return Fingerprint(
+        cmd=stage.cmd,
+        deps={d: hashes.path(root / d) for d in stage.deps},
+        params={k: lookup(params, k) for k in stage.params},
+        version=__version__,
+    )
+
+
+def why_run(
+    stage: Stage, current: Fingerprint, locked: dict[str, Any] | None, root: Path, hashes: HashCache
+) -> list[str]:
+    """Reasons the stage must run; empty when it is up to date."""
+    if locked is None:
+        return ["it has not run before (no entry in stages.lock)"]
+    reasons = []
+    if locked.get("cmd") != current.cmd:
+        reasons.append("its cmd changed")
+    if locked.get("version") != current.version:
+        reasons.append(f"srkd version changed ({locked.get('version')} -> {current.version})")
+    old_params = locked.get("params", {})
+    for key, value in current.params.items():
+        if key not in old_params:
+            reasons.append(f"param {key} is new")
+        elif old_params[key] != value:
+            reasons.append(f"param {key} changed ({old_params[key]!r} -> {value!r})")
+    old_deps = locked.get("deps", {})
+    for dep, digest in current.deps.items():
+        if old_deps.get(dep) != digest:
+            reasons.append(f"dep {dep} {'is missing' if digest == 'missing' else 'changed'}")
+    old_outs = locked.get("outs", {})
+    for out in stage.outs:
+        if not (root / out.path).exists():
+            reasons.append(f"output {out.path} is missing")
+        elif out.path in old_outs and old_outs[out.path] != hashes.path(root / out.path):
+            reasons.append(f"output {out.path} was modified after the stage ran")
+    return reasons
+
+
+def output_hashes(stage: Stage, root: Path, hashes: HashCache) -> dict[str, str]:
+    """Content hashes of a stage's outputs, recorded after it ran."""
+    return {o.path: hashes.path(root / o.path) for o in stage.outs}
+
+
+def read_lock(path: Path) -> dict[str, Any]:
+    """stages.lock as a dict ({} when absent or from another lock version)."""
+    if not path.is_file():
+        return {"version": LOCK_VERSION, "stages": {}, "hashes": {}}
+    data = json.loads(path.read_text())
+    if data.get("version") != LOCK_VERSION:
+        return {"version": LOCK_VERSION, "stages": {}, "hashes": {}}
+    return data
+
+
+def write_lock(path: Path, data: dict[str, Any]) -> None:
+    """Atomically write stages.lock."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,128 @@
+"""stages.yaml parsing, fingerprints and `srkd run` re-running exactly what changed."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline.params import apply_overrides, parse_overrides
+from pipeline.runner import StageFailed, run_pipeline
+from pipeline.spec import load_spec
+from srkd.errors import ConfigError
+
+PY = sys.executable
+
+# Each stage appends its name to runs.log, so a test can see exactly which stages ran.
+SPEC = f"""\
+params:
+  gen: {{n: 3}}
+  train: {{steps: 2, lr: 0.1}}
+stages:
+  gen:
+    cmd: {PY} -c "import sys; open('data.txt','w').write('x'*3); open('runs.log','a').write('gen\\n')"
+    params: [gen.n]
+    outs: [data.txt]
+  train:
+    cmd: {PY} -c "open('model.txt','w').write(open('data.txt').read()); open('runs.log','a').write('train\\n')"
+    deps: [data.txt]
+    params: [train.steps]
+    outs: [model.txt]
+  report:
+    cmd: {PY} -c "open('report.txt','w').write('r'); open('runs.log','a').write('report\\n')"
+    deps: [model.txt]
+    outs: [report.txt]
+"""
+
+
+def write_spec(tmp_path: Path, text: str = SPEC) -> Path:
+    path = tmp_path / "stages.yaml"
+    path.write_text(text)
+    return path
+
+
+def runs(tmp_path: Path) -> list[str]:
+    log = tmp_path / "runs.log"
+    lines = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return lines
+
+
+def test_second_run_runs_nothing(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    run_pipeline(spec)
+    assert runs(tmp_path) == ["gen", "train", "report"]
+    results = run_pipeline(spec)
+    assert runs(tmp_path) == [] and not any(r.ran for r in results)
+
+
+def test_param_change_reruns_only_dependants(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    run_pipeline(spec)
+    runs(tmp_path)
+    results = run_pipeline(spec, overrides=parse_overrides(["train.steps=5"]))
+    assert runs(tmp_path) == ["train"]  # model.txt content is unchanged, so report is skipped
+    assert results[1].reasons == ["param train.steps changed (2 -> 5)"]
+    # lr is not a declared param of any stage
+    run_pipeline(spec, overrides={"train.steps": 5, "train.lr": 9})
+    assert runs(tmp_path) == []
+
+
+def test_dep_change_and_missing_output(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    run_pipeline(spec)
+    runs(tmp_path)
+    (tmp_path / "data.txt").write_text("changed")
+    res = run_pipeline(spec)
+    # gen re-creates its edited output; train sees data.txt as it last saw it and is skipped
+    assert runs(tmp_path) == ["gen"]
+    assert res[0].reasons == ["output data.txt was modified after the stage ran"]
+    (tmp_path / "report.txt").unlink()
+    res = run_pipeline(spec)
+    assert runs(tmp_path) == ["report"]
+    assert res[2].reasons == ["output report.txt is missing"]
+
+
+def test_failed_stage_is_not_locked_and_run_resumes(tmp_path):
+    text = SPEC.replace("open('report.txt','w').write('r');", "import os; os._exit(3);")
+    spec = load_spec(write_spec(tmp_path, text))
+    with pytest.raises(StageFailed, match="report"):
+        run_pipeline(spec)
+    assert runs(tmp_path) == ["gen", "train"]
+    spec = load_spec(write_spec(tmp_path))  # fixed command
+    run_pipeline(spec)
+    assert runs(tmp_path) == ["report"]  # finished stages are not redone
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("stages:\n  a:\n    cmd: x\n    outz: [y]\n", [":4:", "stages.a", "outz"]),
+        ("stages:\n  a:\n    deps: [y]\n", [":3:", "missing 'cmd'"]),
+        ("params: {a: 1}\nstages:\n  a:\n    cmd: x\n    params: [b.c]\n", [":5:", "'b.c'"]),
+        ("stages:\n  a:\n    cmd: x\n  a:\n    cmd: y\n", [":4:", "twice"]),
+        ("stages: [1, 2\n", ["not valid YAML"]),
+        (
+            "stages:\n  a: {cmd: x, deps: [b.out], outs: [a.out]}\n"
+            "  b: {cmd: y, deps: [a.out], outs: [b.out]}\n",
+            ["cycle"],
+        ),
+    ],
+)
+def test_malformed_spec_names_key_and_line(tmp_path, text, words):
+    with pytest.raises(ConfigError) as info:
+        load_spec(write_spec(tmp_path, textwrap.dedent(text)))
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_overrides_must_name_existing_params():
+    params = {"distill": {"epochs": 3}}
+    assert apply_overrides(params, {"distill.epochs": 5})["distill"]["epochs"] == 5
+    assert params["distill"]["epochs"] == 3
+    with pytest.raises(ConfigError, match="no such parameter"):
+        apply_overrides(params, {"distill.epoch": 5})
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["distill.epochs"])
