@@ -1,0 +1,261 @@
+"""The training loop shared by `srkd distill` and `srkd train-teacher` (read it top to bottom).
+
+Everything that differs between the two (where teacher targets come from, which loss terms are
+on, how validation scores a model, how a checkpoint describes itself) is passed in as a function,
+so this module knows nothing about caches, teachers or datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from srkd.data.collate import PointBatch
+from srkd.errors import ConfigError
+from srkd.models.base import ModelOutput
+
+STATE_FILE = "train_state.pt"
+LOG_FILE = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW + OneCycle as released (METHOD.md "Training recipe"); parameters whose name contains
+    `block_keyword` (the transformer / residual blocks) train at `block_lr_scale` x lr."""
+
+    lr: float = 0.002
+    weight_decay: float = 0.05
+    block_lr_scale: float = 0.1
+    block_keyword: str = "block"
+    pct_start: float = 0.5
+    div_factor: float = 10.0
+    final_div_factor: float = 1000.0
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings. `eval_every` is in epochs (0 = never), `checkpoint_every` in steps."""
+
+    epochs: int
+    steps_per_epoch: int
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    amp: bool = True
+    eval_every: int = 1
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.steps_per_epoch < 1:
+            raise ConfigError(
+                f"need epochs >= 1 and at least one batch per epoch, got epochs={self.epochs}, "
+                f"steps_per_epoch={self.steps_per_epoch} (is the split smaller than the batch?)"
+            )
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+@dataclass
+class TrainResult:
+    """What the loop ended with."""
+
+    step: int
+    best_metric: float | None
+    last_metrics: dict[str, Any]
+
+
+LossFn = Callable[[ModelOutput, PointBatch, ModelOutput | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""(student output, batch, teacher targets or None) -> (total loss, {term name: value})."""
+
+
+def build_optimizer(modules: list[nn.Module], cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with two groups: block parameters at lr * block_lr_scale, the rest at lr."""
+    blocks, rest = [], []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if p.requires_grad:
+                (blocks if cfg.block_keyword in name else rest).append(p)
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if blocks:
+        groups.append({"params": blocks, "lr": cfg.lr * cfg.block_lr_scale})
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
+    """OneCycle (cosine), stepped once per iteration, peak = each group's own lr."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=[g["lr"] for g in opt.param_groups],
+        total_steps=max(total_steps, 2),
+        pct_start=cfg.pct_start,
+        anneal_strategy="cos",
+        div_factor=cfg.div_factor,
+        final_div_factor=cfg.final_div_factor,
+    )
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches_for_epoch: Callable[[int, int], Iterable[PointBatch]],
+    cfg: TrainConfig,
+    out_dir: Path,
+    save_model: Callable[[Path, nn.Module, dict[str, Any]], None],
+    targets_fn: Callable[[PointBatch], ModelOutput | None] = lambda batch: None,
+    evaluate_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
+    extra_modules: list[nn.Module] | None = None,
+    resume: bool = False,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | str = "cpu",
+    is_main: bool = True,
+) -> TrainResult:
+    """Train `model` for cfg.epochs; returns the final step and the best validation mIoU.
+
+    Args:
+        batches_for_epoch: (epoch, first_batch) -> the epoch's batches from `first_batch` on;
+            must be deterministic in (epoch, batch position) so a resumed run sees the same data.
+        save_model: writes a self-describing checkpoint (model.pt = best by val mIoU, or the last
+            one when there is no validation; model_last.pt = last).
+        extra_modules: trainable modules besides the model (e.g. the FeatMSE projection).
+        is_main: only the main process (rank 0) writes files.
+    """
+    device = torch.device(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra = extra_modules or []
+    core = model.module if hasattr(model, "module") else model  # unwrap DDP for saving
+    opt = build_optimizer([model, *extra], cfg.optim)
+    sched = build_scheduler(opt, cfg.optim, cfg.total_steps)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    step, best, last_metrics = 0, None, {}
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.exists():
+        step, best = _load_state(state_path, core, extra, opt, sched, scaler)
+    elif not resume:
+        torch.manual_seed(cfg.seed)
+        (out_dir / LOG_FILE).unlink(missing_ok=True)
+
+    while step < cfg.total_steps:
+        epoch, first = divmod(step, cfg.steps_per_epoch)
+        model.train()
+        for batch in batches_for_epoch(epoch, first):
+            t0 = time.perf_counter()
+            batch = batch.to(device, non_blocking=True)
+            with torch.no_grad():
+                targets = targets_fn(batch)  # the teacher side never gets gradients
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                out = model(batch)
+                loss, terms = loss_fn(out, batch, targets)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}: {terms}")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.optim.grad_clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                         cfg.optim.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            dt = time.perf_counter() - t0
+            record = {
+                "step": step, "epoch": epoch, "loss": loss.item(),
+                **{k: float(v) for k, v in terms.items()},
+                "lr": opt.param_groups[0]["lr"], "points_per_s": len(batch.coord) / dt,
+                "step_s": dt,
+            }
+            if is_main:
+                _append_log(out_dir, record)
+            if on_step:
+                on_step(record)
+            if is_main and (step % cfg.checkpoint_every == 0 or step == cfg.total_steps):
+                _save_state(state_path, core, extra, opt, sched, scaler, step, best)
+            if step % cfg.steps_per_epoch == 0 or step >= cfg.total_steps:
+                break
+        epoch_done = step // cfg.steps_per_epoch
+        if evaluate_fn and cfg.eval_every and (
+            epoch_done % cfg.eval_every == 0 or step >= cfg.total_steps
+        ):
+            model.eval()
+            last_metrics = evaluate_fn(core)
+            miou = float(last_metrics["mIoU"])
+            if is_main:
+                _append_log(out_dir, {"step": step, "epoch": epoch_done, "val": last_metrics})
+            if best is None or miou > best:
+                best = miou
+                if is_main:
+                    save_model(out_dir / "model.pt", core, {"step": step, "val": last_metrics})
+            if is_main:  # persist `best` so a resumed run does not overwrite a better model
+                _save_state(state_path, core, extra, opt, sched, scaler, step, best)
+    if is_main:
+        meta = {"step": step, "val": last_metrics}
+        save_model(out_dir / "model_last.pt", core, meta)
+        if evaluate_fn is None or best is None:
+            save_model(out_dir / "model.pt", core, meta)
+    return TrainResult(step=step, best_metric=best, last_metrics=last_metrics)
+
+
+def _append_log(out_dir: Path, record: dict[str, Any]) -> None:
+    with (out_dir / LOG_FILE).open("a") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+
+
+def _save_state(path, model, extra, opt, sched, scaler, step: int, best: float | None) -> None:
+    """Everything needed to continue exactly: written to a temp file, then renamed."""
+    state = {
+        "model": model.state_dict(),
+        "extra": [m.state_dict() for m in extra],
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": step,
+        "best": best,
+        "rng_torch": torch.get_rng_state(),
+        "rng_numpy": json.dumps(np.random.get_state(legacy=False), default=_np_default),
+        "rng_python": json.dumps(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _np_default(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else int(value)
+
+
+def _load_state(path, model, extra, opt, sched, scaler) -> tuple[int, float | None]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    for module, sd in zip(extra, state["extra"], strict=True):
+        module.load_state_dict(sd)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng_torch"])
+    if "rng_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    np_state = json.loads(state["rng_numpy"])
+    np.random.set_state(np_state)
+    py_state = json.loads(state["rng_python"])
+    random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
+    return int(state["step"]), state["best"]
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The effective training parameters, for the checkpoint's `train_params`."""
+    return asdict(cfg)
