@@ -14,6 +14,7 @@ import typer
 # Add one line per built command.
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("run", "pipeline.commands.run:run"),
+    ("prepare", "pipeline.commands.prepare:app"),
 )
 
 app = typer.Typer(

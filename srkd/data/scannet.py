@@ -1,0 +1,257 @@
+"""Reader of the Pointcept ScanNet layout: `<root>/<split>/<scene_id>/<field>.npy`.
+
+A scene folder holds one row per point in each of
+    coord.npy       float32/float64 (N, 3), metres
+    color.npy       uint8 (N, 3) in 0..255 (float accepted)
+    normal.npy      float32/float64 (N, 3), unit vectors
+    segment20.npy   int (N,), ScanNet-20 labels 0..19, -1 = ignore
+    segment200.npy  int (N,), ScanNet200 labels 0..199, -1 = ignore
+    instance.npy    int (N,), instance id, -1 = none (optional)
+A dataset name ("scannet", "scannet200") picks which segment file becomes `PointCloud.segment`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from srkd.data.classes import (
+    SCANNET20_CLASSES,
+    SCANNET20_COLORS,
+    SCANNET200_CLASSES,
+    SCANNET200_COLORS,
+)
+from srkd.data.layout import SCENE_FILES, check_scene_id
+from srkd.errors import DataError
+from srkd.registry import Registry
+from srkd.types import PointCloud
+
+_FEATURE_WIDTH = {"coord": 3, "color": 3, "normal": 3}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset name means: label file, classes, and the model's input features."""
+
+    name: str
+    num_classes: int
+    segment_file: str  # stem of the label file, "segment20" or "segment200"
+    class_names: tuple[str, ...]
+    class_colors: tuple[tuple[int, int, int], ...]
+    feature_names: tuple[str, ...] = ("color", "normal")
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of `PointCloud.feature(self.feature_names)` (6 for colour + normal)."""
+        return sum(_FEATURE_WIDTH[name] for name in self.feature_names)
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+"""Dataset name -> DatasetSpec factory. Register more with `@DATASETS.register`."""
+
+
+@DATASETS.register
+def scannet() -> DatasetSpec:
+    """ScanNet v2 with the 20 benchmark classes (segment20.npy)."""
+    return DatasetSpec("scannet", 20, "segment20", SCANNET20_CLASSES, SCANNET20_COLORS)
+
+
+@DATASETS.register
+def scannet200() -> DatasetSpec:
+    """ScanNet v2 with the 200 ScanNet200 classes (segment200.npy)."""
+    return DatasetSpec("scannet200", 200, "segment200", SCANNET200_CLASSES, SCANNET200_COLORS)
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    """The DatasetSpec registered as `name`; ConfigError listing the known names otherwise."""
+    return DATASETS.get(name)()
+
+
+def _existing_splits(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def list_scenes(root: Path, split: str) -> list[str]:
+    """Sorted scene folder names under `<root>/<split>/` (hidden / temporary folders skipped)."""
+    root = Path(root)
+    split_dir = root / split
+    if not root.is_dir():
+        raise DataError(
+            f"dataset root {root} does not exist; point it at a folder with <split>/<scene>/ "
+            "subfolders (create one with `srkd prepare scannet` or `srkd generate-synthetic`)"
+        )
+    if not split_dir.is_dir():
+        have = ", ".join(_existing_splits(root)) or "none"
+        raise DataError(
+            f"split folder {split_dir} does not exist (splits found under {root}: {have}); "
+            "pick one of those splits or prepare the data for this one"
+        )
+    scenes = sorted(
+        p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    if not scenes:
+        raise DataError(
+            f"split folder {split_dir} holds no scene folders; each scene must be a folder "
+            "<scene_id>/ with coord.npy, color.npy, normal.npy and the label files"
+        )
+    return scenes
+
+
+def _load_npy(path: Path, scene_id: str, width: int | None, n: int | None) -> np.ndarray:
+    """Load one layout file and check its dtype and shape ((N, width) or (N,))."""
+    stem = path.stem
+    try:
+        arr = np.load(path, mmap_mode=None, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise DataError(
+            f"scene {scene_id!r}: {path} is truncated or not a valid .npy file ({exc}); "
+            "re-create the scene (e.g. re-run `srkd prepare scannet`)"
+        ) from None
+    if arr.dtype.name not in SCENE_FILES[stem]:
+        raise DataError(
+            f"scene {scene_id!r}: {path} has dtype {arr.dtype}, expected one of "
+            f"{', '.join(SCENE_FILES[stem])}"
+        )
+    want = (n if n is not None else "N", width) if width else (n if n is not None else "N",)
+    ok = arr.ndim == len(want) and (width is None or arr.shape[1] == width)
+    if ok and n is not None:
+        ok = arr.shape[0] == n
+    if not ok:
+        raise DataError(
+            f"scene {scene_id!r}: {path} has shape {arr.shape}, expected "
+            f"({', '.join(map(str, want))}{',' if len(want) == 1 else ''})"
+        )
+    return arr
+
+
+def load_scene(
+    root: Path,
+    split: str,
+    scene_id: str,
+    spec: DatasetSpec,
+    *,
+    require_labels: bool = True,
+) -> PointCloud:
+    """Read one scene folder into a validated PointCloud.
+
+    Args:
+        root: dataset root (holds `<split>/<scene_id>/`).
+        split: split folder, e.g. "train".
+        scene_id: scene folder name.
+        spec: which label file and class count to use.
+        require_labels: if False, a missing `<spec.segment_file>.npy` gives `segment=None`
+            (unlabelled test scenes) instead of an error.
+    Returns:
+        PointCloud with coord float32 (N, 3), color float32 (N, 3) in 0..255, normal float32
+        (N, 3), segment int64 (N,) or None, instance int64 (N,) or None, origin_index = arange(N),
+        num_classes = spec.num_classes.
+    Raises:
+        DataError naming the file for a missing or malformed file, a wrong shape or length, a
+        non-finite coordinate or normal, a label out of range, or an empty scene.
+    """
+    check_scene_id(scene_id)
+    scene_dir = Path(root) / split / scene_id
+    if not scene_dir.is_dir():
+        raise DataError(
+            f"scene folder {scene_dir} does not exist; list the available scenes with "
+            f"list_scenes({str(root)!r}, {split!r})"
+        )
+    needed = ["coord", "color", "normal"] + ([spec.segment_file] if require_labels else [])
+    for stem in needed:
+        path = scene_dir / f"{stem}.npy"
+        if path.is_file():
+            continue
+        hint = ""
+        if stem.startswith("segment"):
+            others = sorted(p.stem for p in scene_dir.glob("segment*.npy"))
+            hint = (
+                f"; dataset {spec.name!r} needs {stem}.npy, this scene has only "
+                f"{', '.join(others) or 'no label files'} (pick the dataset that matches, or "
+                "re-create the layout from raw ScanNet with `srkd prepare scannet`)"
+            )
+        raise DataError(
+            f"scene {scene_id!r}: {path} is missing; a scene folder needs coord.npy, color.npy, "
+            f"normal.npy and {spec.segment_file}.npy (instance.npy optional){hint}"
+        )
+
+    coord = _load_npy(scene_dir / "coord.npy", scene_id, 3, None)
+    n = len(coord)
+    if n == 0:
+        raise DataError(
+            f"scene {scene_id!r}: {scene_dir / 'coord.npy'} holds no points (empty scene)"
+        )
+    color = _load_npy(scene_dir / "color.npy", scene_id, 3, n)
+    normal = _load_npy(scene_dir / "normal.npy", scene_id, 3, n)
+    if not np.isfinite(normal).all():
+        bad = int(np.argwhere(~np.isfinite(normal))[0, 0])
+        raise DataError(
+            f"scene {scene_id!r}: {scene_dir / 'normal.npy'} has a non-finite normal "
+            f"{normal[bad].tolist()} at point {bad}"
+        )
+    seg_path = scene_dir / f"{spec.segment_file}.npy"
+    segment = _load_npy(seg_path, scene_id, None, n) if seg_path.is_file() else None
+    inst_path = scene_dir / "instance.npy"
+    instance = _load_npy(inst_path, scene_id, None, n) if inst_path.is_file() else None
+
+    try:
+        return PointCloud(
+            coord=coord.astype(np.float32, copy=False),
+            origin_index=np.arange(n, dtype=np.int64),
+            scene_id=scene_id,
+            color=color.astype(np.float32),
+            normal=normal.astype(np.float32, copy=False),
+            segment=segment,
+            instance=instance,
+            num_classes=spec.num_classes,
+        )
+    except DataError as exc:  # add the folder, so the user knows which files to look at
+        raise DataError(f"{exc} (scene folder {scene_dir})") from None
+
+
+class ScanNetScenes:
+    """The scenes of one split of a layout dataset, loadable by id.
+
+    Args:
+        root: dataset root.
+        split: split folder name.
+        spec: DatasetSpec (or a registered dataset name).
+        require_labels: see `load_scene`.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        split: str,
+        spec: DatasetSpec | str,
+        *,
+        require_labels: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.spec = get_dataset_spec(spec) if isinstance(spec, str) else spec
+        self.require_labels = require_labels
+        self.scene_ids: list[str] = list_scenes(self.root, split)
+
+    def __len__(self) -> int:
+        return len(self.scene_ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"ScanNetScenes(root={str(self.root)!r}, split={self.split!r}, "
+            f"dataset={self.spec.name!r}, scenes={len(self)})"
+        )
+
+    def load(self, scene_id: str) -> PointCloud:
+        """Read scene `scene_id` (one of `scene_ids`) as a PointCloud."""
+        if scene_id not in self.scene_ids:
+            raise DataError(
+                f"scene {scene_id!r} is not in split {self.split!r} of {self.root} "
+                f"({len(self)} scenes, e.g. {', '.join(self.scene_ids[:3])})"
+            )
+        return load_scene(
+            self.root, self.split, scene_id, self.spec, require_labels=self.require_labels
+        )
