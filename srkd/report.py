@@ -1,0 +1,361 @@
+"""Evaluation reports: `metrics.json` (machine-readable) and `report.md` (comparison tables).
+
+One `ReportRow` per evaluated model (a checkpoint, or the teacher scored from its cache). All rows
+of one report must share the class list. Files are written atomically (temporary sibling, then
+`os.replace`), so a crash never leaves a half-written report that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from srkd.errors import ConfigError, DataError
+from srkd.metrics import SegmentationScores, check_class_names, default_class_names
+
+METRICS_FORMAT = "srkd-metrics"
+METRICS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Forward-pass time of one model.
+
+    Fields:
+        ms_per_scene: milliseconds per scene (e.g. the median over repeated runs).
+        device: the device in words, e.g. "NVIDIA H100 80GB HBM3" or "cpu (2 threads)".
+        method: how it was measured, e.g. "median of 20 runs after 5 warm-up, batch 1, no TTA".
+    """
+
+    ms_per_scene: float
+    device: str
+    method: str
+
+    def __post_init__(self) -> None:
+        ms = self.ms_per_scene
+        if isinstance(ms, bool) or not isinstance(ms, numbers.Real) or not 0 <= ms < math.inf:
+            raise ConfigError(f"latency must be a finite number of ms >= 0, got {ms!r}")
+        object.__setattr__(self, "ms_per_scene", float(ms))  # numpy scalars -> plain JSON float
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """What was evaluated.
+
+    Fields:
+        dataset: dataset name or root, e.g. "scannet" or "/data/scannet".
+        split: split name, e.g. "val".
+        num_scenes: scenes scored.
+        tta_views: test-time views averaged per scene (1 = no TTA).
+        scope: which points were scored, e.g. "every original point".
+    """
+
+    dataset: str
+    split: str
+    num_scenes: int
+    tta_views: int = 1
+    scope: str = "every original point"
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One evaluated model.
+
+    Fields:
+        name: display name (unique within a report), e.g. "student-srkd".
+        kind: what it is, e.g. "student", "teacher", "teacher-cache".
+        scores: split-level metrics.
+        split: the dataset / split it was scored on.
+        params: number of parameters; None when unknown (e.g. a cached teacher).
+        latency: forward time; None when not measured (e.g. scored from a cache).
+        source: where the predictions came from (checkpoint or cache path).
+    """
+
+    name: str
+    kind: str
+    scores: SegmentationScores
+    split: SplitInfo
+    params: int | None = None
+    latency: Latency | None = None
+    source: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"a report row needs a non-empty model name, got {self.name!r}")
+        if not isinstance(self.scores, SegmentationScores):
+            raise ConfigError(
+                f"row {self.name!r}: scores must be SegmentationScores, got "
+                f"{type(self.scores).__name__}"
+            )
+        if self.params is not None:
+            p = self.params
+            if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 0:
+                raise ConfigError(
+                    f"row {self.name!r}: parameter count must be an integer >= 0, got {p!r}"
+                )
+            object.__setattr__(self, "params", int(p))  # numpy ints -> plain JSON int
+
+    def to_dict(self, class_names: Sequence[str]) -> dict[str, Any]:
+        """JSON-ready dict of the row (NaN -> None)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "source": self.source,
+            "params": self.params,
+            "latency": None if self.latency is None else vars(self.latency).copy(),
+            "split": vars(self.split).copy(),
+            "scores": self.scores.to_dict(class_names),
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportRow:
+        """Inverse of `to_dict`."""
+        try:
+            latency = data["latency"]
+            return cls(
+                name=str(data["name"]),
+                kind=str(data["kind"]),
+                scores=SegmentationScores.from_dict(data["scores"]),
+                split=SplitInfo(**data["split"]),
+                params=None if data["params"] is None else int(data["params"]),
+                latency=None if latency is None else Latency(**latency),
+                source=str(data.get("source", "")),
+                extra=dict(data.get("extra", {})),
+            )
+        except (KeyError, TypeError) as e:
+            raise DataError(f"a model row in the metrics file is malformed ({e!r})") from e
+
+
+def check_rows(
+    rows: Sequence[ReportRow], class_names: Sequence[str] | None = None
+) -> tuple[list[ReportRow], list[str]]:
+    """Validate rows for one report; returns the rows and the class names (defaulted if None)."""
+    rows = list(rows)
+    if not rows:
+        raise ConfigError("a report needs at least one evaluated model; none was given")
+    for r in rows:
+        if not isinstance(r, ReportRow):
+            raise ConfigError(f"report rows must be ReportRow objects, got {type(r).__name__}")
+    counts = {r.name: r.scores.num_classes for r in rows}
+    if len(set(counts.values())) != 1:
+        raise ConfigError(
+            f"the compared models were scored with different class counts {counts}; "
+            "compare models of one dataset only"
+        )
+    names = [r.name for r in rows]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"model names must be unique in a report; repeated: {dupes}")
+    k = rows[0].scores.num_classes
+    class_names = default_class_names(k) if class_names is None else class_names
+    return rows, check_class_names(class_names, k)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temporary sibling of `path`, then rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write a UTF-8 text file atomically; returns the path."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def metrics_dict(
+    rows: Sequence[ReportRow], class_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The content of metrics.json as a dict."""
+    rows, names = check_rows(rows, class_names)
+    return {
+        "format": METRICS_FORMAT,
+        "version": METRICS_VERSION,
+        "class_names": names,
+        "models": [r.to_dict(names) for r in rows],
+    }
+
+
+def write_metrics_json(
+    path: Path, rows: Sequence[ReportRow], class_names: Sequence[str] | None = None
+) -> Path:
+    """Write every row (scores per class, params, latency, split) to a strict-JSON file."""
+    try:
+        text = json.dumps(metrics_dict(rows, class_names), indent=2, allow_nan=False)
+    except (TypeError, ValueError) as e:  # e.g. a numpy value or NaN in a row's `extra`
+        raise ConfigError(f"the report rows cannot be written as JSON to {path}: {e}") from e
+    return atomic_write_text(Path(path), text + "\n")
+
+
+def read_metrics_json(path: Path) -> tuple[list[ReportRow], list[str]]:
+    """Read a file written by `write_metrics_json`: (rows, class names)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise DataError(f"metrics file {path} does not exist") from e
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"metrics file {path} is not readable JSON ({e})") from e
+    if not isinstance(data, dict) or data.get("format") != METRICS_FORMAT:
+        raise DataError(f"{path} is not an srkd metrics file (no format {METRICS_FORMAT!r})")
+    if data.get("version") != METRICS_VERSION:
+        raise DataError(
+            f"{path} has metrics format version {data.get('version')!r}; this srkd reads "
+            f"version {METRICS_VERSION}"
+        )
+    try:
+        rows = [ReportRow.from_dict(m) for m in data["models"]]
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from e
+    return check_rows(rows, data.get("class_names"))
+
+
+def _pct(x: float) -> str:
+    return "absent" if math.isnan(x) else f"{100.0 * x:.1f}"
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f}M" if n >= 10_000 else str(n)
+
+
+def _cell(text: str) -> str:
+    # a '|' inside a name would split the markdown cell
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]], align: str) -> list[str]:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |"]
+    lines.append("|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|")
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in body]
+    return lines
+
+
+def render_markdown_table(
+    rows: Sequence[ReportRow], class_names: Sequence[str] | None = None
+) -> str:
+    """Markdown: a comparison table (one line per model) then a per-class IoU table.
+
+    Numbers are percentages with one decimal. A class with neither ground truth nor prediction
+    is shown as "absent" and is not in that model's mIoU ("Classes in mean" counts the rest).
+    """
+    rows, names = check_rows(rows, class_names)
+    k = len(names)
+    summary = []
+    for r in rows:
+        s = r.scores
+        summary.append(
+            [
+                r.name,
+                r.kind,
+                _params(r.params),
+                "-" if r.latency is None else f"{r.latency.ms_per_scene:.1f}",
+                "-" if r.latency is None else r.latency.device,
+                _pct(s.miou),
+                _pct(s.macc),
+                _pct(s.allacc),
+                f"{s.classes_in_mean}/{k}",
+            ]
+        )
+    header = ["Model", "Kind", "Params", "Latency (ms/scene)", "Device", "mIoU", "mAcc", "allAcc",
+              "Classes in mean"]  # fmt: skip
+    lines = _table(header, summary, "lllrlrrrr")
+
+    splits = {(r.split.dataset, r.split.split, r.split.num_scenes, r.split.tta_views, r.split.scope)
+              for r in rows}  # fmt: skip
+    lines.append("")
+    for dataset, split, n, views, scope in sorted(splits):
+        tta = "no TTA" if views == 1 else f"{views} TTA views"
+        scenes = "1 scene" if n == 1 else f"{n} scenes"
+        lines.append(f"Scored on {dataset} / {split}: {scenes}, {scope}, {tta}.")
+    methods = sorted({f"{r.latency.method} on {r.latency.device}" for r in rows if r.latency})
+    for m in methods:
+        lines.append(f"Latency: {m}.")
+    lines.append(
+        "mIoU averages IoU over the classes in the mean: every class with ground truth or a "
+        "prediction in the split (a class predicted but never present scores 0). mAcc averages "
+        "over classes with ground truth. Intersections and unions are summed over the split."
+    )
+
+    lines += ["", "### IoU per class (%)", ""]
+    body = [[names[c]] + [_pct(r.scores.iou[c]) for r in rows] for c in range(k)]
+    lines += _table(["Class"] + [r.name for r in rows], body, "l" + "r" * len(rows))
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    out_dir: Path,
+    rows: Sequence[ReportRow],
+    class_names: Sequence[str] | None = None,
+    *,
+    plots: bool = True,
+    images: Mapping[str, Path] | None = None,
+) -> dict[str, Path]:
+    """Write `metrics.json`, `report.md` and (if `plots`) the pictures into `out_dir`.
+
+    Args:
+        out_dir: created if missing.
+        rows: evaluated models (same class count).
+        class_names: one per class; defaults to the ScanNet names for 20/200 classes.
+        plots: also draw `class_iou.png` and one `confusion_<model>.png` per model.
+        images: further pictures already written (title -> path, e.g. a scene render) to link
+            from the report.
+    Returns:
+        Name -> path of every file written ("metrics", "report", "class_iou", "confusion:<model>").
+    """
+    rows, names = check_rows(rows, class_names)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {"metrics": write_metrics_json(out_dir / "metrics.json", rows, names)}
+    pictures: dict[str, Path] = {}
+    if plots:
+        from srkd import plots as plotting  # matplotlib is imported only when pictures are drawn
+
+        written["class_iou"] = plotting.plot_class_iou(rows, names, out_dir / "class_iou.png")
+        pictures["IoU per class"] = written["class_iou"]
+        used: set[str] = set()
+        for r in rows:
+            stem = _file_stem(r.name)
+            while stem in used:  # two names that sanitise alike must not overwrite each other
+                stem += "_"
+            used.add(stem)
+            path = out_dir / f"confusion_{stem}.png"
+            written[f"confusion:{r.name}"] = plotting.plot_confusion(
+                r.scores.confusion, names, path, title=f"Confusion matrix: {r.name}"
+            )
+            pictures[f"Confusion matrix: {r.name}"] = path
+    pictures.update(images or {})
+
+    text = "# Evaluation report\n\n" + render_markdown_table(rows, names)
+    if pictures:
+        text += "\n## Pictures\n\n"
+        for title, path in pictures.items():
+            rel = os.path.relpath(Path(path).resolve(), out_dir.resolve())
+            text += f"### {title}\n\n![{title}]({Path(rel).as_posix()})\n\n"
+    written["report"] = atomic_write_text(out_dir / "report.md", text)
+    return written
+
+
+def _file_stem(name: str) -> str:
+    """A model name made safe as part of a file name."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("._")
+    return safe or "model"
