@@ -1,0 +1,176 @@
+"""Whole-scene inference on every original point: test-mode fragments x augmented views.
+
+Used by `srkd evaluate` (precise test with test-time augmentation) and by `srkd cache-teacher`
+(one cached teacher view = one augmented view covering every point). Pointcept's precise test:
+the scene is voxelised in test mode into fragments that together cover every point; each fragment
+runs through the model separately; softmax probabilities are summed per original point over
+fragments and views; argmax gives the prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from srkd.data.collate import VoxelSample, collate
+from srkd.data.transforms_base import Compose, Record
+from srkd.data.transforms_geometry import CenterShift, RandomFlip, RandomRotate, RandomScale
+from srkd.data.voxelize import grid_sample
+from srkd.types import PointCloud
+
+
+@dataclass
+class SceneInference:
+    """Per original point of one scene (N points, K classes, D feature channels).
+
+    prob_sum:    float64 (N, K) sum of softmax probabilities over all predictions of the point.
+    feature_sum: float64 (N, D) sum of distilled features, or None when not requested.
+    votes:       int64 (N,) number of (view, fragment) predictions that covered the point.
+    """
+
+    prob_sum: np.ndarray
+    feature_sum: np.ndarray | None
+    votes: np.ndarray
+
+    @property
+    def probs(self) -> np.ndarray:
+        """float32 (N, K) mean probability over the predictions of each point."""
+        return (self.prob_sum / np.maximum(self.votes, 1)[:, None]).astype(np.float32)
+
+    @property
+    def features(self) -> np.ndarray | None:
+        """float32 (N, D) mean feature over the predictions of each point."""
+        if self.feature_sum is None:
+            return None
+        return (self.feature_sum / np.maximum(self.votes, 1)[:, None]).astype(np.float32)
+
+    def predictions(self) -> np.ndarray:
+        """int64 (N,) argmax class of the summed probabilities."""
+        return self.prob_sum.argmax(axis=1).astype(np.int64)
+
+    def add(self, other: SceneInference) -> None:
+        """Accumulate another view of the same scene in place."""
+        self.prob_sum += other.prob_sum
+        self.votes += other.votes
+        if self.feature_sum is not None and other.feature_sum is not None:
+            self.feature_sum += other.feature_sum
+
+
+def input_features(pc: PointCloud, feature_names: Sequence[str]) -> np.ndarray:
+    """Model input (N, C) float32 for a view: colour (0..255) mapped to [-1, 1], other fields
+    (normal) as they are. The same mapping as the training chain's colour normalisation."""
+    parts = []
+    for name in feature_names:
+        value = pc.feature((name,))
+        parts.append(value / 127.5 - 1.0 if name == "color" else value)
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def tta_chains(kind: str = "scannet") -> list[Compose]:
+    """The test-time views as deterministic chains (centre shift first).
+
+    scannet: 4 z-rotations (0, 90, 180, 270 degrees) x 3 scales (0.95, 1, 1.05), plus one
+    x/y-flipped view = 13 views (Pointcept's ScanNet precise-test setting); "none": identity.
+    """
+    if kind == "none":
+        return [Compose([CenterShift(apply_z=True)])]
+    if kind != "scannet":
+        from srkd.errors import ConfigError
+
+        raise ConfigError(f"unknown test-time augmentation {kind!r}; use 'scannet' or 'none'")
+    chains = []
+    for quarter in range(4):
+        angle = quarter * math.pi / 2
+        for s in (0.95, 1.0, 1.05):
+            chains.append(Compose([
+                CenterShift(apply_z=True),
+                RandomRotate(angle=(angle, angle), axis="z", p=1.0),
+                RandomScale(scale=(s, s)),
+            ]))
+    chains.append(Compose([CenterShift(apply_z=True), RandomFlip(p=1.0)]))
+    return chains
+
+
+@torch.no_grad()
+def infer_view(
+    model: nn.Module,
+    view: PointCloud,
+    grid_size: float,
+    feature_names: Sequence[str],
+    device: torch.device | str = "cpu",
+    with_feature: bool = False,
+    amp: bool = False,
+    num_points: int | None = None,
+) -> SceneInference:
+    """Run `model` over every point of one (already augmented) view, fragment by fragment.
+
+    Args:
+        view: the scene after the view's geometric transforms; `origin_index` maps its points to
+            the N original points.
+        num_points: N, the size of the original scene (default: max origin_index + 1).
+    Returns:
+        Sums over fragments, indexed by ORIGINAL point.
+    """
+    device = torch.device(device)
+    n = int(num_points if num_points is not None else view.origin_index.max() + 1)
+    grid = grid_sample(view.coord, grid_size, mode="test")
+    feat_all = input_features(view, feature_names)
+    prob_sum = None
+    feature_sum = None
+    votes = np.zeros(n, dtype=np.int64)
+    for fragment in grid.fragments:
+        frag = view.select(fragment)
+        coord = frag.coord - frag.coord.min(axis=0)  # fragment-local centre shift (x, y, z)
+        sample = VoxelSample(
+            coord=coord, grid_coord=grid.grid_coord[fragment], feat=feat_all[fragment],
+            origin_index=frag.origin_index,
+            segment=np.full(len(fragment), -1, np.int64) if frag.segment is None else frag.segment,
+            scene_id=view.scene_id,
+        )
+        batch = collate([sample]).to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+            out = model(batch)
+        prob = torch.softmax(out.logits.float(), dim=1).double().cpu().numpy()
+        if prob_sum is None:
+            prob_sum = np.zeros((n, prob.shape[1]), dtype=np.float64)
+            if with_feature:
+                feature_sum = np.zeros((n, out.feature.shape[1]), dtype=np.float64)
+        np.add.at(prob_sum, frag.origin_index, prob)
+        if feature_sum is not None:
+            np.add.at(feature_sum, frag.origin_index, out.feature.float().double().cpu().numpy())
+        np.add.at(votes, frag.origin_index, 1)
+    assert prob_sum is not None  # a scene has at least one point, hence one fragment
+    return SceneInference(prob_sum=prob_sum, feature_sum=feature_sum, votes=votes)
+
+
+def infer_scene(
+    model: nn.Module,
+    pc: PointCloud,
+    chains: Sequence[Compose],
+    grid_size: float,
+    feature_names: Sequence[str],
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    on_view: Callable[[int, Record], None] | None = None,
+) -> SceneInference:
+    """Precise inference: sum of `infer_view` over the views produced by `chains` (deterministic
+    chains such as `tta_chains()`; their records are reported through `on_view`)."""
+    rng = np.random.default_rng(0)  # deterministic chains draw nothing that matters
+    total: SceneInference | None = None
+    for i, chain in enumerate(chains):
+        view, record = chain(pc, rng)
+        if on_view:
+            on_view(i, record)
+        result = infer_view(model, view, grid_size, feature_names, device, amp=amp,
+                            num_points=pc.num_points)
+        if total is None:
+            total = result
+        else:
+            total.add(result)
+    assert total is not None, "need at least one view"
+    return total
