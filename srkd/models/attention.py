@@ -1,0 +1,192 @@
+"""Serialized patch attention of Point Transformer V3 (Wu et al., CVPR 2024, Sec. 3.3).
+
+Points are sorted along a space-filling curve and cut into patches of `patch_size` consecutive
+points; attention runs inside each patch. Sample sizes are rarely multiples of the patch size, so
+we follow Pointcept's padding scheme (facts from `SerializedAttention.get_padding_and_inverse`):
+
+- a sample of n <= K points is one patch of n points;
+- a sample of n > K points is padded to ceil(n / K) * K slots; the missing slots of its last patch
+  are filled with the points that sit one patch earlier, so the last patch holds the sample's last
+  K points. Duplicated slots are computed and discarded: every real point reads its output from
+  its own (first) slot.
+
+The same patches are used on every device: with flash-attn's variable-length kernel on CUDA when
+it is importable, and with torch's scaled_dot_product_attention (a key mask for patches shorter
+than K) otherwise. Pointcept's own non-flash path instead shrinks K to the smallest sample of the
+batch; we keep the flash semantics everywhere so CPU and GPU agree on one checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srkd.errors import DataError
+
+try:  # optional: only used on CUDA when installed
+    import flash_attn  # type: ignore[import-not-found]
+except (ImportError, OSError, RuntimeError):  # pragma: no cover - a broken build counts as absent
+    flash_attn = None
+
+
+def flash_available() -> bool:
+    """True when flash-attn can be imported (it is never required)."""
+    return flash_attn is not None
+
+
+@dataclass
+class PatchLayout:
+    """Where each serialized point goes in the padded, patch-aligned sequence.
+
+    pad:        int64 (P,) for each padded slot, the serialized position it reads (P >= N).
+    unpad:      int64 (N,) for each serialized position, its own slot in the padded sequence.
+    cu_seqlens: int32 (S + 1,) start of every patch in the padded sequence, then P.
+    patch_size: the longest patch, min(K, largest sample).
+    """
+
+    pad: torch.Tensor
+    unpad: torch.Tensor
+    cu_seqlens: torch.Tensor
+    patch_size: int
+
+    @property
+    def num_patches(self) -> int:
+        """Number of patches S."""
+        return len(self.cu_seqlens) - 1
+
+
+def counts_from_offset(offset: torch.Tensor) -> torch.Tensor:
+    """int64 (B,) points per sample from cumulative end offsets (B,)."""
+    return torch.diff(offset.long(), prepend=offset.new_zeros(1).long())
+
+
+def patch_layout(offset: torch.Tensor, patch_size: int) -> PatchLayout:
+    """Pointcept's padding of a serialized batch into patches of `patch_size` points.
+
+    offset: int64 (B,) cumulative end index of each sample in serialized order.
+    """
+    if patch_size < 1:
+        raise DataError(f"patch_size must be >= 1, got {patch_size}")
+    device = offset.device
+    k = int(patch_size)
+    counts = counts_from_offset(offset)
+    if bool((counts <= 0).any()):
+        raise DataError(f"every sample needs at least one point; points per sample: {counts.tolist()}")
+    padded = torch.where(counts > k, (counts + k - 1) // k * k, counts)
+    start = torch.cumsum(counts, 0) - counts  # first serialized position of each sample
+    pstart = torch.cumsum(padded, 0) - padded  # first padded slot of each sample
+
+    # slot -> (sample, local index); slots past the sample's end copy from one patch earlier
+    sample_of_slot = torch.repeat_interleave(torch.arange(len(counts), device=device), padded)
+    local = torch.arange(int(padded.sum()), device=device) - pstart[sample_of_slot]
+    local = torch.where(local < counts[sample_of_slot], local, local - k)
+    pad = start[sample_of_slot] + local
+
+    sample_of_point = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+    unpad = torch.arange(int(counts.sum()), device=device) + (pstart - start)[sample_of_point]
+
+    n_patches = (padded + k - 1) // k
+    sample_of_patch = torch.repeat_interleave(torch.arange(len(counts), device=device), n_patches)
+    first_patch = torch.cumsum(n_patches, 0) - n_patches
+    within = torch.arange(int(n_patches.sum()), device=device) - first_patch[sample_of_patch]
+    starts = pstart[sample_of_patch] + within * k
+    total = padded.sum().reshape(1)
+    cu_seqlens = torch.cat([starts, total]).to(torch.int32)
+    longest = int(torch.clamp(counts.max(), max=k))  # samples smaller than K shorten every patch
+    return PatchLayout(pad=pad, unpad=unpad, cu_seqlens=cu_seqlens, patch_size=longest)
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    scale: float,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Softmax attention inside each segment [cu_seqlens[s], cu_seqlens[s+1]) with SDPA.
+
+    q, k, v: (P, H, D) packed along the segments; returns (P, H, D) in q's dtype.
+    Segments are gathered into a (S, H, L, D) batch with L = max_seqlen; shorter segments get a
+    key mask, and their empty query rows are dropped on the way back.
+    """
+    bounds = cu_seqlens.long()
+    lengths = bounds[1:] - bounds[:-1]
+    steps = torch.arange(max_seqlen, device=q.device)
+    valid = steps[None, :] < lengths[:, None]  # (S, L)
+    index = (bounds[:-1, None] + steps[None, :]).clamp(max=q.shape[0] - 1)  # (S, L)
+
+    def batched(t: torch.Tensor) -> torch.Tensor:
+        return t[index].transpose(1, 2)  # (S, L, H, D) -> (S, H, L, D)
+
+    mask = None if bool(valid.all()) else valid[:, None, None, :]
+    out = F.scaled_dot_product_attention(
+        batched(q), batched(k), batched(v), attn_mask=mask, dropout_p=dropout_p, scale=scale
+    )
+    return out.transpose(1, 2)[valid]  # (P, H, D): valid slots in row-major = packed order
+
+
+class SerializedAttention(nn.Module):
+    """Multi-head attention within patches of the serialized sequence.
+
+    Parameters follow Pointcept's `SerializedAttention` (qkv: Linear(C, 3C), proj: Linear(C, C));
+    the qkv output is laid out as (3, heads, C / heads) per point.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        num_heads: int,
+        patch_size: int,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        order_index: int = 0,
+        enable_flash: bool = True,
+    ) -> None:
+        super().__init__()
+        if channels % num_heads:
+            raise DataError(f"channels {channels} must be divisible by num_heads {num_heads}")
+        self.channels = channels
+        self.num_heads = num_heads
+        self.patch_size = patch_size
+        self.scale = qk_scale or (channels // num_heads) ** -0.5
+        self.order_index = order_index
+        self.enable_flash = enable_flash
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(channels, channels * 3, bias=qkv_bias)
+        self.proj = nn.Linear(channels, channels)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(
+        self, feat: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, layout: PatchLayout
+    ) -> torch.Tensor:
+        """feat: (N, C); order/inverse: int64 (N,) one curve's serialized order and its inverse;
+        layout: `patch_layout(offset, self.patch_size)`. Returns (N, C) in input point order."""
+        n, c = feat.shape
+        h = self.num_heads
+        slot_order = order[layout.pad]  # padded slot -> point index
+        slot_of_point = layout.unpad[inverse]  # point index -> its slot
+        qkv = self.qkv(feat)[slot_order].reshape(-1, 3, h, c // h)
+        dropout_p = self.attn_drop if self.training else 0.0
+        if self.enable_flash and flash_attn is not None and qkv.is_cuda:
+            half = qkv.dtype if qkv.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+            out = flash_attn.flash_attn_varlen_qkvpacked_func(
+                qkv.to(half),
+                layout.cu_seqlens,
+                max_seqlen=layout.patch_size,
+                dropout_p=dropout_p,
+                softmax_scale=self.scale,
+            ).to(qkv.dtype)
+        else:
+            q, k, v = qkv.unbind(dim=1)
+            out = varlen_attention(
+                q, k, v, layout.cu_seqlens, layout.patch_size, self.scale, dropout_p
+            )
+        out = out.reshape(-1, c)[slot_of_point]
+        return self.proj_drop(self.proj(out))

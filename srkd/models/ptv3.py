@@ -1,0 +1,255 @@
+"""Point Transformer V3 segmentation model (Wu et al., "Point Transformer V3: Simpler, Faster,
+Stronger", CVPR 2024), with parameter names and shapes of Pointcept's `PT-v3m1` + `seg_head`.
+
+Pipeline of one forward pass (shapes for a batch of N points in M occupied voxels):
+    voxels:   points sharing a (sample, voxel) are averaged into one row        (M, C_in)
+    serialize along `order` curves (z / z-trans / hilbert / hilbert-trans), shuffled in training
+    embedding: 5x5x5 SubMConv + BN + GELU                                       (M, enc_channels[0])
+    encoder:  per stage s: [SerializedPooling (s > 0)] + enc_depths[s] blocks
+    decoder:  per stage s = S-2..0: SerializedUnpooling + dec_depths[s] blocks   (M, dec_channels[0])
+    feature = last decoder output (the distilled feature), logits = seg_head(feature)
+    both lifted back to the N input points, in the batch's point order.
+
+Differences from Pointcept, on purpose: orders are shuffled only in training (Pointcept also
+shuffles at test time); duplicate voxels are averaged instead of being fed to the sparse conv twice;
+patches follow flash-attn's semantics on every device (see srkd/models/attention.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from srkd.data.collate import PointBatch
+from srkd.errors import ConfigError, DataError
+from srkd.models._registry import MODELS
+from srkd.models.base import ModelOutput, SegmentationModel
+from srkd.models.ptv3_blocks import (
+    Block,
+    Embedding,
+    PointLevel,
+    SerializedPooling,
+    SerializedUnpooling,
+    make_level,
+)
+from srkd.models.serialization import ORDERS, encode, serialization_depth, serialize
+
+
+def _voxelize(batch: PointBatch) -> tuple[torch.Tensor, ...]:
+    """Unique (sample, voxel) rows of a batch.
+
+    Returns (feat (M, C) mean, coord (M, 3) mean, grid (M, 3) int64, bidx (M,) int64,
+    inverse (N,) int64 row of each point). Rows are sorted by sample, then z-order.
+    """
+    grid = batch.grid_coord.long()
+    bidx = batch.batch_index.to(grid.device)
+    key = encode(grid, bidx, serialization_depth(grid), "z")  # unique per (sample, voxel)
+    _, inverse, counts = torch.unique(key, sorted=True, return_inverse=True, return_counts=True)
+    m = counts.numel()
+    n = inverse.numel()
+    first = torch.full((m,), n, dtype=torch.long, device=grid.device)
+    first.scatter_reduce_(0, inverse, torch.arange(n, device=grid.device), reduce="amin")
+    weights = counts.to(batch.feat.dtype)[:, None]
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros((m, x.shape[1])).index_add_(0, inverse, x) / weights
+
+    return mean(batch.feat), mean(batch.coord), grid[first], bidx[first], inverse
+
+
+def _check_lengths(name: str, values: Sequence, expected: int) -> None:
+    if len(values) != expected:
+        raise ConfigError(f"PTv3: {name} has {len(values)} entries, expected {expected}")
+
+
+class PointTransformerV3(SegmentationModel):
+    """PTv3 U-Net + linear head. forward(PointBatch) -> ModelOutput(logits (N, K), feature (N, D)).
+
+    D = feature_dim = dec_channels[0]. Constructor arguments are plain ints/floats/tuples so a
+    checkpoint can store them and `create_model(name, **args)` rebuilds the same model.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 6,
+        num_classes: int = 20,
+        order: Sequence[str] = ORDERS,
+        stride: Sequence[int] = (2, 2, 2, 2),
+        enc_depths: Sequence[int] = (2, 2, 2, 6, 2),
+        enc_channels: Sequence[int] = (32, 64, 128, 256, 512),
+        enc_num_head: Sequence[int] = (2, 4, 8, 16, 32),
+        enc_patch_size: Sequence[int] = (1024, 1024, 1024, 1024, 1024),
+        dec_depths: Sequence[int] = (2, 2, 2, 2),
+        dec_channels: Sequence[int] = (64, 64, 128, 256),
+        dec_num_head: Sequence[int] = (4, 4, 8, 16),
+        dec_patch_size: Sequence[int] = (1024, 1024, 1024, 1024),
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        drop_path: float = 0.3,
+        shuffle_orders: bool = True,
+        enable_flash: bool = True,
+    ) -> None:
+        super().__init__()
+        order = (order,) if isinstance(order, str) else tuple(order)
+        for o in order:
+            if o not in ORDERS:
+                raise ConfigError(f"PTv3: unknown order {o!r}; known: {', '.join(ORDERS)}")
+        stages = len(enc_depths)
+        if stages < 1:
+            raise ConfigError("PTv3 needs at least one encoder stage")
+        for name, values in (("stride", stride), ("dec_depths", dec_depths), ("dec_channels", dec_channels),
+                             ("dec_num_head", dec_num_head), ("dec_patch_size", dec_patch_size)):
+            _check_lengths(name, values, stages - 1)
+        for name, values in (("enc_channels", enc_channels), ("enc_num_head", enc_num_head),
+                             ("enc_patch_size", enc_patch_size)):
+            _check_lengths(name, values, stages)
+        if in_channels < 1 or num_classes < 1:
+            raise ConfigError(
+                f"PTv3: in_channels ({in_channels}) and num_classes ({num_classes}) must be >= 1"
+            )
+
+        self.in_channels = int(in_channels)
+        self.num_classes = int(num_classes)
+        self.feature_dim = int(dec_channels[0]) if stages > 1 else int(enc_channels[0])
+        self.order = order
+        self.shuffle_orders = shuffle_orders
+        block_args = dict(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale,
+                          attn_drop=attn_drop, proj_drop=proj_drop, enable_flash=enable_flash)
+
+        self.embedding = Embedding(in_channels, enc_channels[0])
+        # drop-path rate grows linearly with depth over the encoder (and, reversed, the decoder)
+        enc_rates = torch.linspace(0, drop_path, sum(enc_depths)).tolist()
+        self.enc = nn.ModuleDict()
+        for s in range(stages):
+            stage = nn.ModuleDict()
+            if s > 0:
+                stage["down"] = SerializedPooling(
+                    enc_channels[s - 1], enc_channels[s], stride[s - 1], shuffle_orders
+                )
+            rates = enc_rates[sum(enc_depths[:s]) : sum(enc_depths[: s + 1])]
+            for i in range(enc_depths[s]):
+                stage[f"block{i}"] = Block(
+                    enc_channels[s], enc_num_head[s], enc_patch_size[s], drop_path=rates[i],
+                    order_index=i % len(order), cpe_indice_key=f"stage{s}", **block_args,
+                )
+            self.enc[f"enc{s}"] = stage
+
+        self.dec = nn.ModuleDict()
+        dec_rates = torch.linspace(0, drop_path, max(sum(dec_depths), 1)).tolist()
+        widths = list(dec_channels) + [enc_channels[-1]]
+        for s in reversed(range(stages - 1)):
+            stage = nn.ModuleDict()
+            stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s])
+            rates = dec_rates[sum(dec_depths[:s]) : sum(dec_depths[: s + 1])][::-1]
+            for i in range(dec_depths[s]):
+                stage[f"block{i}"] = Block(
+                    widths[s], dec_num_head[s], dec_patch_size[s], drop_path=rates[i],
+                    order_index=i % len(order), cpe_indice_key=f"stage{s}", **block_args,
+                )
+            self.dec[f"dec{s}"] = stage
+        self.seg_head = nn.Linear(self.feature_dim, num_classes)
+
+    def _check(self, batch: PointBatch) -> None:
+        n = batch.grid_coord.shape[0]
+        if batch.feat.ndim != 2 or batch.feat.shape[1] != self.in_channels:
+            raise DataError(
+                f"PTv3 expects feat of shape (N, {self.in_channels}), got {tuple(batch.feat.shape)}; "
+                "check the input feature spec (e.g. colour + normal = 6)"
+            )
+        if batch.feat.shape[0] != n or batch.coord.shape[0] != n:
+            raise DataError(f"PointBatch rows differ: grid_coord {n}, feat {batch.feat.shape[0]}, "
+                            f"coord {batch.coord.shape[0]}")
+        if n == 0 or int(batch.offset[-1]) != n:
+            raise DataError(f"PointBatch offset {batch.offset.tolist()} does not end at N = {n}")
+        if bool((torch.diff(batch.offset, prepend=batch.offset.new_zeros(1)) <= 0).any()):
+            raise DataError(f"every sample needs at least one point; offset = {batch.offset.tolist()}")
+
+    def encode_levels(self, batch: PointBatch) -> tuple[PointLevel, torch.Tensor]:
+        """Run stem, encoder and decoder. Returns the finest level (feat (M, D)) and the int64
+        (N,) map from batch points to its rows."""
+        self._check(batch)
+        feat, coord, grid, bidx, inverse = _voxelize(batch)
+        ser = serialize(grid, bidx, self.order, batch_size=batch.batch_size)
+        if self.training and self.shuffle_orders:
+            ser = ser.shuffled()
+        level = make_level(feat, coord, grid, bidx, batch.batch_size, ser)
+        level = self.embedding(level)
+        for stage in self.enc.values():
+            for module in stage.values():
+                level = module(level)
+        for stage in self.dec.values():
+            for module in stage.values():
+                level = module(level)
+        return level, inverse
+
+    def forward(self, batch: PointBatch) -> ModelOutput:
+        """batch: PointBatch of N points (feat (N, in_channels)). Returns logits float (N,
+        num_classes) and feature float (N, feature_dim), in the batch's point order."""
+        level, inverse = self.encode_levels(batch)
+        feature = level.feat[inverse]
+        return ModelOutput(logits=self.seg_head(feature), feature=feature)
+
+
+# ---- presets -------------------------------------------------------------------------------
+
+PTV3_BASE: dict = dict(  # Pointcept configs/scannet/semseg-pt-v3m1-0-base.py
+    enc_depths=(2, 2, 2, 6, 2), enc_channels=(32, 64, 128, 256, 512), enc_num_head=(2, 4, 8, 16, 32),
+    dec_depths=(2, 2, 2, 2), dec_channels=(64, 64, 128, 256), dec_num_head=(4, 4, 8, 16),
+)
+PTV3_LARGE: dict = dict(  # Pointcept configs/scannet/semseg-pt-v3m2-0-sonata-scratch.py
+    enc_depths=(3, 3, 3, 12, 3), enc_channels=(48, 96, 192, 384, 512), enc_num_head=(3, 6, 12, 24, 32),
+    dec_depths=(2, 2, 2, 2), dec_channels=(64, 96, 192, 384), dec_num_head=(4, 6, 12, 24),
+)
+PTV3_HALF: dict = dict(  # SRKD student: every width of the base halved
+    enc_depths=(2, 2, 2, 6, 2), enc_channels=(16, 32, 64, 128, 256), enc_num_head=(2, 4, 8, 16, 32),
+    dec_depths=(2, 2, 2, 2), dec_channels=(32, 32, 64, 128), dec_num_head=(4, 4, 8, 16),
+)
+TEST_PTV3: dict = dict(  # three stages, tiny widths and patches, for tests
+    order=("z", "hilbert-trans"), stride=(2, 2), enc_depths=(1, 1, 2), enc_channels=(8, 16, 16),
+    enc_num_head=(1, 2, 2), enc_patch_size=(32, 32, 32), dec_depths=(1, 1), dec_channels=(16, 16),
+    dec_num_head=(2, 2), dec_patch_size=(32, 32), drop_path=0.1,
+)
+TEST_PTV3_TWO_STAGE: dict = dict(
+    order=ORDERS, stride=(2,), enc_depths=(2, 2), enc_channels=(8, 16), enc_num_head=(2, 2),
+    enc_patch_size=(16, 16), dec_depths=(1,), dec_channels=(8,), dec_num_head=(1,), dec_patch_size=(16,),
+    drop_path=0.0,
+)
+
+
+def _build(preset: dict, overrides: dict) -> PointTransformerV3:
+    return PointTransformerV3(**{**preset, **overrides})
+
+
+@MODELS.register
+def ptv3_large(**overrides) -> PointTransformerV3:
+    """Teacher-sized PTv3 (>= 100M parameters)."""
+    return _build(PTV3_LARGE, overrides)
+
+
+@MODELS.register
+def ptv3_base(**overrides) -> PointTransformerV3:
+    """Pointcept's ScanNet PTv3 base (PT-v3m1)."""
+    return _build(PTV3_BASE, overrides)
+
+
+@MODELS.register
+def ptv3_half(**overrides) -> PointTransformerV3:
+    """SRKD student: PTv3 base with every width halved."""
+    return _build(PTV3_HALF, overrides)
+
+
+@MODELS.register
+def test_ptv3(**overrides) -> PointTransformerV3:
+    """Tiny three-stage PTv3 for tests."""
+    return _build(TEST_PTV3, overrides)
+
+
+@MODELS.register
+def test_ptv3_two_stage(**overrides) -> PointTransformerV3:
+    """Tiny two-stage PTv3 with all four curves, for tests."""
+    return _build(TEST_PTV3_TWO_STAGE, overrides)

@@ -1,0 +1,124 @@
+"""Self-describing checkpoints: round trip and every refusal."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from srkd.errors import CheckpointError
+from srkd.models import create_model, file_sha256, load_checkpoint, save_checkpoint
+from srkd.models.checkpoint import read_checkpoint_meta
+
+CLASSES = ["wall", "floor", "chair"]
+FEATURES = ["color", "normal"]
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = create_model("test_spunet", num_classes=3)
+    with torch.no_grad():  # make buffers non-default so the round trip checks them too
+        model.conv_input[1].running_mean.fill_(0.25)
+    path = save_checkpoint(
+        tmp_path / "run" / "model.pt",
+        model,
+        class_names=CLASSES,
+        feature_names=FEATURES,
+        train_params={"lr": np.float32(0.002), "epochs": 3, "weights": {"kl": 0.3}},
+        extra={"miou": 0.5},
+    )
+    return path, model
+
+
+def test_round_trip(saved: tuple[Path, torch.nn.Module]) -> None:
+    path, model = saved
+    loaded, meta = load_checkpoint(path, expect_classes=CLASSES, expect_features=FEATURES)
+    assert meta.model_name == "test_spunet" and meta.model_args == {"num_classes": 3}
+    assert meta.class_names == tuple(CLASSES) and meta.num_classes == 3
+    assert meta.feature_names == tuple(FEATURES) and meta.in_channels == 6
+    assert meta.train_params == {"lr": pytest.approx(0.002), "epochs": 3, "weights": {"kl": 0.3}}
+    assert meta.extra == {"miou": 0.5} and meta.format_version == 1
+    assert not loaded.training
+    want = model.state_dict()
+    got = loaded.state_dict()
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+    assert read_checkpoint_meta(path).model_name == "test_spunet"
+    assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temp file
+
+
+def test_refuses_missing_and_foreign_files(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    pointcept_like = tmp_path / "model_best.pth"
+    torch.save({"epoch": 3, "state_dict": {"module.backbone.x": torch.zeros(2)}}, pointcept_like)
+    with pytest.raises(CheckpointError, match="load_pointcept_checkpoint"):
+        load_checkpoint(pointcept_like)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(garbage)
+
+
+def _rewrite(path: Path, **changes) -> Path:
+    data = torch.load(path, weights_only=True)
+    data.update(changes)
+    out = path.with_name("edited.pt")
+    torch.save(data, out)
+    return out
+
+
+def test_refuses_other_classes_and_features(saved: tuple[Path, torch.nn.Module]) -> None:
+    path, _ = saved
+    with pytest.raises(CheckpointError, match="predicts 3 classes, 20 expected"):
+        load_checkpoint(path, expect_classes=20)
+    with pytest.raises(CheckpointError, match="'chair' vs 'table'"):
+        load_checkpoint(path, expect_classes=["wall", "floor", "table"])
+    with pytest.raises(CheckpointError, match="3 class names in the checkpoint, 2 expected"):
+        load_checkpoint(path, expect_classes=["wall", "floor"])
+    with pytest.raises(CheckpointError, match=r"expects input features \['color', 'normal'\]"):
+        load_checkpoint(path, expect_features=["color"])
+
+
+def test_refuses_unknown_model_newer_format_and_wrong_weights(saved: tuple[Path, torch.nn.Module]) -> None:
+    path, _ = saved
+    with pytest.raises(CheckpointError, match="'resnet9000'.*known:.*test_spunet"):
+        load_checkpoint(_rewrite(path, model_name="resnet9000"))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(_rewrite(path, format_version=99))
+    data = torch.load(path, weights_only=True)
+    state = dict(data["state_dict"])
+    del state["final.weight"]
+    with pytest.raises(CheckpointError, match="missing.*final.weight"):
+        load_checkpoint(_rewrite(path, state_dict=state))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_checkpoint(_rewrite(path, model_args={"num_classes": 4}))
+
+
+def test_save_refuses_bad_descriptions(tmp_path: Path) -> None:
+    model = create_model("test_spunet", num_classes=3)
+    with pytest.raises(CheckpointError, match="3 classes but 2 class names"):
+        save_checkpoint(tmp_path / "a.pt", model, class_names=["a", "b"], feature_names=FEATURES)
+    with pytest.raises(CheckpointError, match="not a registered preset"):
+        save_checkpoint(
+            tmp_path / "a.pt", model, model_name="nope", class_names=CLASSES, feature_names=FEATURES
+        )
+    with pytest.raises(CheckpointError, match="train_params.fn"):
+        save_checkpoint(
+            tmp_path / "a.pt", model, class_names=CLASSES, feature_names=FEATURES, train_params={"fn": print}
+        )
+    assert not (tmp_path / "a.pt").exists()
+
+
+def test_file_sha256(tmp_path: Path) -> None:
+    p = tmp_path / "blob.bin"
+    data = bytes(range(256)) * 5000
+    p.write_bytes(data)
+    assert file_sha256(p, chunk_size=1000) == hashlib.sha256(data).hexdigest()
+    with pytest.raises(CheckpointError, match="no such file"):
+        file_sha256(tmp_path / "missing")
