@@ -15,6 +15,9 @@ import typer
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("run", "pipeline.commands.run:run"),
     ("prepare", "pipeline.commands.prepare:app"),
+    ("evaluate", "pipeline.commands.evaluate:evaluate"),
+    ("inspect-cache", "pipeline.commands.inspect_cache:inspect_cache"),
+    ("cache-teacher", "pipeline.commands.cache_teacher:cache_teacher"),
 )
 
 app = typer.Typer(

@@ -1,0 +1,104 @@
+"""`srkd inspect-cache DIR [--verify]`: what a teacher cache holds, and whether it is healthy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.commands._common import user_errors
+
+
+def inspect_cache(
+    cache: Annotated[Path, typer.Argument(help="Teacher cache directory (written by `srkd cache-teacher`).")],
+    verify: Annotated[bool, typer.Option("--verify", help="Decode every scene, check it, and score the cached teacher against ground truth.")] = False,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root for the labels of --verify's mIoU (default: the root recorded in the cache).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and verification) as JSON instead of tables.")] = False,
+) -> None:
+    """Summarise a teacher cache; with --verify, check every scene and report the teacher's mIoU."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from srkd.cache.inspect import summarize, teacher_miou
+    from srkd.cache.inspect import verify as verify_cache
+    from srkd.errors import CacheError
+
+    console = Console()
+    with user_errors():
+        if not cache.is_dir():
+            raise CacheError(f"no teacher cache at {cache} (not a directory)")
+        summary = summarize(cache)
+        result: dict = {"summary": summary}
+        problems: list[str] = []
+        if verify:
+            problems = verify_cache(cache)
+            result["problems"] = problems
+            result["teacher"] = _score(summary, data_root, problems, teacher_miou)
+        if as_json:
+            typer.echo(json.dumps(result, indent=2, default=str))
+        else:
+            table = Table(title=f"teacher cache {cache}", show_header=False)
+            spec = summary["spec"]
+            rows = [
+                ("dataset / split", f"{spec['dataset']} / {spec['split']} ({spec['data_root']})"),
+                ("teacher", f"{spec['teacher_name']} sha256 {spec['teacher_sha256'][:12]}"),
+                ("classes / feature dim", f"{len(spec['class_names'])} / {spec['feature_dim']}"),
+                ("views", f"{summary['views']}" + (" + ensemble" if summary["ensemble"] else "")),
+                ("codec", summary["codec"]),
+                ("scenes (committed)", str(summary["scenes"])),
+                ("uncommitted scenes", str(len(summary["uncommitted"]))),
+                ("points", f"{summary['points']:,}"),
+                ("bytes on disk", f"{summary['bytes'] / 2**20:,.1f} MiB"),
+                ("bytes / point / entry", f"{summary['bytes_per_point']:.1f}"),
+                ("fingerprint", summary["fingerprint"][:16]),
+                ("schema / srkd", f"{summary['schema_version']} / {summary['srkd_version']}"),
+            ]
+            for key, value in rows:
+                table.add_row(key, value)
+            console.print(table)
+            if verify:
+                _print_verify(console, problems, result["teacher"])
+        if problems:
+            raise typer.Exit(code=1)
+
+
+def _score(summary: dict, data_root: Optional[Path], problems: list[str], teacher_miou) -> dict:  # type: ignore[no-untyped-def]
+    """The cached teacher's scores, or {"skipped": why} when labels are unavailable."""
+    if problems:
+        return {"skipped": "the cache has problems"}
+    from srkd.data.scannet import get_dataset_spec, load_scene
+    from srkd.errors import ConfigError
+
+    spec = summary["spec"]
+    root = Path(data_root) if data_root is not None else Path(spec["data_root"])
+    try:
+        dataset = get_dataset_spec(spec["dataset"])
+    except ConfigError:
+        return {"skipped": f"dataset {spec['dataset']!r} has no reader for ground-truth labels"}
+    if dataset.num_classes != len(spec["class_names"]):
+        return {"skipped": f"dataset {spec['dataset']!r} has {dataset.num_classes} classes, the cache {len(spec['class_names'])}"}
+    if not (root / spec["split"]).is_dir():
+        return {"skipped": f"no labels: {root / spec['split']} does not exist (pass --data-root)"}
+
+    def labels(scene: str):  # type: ignore[no-untyped-def]
+        return load_scene(root, spec["split"], scene, dataset).segment
+
+    return teacher_miou(summary["where"], labels, dataset.num_classes)
+
+
+def _print_verify(console, problems: list[str], teacher: dict) -> None:  # type: ignore[no-untyped-def]
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s):[/red]")
+        for line in problems:
+            console.print(f"  - {line}", style="red", markup=False, highlight=False)
+    else:
+        console.print("[green]verified: every scene decodes, shapes and values are valid[/green]")
+    if "skipped" in teacher:
+        console.print(f"[yellow]teacher mIoU skipped: {teacher['skipped']}[/yellow]")
+    else:
+        console.print(
+            f"cached teacher ({teacher['view']}) over {teacher['scenes']} scenes: "
+            f"mIoU {100 * teacher['miou']:.2f}  mAcc {100 * teacher['macc']:.2f}  allAcc {100 * teacher['allacc']:.2f}"
+        )

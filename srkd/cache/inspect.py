@@ -1,0 +1,180 @@
+"""Looking at a teacher cache: summary, full verification, and the cached teacher's mIoU.
+
+All three read the cache only (no teacher, no torch). `teacher_miou` runs one dask task per scene
+(decode the entry, argmax, confusion matrix against ground truth) and sums the matrices, so scoring
+a cached teacher over a split costs a pass over the cache, not a teacher forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import zarr
+
+from srkd.cache.reader import CacheReader, View
+from srkd.cache.schema import COMMITTED, ENSEMBLE, entry_name
+from srkd.errors import CacheError, SrkdError
+
+
+def _entry_bytes(group: zarr.Group) -> int:
+    """Stored bytes of every array below `group` (chunks + array metadata)."""
+    total = 0
+    for _, arr in group.arrays():
+        total += arr.nbytes_stored()
+    for _, sub in group.groups():
+        total += _entry_bytes(sub)
+    return total
+
+
+def summarize(path_or_store: Any) -> dict[str, Any]:
+    """Headline facts of a cache.
+
+    Returns:
+        dict with where, schema_version, fingerprint, srkd_version, spec (the settings as JSON),
+        scenes (committed count), uncommitted (ids of uncommitted scene groups), points (original
+        points over committed scenes), views, ensemble, entries_per_scene, bytes (stored bytes of
+        all committed scene arrays), bytes_per_point (per point per stored entry).
+    """
+    reader = CacheReader(path_or_store, cache_bytes=0)
+    root = reader._root
+    points = 0
+    stored = 0
+    for scene in reader.scene_ids:
+        points += reader.num_points(scene)
+        stored += _entry_bytes(root[scene])
+    spec = reader.spec
+    entries = spec.views + int(spec.ensemble)
+    return {
+        "where": reader.where,
+        "schema_version": reader.record["schema_version"],
+        "fingerprint": reader.fingerprint,
+        "srkd_version": reader.record.get("srkd_version"),
+        "spec": spec.to_json(),
+        "codec": str(spec.codec),
+        "scenes": len(reader.scene_ids),
+        "uncommitted": sorted(set(root.group_keys()) - set(reader.scene_ids)),
+        "points": points,
+        "views": spec.views,
+        "ensemble": spec.ensemble,
+        "entries_per_scene": entries,
+        "bytes": stored,
+        "bytes_per_point": stored / (points * entries) if points else float("nan"),
+    }
+
+
+def verify(path_or_store: Any) -> list[str]:
+    """Decode every committed scene and list every problem found (empty list = healthy).
+
+    Checks: the root opens (srkd cache, schema version, self-consistent fingerprint); every scene
+    group is committed (an uncommitted one is a crashed or unfinished write); each committed
+    scene holds its recorded views (+ ensemble), one replay record per view, every chunk present
+    and readable, N rows of K logits and D features, all finite.
+    """
+    try:
+        reader = CacheReader(path_or_store, cache_bytes=0)
+    except SrkdError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    root = reader._root
+    spec = reader.spec
+    for name in sorted(root.group_keys()):
+        try:
+            committed = root[name].attrs.get(COMMITTED) is True
+        except Exception as exc:  # torn metadata
+            problems.append(f"scene {name!r}: metadata unreadable ({exc}); re-run `srkd cache-teacher`")
+            continue
+        if not committed:
+            problems.append(f"scene {name!r} is not committed (an interrupted write); re-run `srkd cache-teacher`")
+            continue
+        problems.extend(_verify_scene(reader, name, spec.num_classes, spec.feature_dim))
+    return problems
+
+
+def _verify_scene(reader: CacheReader, scene: str, k: int, d: int) -> list[str]:
+    out: list[str] = []
+    attrs = reader._root[scene].attrs
+    n = int(attrs.get("num_points", -1))
+    views = int(attrs.get("views", -1))
+    if views != reader.spec.views:
+        out.append(f"scene {scene!r} holds {views} views, the cache settings say {reader.spec.views}")
+    if len(attrs.get("view_params") or []) != views:
+        out.append(f"scene {scene!r}: {len(attrs.get('view_params') or [])} replay records for {views} views")
+    if bool(attrs.get(ENSEMBLE)) != reader.spec.ensemble:
+        out.append(f"scene {scene!r}: ensemble entry presence differs from the cache settings")
+    for view in reader.entries(scene):
+        where = f"scene {scene!r}, {entry_name(view)}"
+        try:
+            logits, feature = reader.read_all(scene, view)
+        except SrkdError as exc:
+            out.append(str(exc))
+            continue
+        if logits.shape != (n, k) or feature.shape != (n, d):
+            out.append(f"{where}: shapes {logits.shape} and {feature.shape}, expected ({n}, {k}) and ({n}, {d})")
+        if not (np.isfinite(logits).all() and np.isfinite(feature).all()):
+            out.append(f"{where}: decoded values contain NaN or infinity")
+    return out
+
+
+def _scene_confusion(
+    path_or_store: Any, scene: str, view: View, labels_for_scene: Callable[[str], np.ndarray], k: int
+) -> np.ndarray:
+    from srkd.metrics import confusion_matrix
+
+    reader = CacheReader(path_or_store, cache_bytes=0)
+    logits, _ = reader.read_all(scene, view)
+    labels = np.asarray(labels_for_scene(scene))
+    if labels.shape != (len(logits),):
+        raise CacheError(
+            f"scene {scene!r}: {labels.shape[0] if labels.ndim else 0} ground-truth labels for "
+            f"{len(logits)} cached points; the cache was built from other data"
+        )
+    return confusion_matrix(logits.argmax(axis=1), labels, k)
+
+
+def teacher_miou(
+    path_or_store: Any,
+    labels_for_scene: Callable[[str], np.ndarray],
+    num_classes: int,
+    view: View | None = None,
+    num_workers: int | None = None,
+) -> dict[str, Any]:
+    """Score the cached teacher against ground truth over every committed scene, with dask.
+
+    Args:
+        path_or_store: the cache.
+        labels_for_scene: scene id -> int (N,) labels of its original points (-1 = ignore).
+        num_classes: K.
+        view: which entry to score; default the ensemble if stored, else view 0.
+        num_workers: dask threads (default: dask's choice).
+    Returns:
+        dict with view, scenes, miou, macc, allacc, iou (per class list, None = absent class)
+        and confusion (K x K list); intersections/unions summed over the split (METHOD.md).
+    """
+    import dask
+
+    from srkd.metrics import SegmentationScores
+
+    reader = CacheReader(path_or_store, cache_bytes=0)
+    if view is None:
+        view = ENSEMBLE if reader.spec.ensemble else 0
+    entry_name(view)  # validate early
+    tasks = [
+        dask.delayed(_scene_confusion)(path_or_store, s, view, labels_for_scene, num_classes)
+        for s in reader.scene_ids
+    ]
+    if tasks:
+        total = dask.delayed(sum)(tasks).compute(scheduler="threads", num_workers=num_workers)
+    else:
+        total = np.zeros((num_classes, num_classes), np.int64)
+    scores = SegmentationScores.from_confusion(total)
+    return {
+        "view": view,
+        "scenes": len(tasks),
+        "miou": scores.miou,
+        "macc": scores.macc,
+        "allacc": scores.allacc,
+        "iou": [None if np.isnan(v) else float(v) for v in scores.iou],
+        "confusion": np.asarray(total).tolist(),
+    }

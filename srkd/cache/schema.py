@@ -1,0 +1,342 @@
+"""The teacher cache's on-disk schema (Zarr v3) and the value objects that describe a cache.
+
+Layout (see README, "Teacher cache"):
+
+    <root>/zarr.json                      attributes["srkd_cache"] = {schema_version, fingerprint,
+                                          srkd_version, spec: {dataset, data_root, split, ...}}
+    <root>/<scene>/zarr.json              attributes: num_points, views, ensemble, view_params,
+                                          ensemble_params, committed (written LAST)
+    <root>/<scene>/view_<v>/<array>       one entry per cached view v = 0..V-1
+    <root>/<scene>/ensemble/<array>       optional: mean probabilities over the views
+
+Every per-point array has one row per ORIGINAL point of the scene (row i = origin_index i).
+Which arrays an entry holds depends on the codec (`srkd.cache.codecs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import zarr
+import zarr.codecs as zc
+
+from srkd.cache.codecs import Codec, CodecSpec, Encoded
+from srkd.errors import CacheError, ConfigError
+
+SCHEMA_VERSION = 1
+"""Bumped whenever the layout changes incompatibly; readers refuse other versions."""
+
+ROOT_KEY = "srkd_cache"
+"""The root attribute holding the cache's identity; a store without it is not a srkd cache."""
+
+COMMITTED = "committed"
+"""Scene attribute written last; a scene without `committed: true` does not exist for readers."""
+
+ENSEMBLE = "ensemble"
+
+CHUNK_ROWS = 131072
+"""Rows per chunk of a per-point array: >= 1 MB for the code arrays of a 20-class/64-d entry, and
+one to a few chunks per typical scene (readers load whole entries)."""
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_scene_id(scene_id: str) -> str:
+    """Return `scene_id` if it is a safe single path component, else raise CacheError.
+
+    Same rule as `srkd.data.layout.check_scene_id` (kept here so srkd.cache imports no data code).
+    """
+    if not isinstance(scene_id, str) or not _SAFE_ID.match(scene_id) or ".." in scene_id:
+        raise CacheError(
+            f"scene id {scene_id!r} is not a plain name (letters, digits, '_', '-', '.'); "
+            "it would not map to a single group inside the cache"
+        )
+    return scene_id
+
+
+def entry_name(view: int | str) -> str:
+    """Group name of a view index (0 -> "view_0") or of "ensemble"."""
+    if view == ENSEMBLE:
+        return ENSEMBLE
+    if isinstance(view, (int, np.integer)) and not isinstance(view, bool) and view >= 0:
+        return f"view_{int(view)}"
+    raise CacheError(f"view must be a non-negative int or {ENSEMBLE!r}, got {view!r}")
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted-key, compact JSON (the fingerprint's input). Numpy values are refused."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cache settings must be plain JSON values (no numpy, NaN): {exc}") from exc
+
+
+def _plain(obj: Any, what: str) -> Any:
+    """A JSON round trip: plain dicts/lists/scalars, or ConfigError naming `what`."""
+    try:
+        return json.loads(canonical_json(obj))
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheSpec:
+    """Everything that determines a cache's targets; its fingerprint decides reuse.
+
+    Mapping fields (`teacher_args`, `view_settings`) hold plain JSON values; `view_settings`
+    should record the view augmentations and their seeds, so replaying a view is exact.
+    """
+
+    dataset: str
+    data_root: str
+    split: str
+    class_names: tuple[str, ...]
+    teacher_name: str
+    teacher_args: Mapping[str, Any]
+    teacher_sha256: str
+    feature_dim: int
+    codec: CodecSpec = CodecSpec()
+    views: int = 1
+    ensemble: bool = False
+    view_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    grid_size: float = 0.02
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once here
+        set_(self, "class_names", tuple(str(c) for c in self.class_names))
+        set_(self, "teacher_args", _plain(dict(self.teacher_args), "teacher_args"))
+        set_(self, "view_settings", _plain(dict(self.view_settings), "view_settings"))
+        set_(self, "feature_dim", int(self.feature_dim))
+        set_(self, "views", int(self.views))
+        set_(self, "grid_size", float(self.grid_size))
+        if not self.class_names:
+            raise ConfigError("a cache needs at least one class name")
+        if self.feature_dim < 1 or self.views < 1:
+            raise ConfigError(f"feature_dim and views must be >= 1, got {self.feature_dim}, {self.views}")
+        if not math.isfinite(self.grid_size) or self.grid_size <= 0:
+            raise ConfigError(f"grid_size must be a positive number, got {self.grid_size}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["class_names"] = list(self.class_names)
+        out["codec"] = self.codec.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> CacheSpec:
+        try:
+            fields = {f.name for f in dataclasses.fields(cls)}
+            kwargs = {k: v for k, v in obj.items() if k in fields}
+            kwargs["codec"] = CodecSpec.from_json(obj["codec"])
+            kwargs["class_names"] = tuple(obj["class_names"])
+            return cls(**kwargs)
+        except (KeyError, TypeError, ConfigError) as exc:
+            raise CacheError(f"malformed cache spec in root attributes: {exc}") from exc
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) of the canonical JSON of every field."""
+        return hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()
+
+    def diff(self, other: CacheSpec) -> list[str]:
+        """Human-readable differences, "field: <self> != <other>", one per changed (sub)field."""
+        out: list[str] = []
+        mine, theirs = self.to_json(), other.to_json()
+        for key in mine:
+            a, b = mine[key], theirs[key]
+            if a == b:
+                continue
+            if isinstance(a, dict) and isinstance(b, dict):
+                for sub in sorted(set(a) | set(b)):
+                    if a.get(sub) != b.get(sub):
+                        out.append(f"{key}.{sub}: {_short(a.get(sub))} != {_short(b.get(sub))}")
+            else:
+                out.append(f"{key}: {_short(a)} != {_short(b)}")
+        return out
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ViewTargets(NamedTuple):
+    """One view's teacher outputs for every original point of a scene.
+
+    logits: float32 (N, K); feature: float32 (N, D); params: JSON-serialisable replay record.
+    """
+
+    logits: np.ndarray
+    feature: np.ndarray
+    params: dict[str, Any]
+
+
+def ensemble_of(views: Sequence[ViewTargets], params: dict[str, Any] | None = None) -> ViewTargets:
+    """The test-time-augmented teacher: mean probabilities (and mean features) over views.
+
+    logits = log(mean_v softmax(l_v)) computed as logsumexp_v(log_softmax(l_v)) - log V, so
+    softmax(logits) is exactly the mean probability and no logit becomes -inf.
+    """
+    if not views:
+        raise ConfigError("ensemble_of needs at least one view")
+    stacked = np.stack([np.asarray(v.logits, dtype=np.float64) for v in views])  # (V, N, K)
+    log_p = stacked - stacked.max(axis=2, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=2, keepdims=True))
+    top = log_p.max(axis=0)
+    logits = top + np.log(np.exp(log_p - top).sum(axis=0)) - math.log(len(views))
+    feature = np.mean([np.asarray(v.feature, dtype=np.float64) for v in views], axis=0)
+    record = {"kind": ENSEMBLE, "views": len(views)} if params is None else params
+    return ViewTargets(logits.astype(np.float32), feature.astype(np.float32), record)
+
+
+def root_record(spec: CacheSpec, srkd_version: str) -> dict[str, Any]:
+    """The root attribute value written once, by the process that creates the cache."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "fingerprint": spec.fingerprint(),
+        "srkd_version": srkd_version,
+        "spec": spec.to_json(),
+    }
+
+
+def open_store(path_or_store: Any, *, read_only: bool) -> Any:
+    """A zarr Store for a directory path (LocalStore) or an existing Store object."""
+    if isinstance(path_or_store, zarr.abc.store.Store):
+        return path_or_store
+    return zarr.storage.LocalStore(Path(path_or_store), read_only=read_only)
+
+
+def read_root(group: zarr.Group, where: str) -> tuple[dict[str, Any], CacheSpec]:
+    """The root record and spec of a srkd cache, or CacheError for foreign/other-version stores."""
+    record = group.attrs.get(ROOT_KEY)
+    if not isinstance(record, dict):
+        raise CacheError(
+            f"{where} is a Zarr store but not a srkd teacher cache (no {ROOT_KEY!r} root attribute); "
+            "point at a cache written by `srkd cache-teacher`, or use a new directory"
+        )
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise CacheError(
+            f"the cache at {where} has schema version {version!r}, this srkd reads version "
+            f"{SCHEMA_VERSION}; rebuild it with `srkd cache-teacher --overwrite`"
+        )
+    spec = CacheSpec.from_json(record.get("spec", {}))
+    if record.get("fingerprint") != spec.fingerprint():
+        raise CacheError(f"the cache at {where} has a fingerprint that does not match its own settings; it was edited or damaged")
+    return record, spec
+
+
+def stale_message(where: str, found: CacheSpec, wanted: CacheSpec) -> str:
+    lines = "; ".join(found.diff(wanted))
+    return (
+        f"the cache at {where} was built with other settings (cache != requested: {lines}); "
+        "use --overwrite to replace it, or write to a new directory"
+    )
+
+
+def committed_scene_ids(root: zarr.Group) -> set[str]:
+    """Scene groups under `root` whose committed marker is true (unreadable metadata = absent)."""
+    out: set[str] = set()
+    for name in root.group_keys():
+        try:
+            if root[name].attrs.get(COMMITTED) is True:
+                out.add(name)
+        except Exception:  # torn/unreadable scene metadata: not committed
+            continue
+    return out
+
+
+def describe(path_or_store: Any) -> str:
+    return str(path_or_store) if isinstance(path_or_store, (str, Path)) else type(path_or_store).__name__
+
+
+def _array_codecs(layout_shape: tuple[int, ...], dtype: str, shuffle: str, clevel: int, point: bool):
+    filters = [zc.TransposeCodec(order=(1, 0))] if point and len(layout_shape) == 1 else []
+    compressors = [
+        zc.BloscCodec(cname="zstd", clevel=int(clevel), shuffle=shuffle, typesize=int(np.dtype(dtype).itemsize)),
+        zc.Crc32cCodec(),  # a damaged chunk fails loudly instead of decoding to garbage
+    ]
+    return filters, compressors
+
+
+def write_entry(group: zarr.Group, entry: str, codec: Codec, encoded: Encoded) -> None:
+    """Write one entry's encoded arrays as `<group>/<entry>/<name>`."""
+    sub = group.create_group(entry, overwrite=True)
+    for kind, arrays in (("point", encoded.point), ("side", encoded.side)):
+        for name, data in arrays.items():
+            data = np.ascontiguousarray(data)
+            point = kind == "point"
+            filters, compressors = _array_codecs(data.shape[1:], data.dtype.str, _shuffle(data), codec.clevel, point)
+            chunks = (min(max(len(data), 1), CHUNK_ROWS), *data.shape[1:]) if point else data.shape
+            fill = float("nan") if data.dtype.kind == "f" else 0
+            arr = sub.create_array(
+                name, shape=data.shape, dtype=data.dtype, chunks=tuple(max(c, 1) for c in chunks),
+                filters=filters, compressors=compressors, fill_value=fill, attributes={"kind": kind},
+            )  # fmt: skip
+            arr[...] = data
+
+
+def _shuffle(data: np.ndarray) -> str:
+    return "shuffle" if data.dtype.itemsize > 1 else "noshuffle"
+
+
+def read_entry(
+    group: zarr.Group, entry: str, codec: Codec, scene: str, num_classes: int | None = None,
+    feature_dim: int | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Read one entry's arrays whole: (point arrays, side arrays).
+
+    Raises CacheError naming the scene and array when an array is missing, has a missing chunk
+    (zarr would silently return fill values), or fails to decode (bad checksum, truncation).
+    """
+    point: dict[str, np.ndarray] = {}
+    side: dict[str, np.ndarray] = {}
+    k = num_classes if num_classes is not None else 0
+    d = feature_dim if feature_dim is not None else 0
+    layouts = [("point", codec.point_layout(k, d)), ("side", codec.side_layout(k, d))]
+    for kind, layout in layouts:
+        for name, lay in layout.items():
+            where = f"scene {scene!r}, array {entry}/{name}"
+            try:
+                arr = group[f"{entry}/{name}"]
+                if arr.nchunks_initialized != arr.nchunks:
+                    raise CacheError(
+                        f"{where}: {arr.nchunks - arr.nchunks_initialized} of {arr.nchunks} chunk(s) "
+                        "are missing; the cache is damaged: delete this scene's group and re-run "
+                        "`srkd cache-teacher` to rebuild it"
+                    )
+                data = arr[...]
+            except CacheError:
+                raise
+            except Exception as exc:  # zarr/blosc/crc raise many types; all mean "unreadable"
+                raise CacheError(
+                    f"{where} cannot be read ({type(exc).__name__}: {exc}); the cache is damaged: "
+                    "delete this scene's group and re-run `srkd cache-teacher` to rebuild it"
+                ) from exc
+            if str(data.dtype) != lay.dtype or (
+                num_classes is not None and feature_dim is not None
+                and (data.shape[1:] if kind == "point" else data.shape) != lay.shape
+            ):  # fmt: skip
+                raise CacheError(f"{where} has shape {data.shape} {data.dtype}, expected rows of {lay.shape} {lay.dtype}")
+            (point if kind == "point" else side)[name] = data
+    rows = {len(a) for a in point.values()}
+    if len(rows) > 1:
+        raise CacheError(f"scene {scene!r}, entry {entry}: point arrays disagree on the point count {sorted(rows)}")
+    return point, side
+
+
+def entry_nbytes(group: zarr.Group, entry: str) -> int:
+    """Stored bytes (chunks + array metadata) of one entry's arrays."""
+    sub = group[entry]
+    return int(sum(arr.nbytes_stored() for _, arr in sub.arrays()))

@@ -1,0 +1,167 @@
+"""Writing a teacher cache: create/resume the root once, then whole scenes, each committed last.
+
+Concurrency contract (Zarr loses data when two writers touch one chunk): the root attributes are
+written only by `CacheWriter.create`, in one process; any number of processes may then open the
+same cache with `CacheWriter.open` and write DIFFERENT scenes at once, since every scene lives in
+its own group and no scene write touches the root.
+
+Crash safety: a scene's `committed` attribute is written after all of its arrays. Rewriting a
+scene first clears the marker, then deletes the group, so a crash at any moment leaves either the
+old committed scene, or a scene readers treat as absent (and `committed_scenes` excludes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from srkd import __version__
+from srkd.cache.codecs import make_codec
+from srkd.cache.schema import (
+    COMMITTED,
+    ENSEMBLE,
+    ROOT_KEY,
+    CacheSpec,
+    ViewTargets,
+    canonical_json,
+    check_scene_id,
+    committed_scene_ids,
+    entry_name,
+    describe,
+    open_store,
+    read_root,
+    root_record,
+    stale_message,
+    write_entry,
+)
+from srkd.errors import CacheError, ConfigError
+
+
+def _has_root(store: Any) -> bool:
+    try:
+        zarr.open_group(store, mode="r", use_consolidated=False)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return False
+    except Exception:  # an array or unreadable metadata at the root still "exists"
+        return True
+    return True
+
+
+class CacheWriter:
+    """Writes scenes into a cache whose root was created (once) by `create`.
+
+    Use `CacheWriter.create(path_or_store, spec)` in the coordinating process (creates, resumes an
+    identical cache, or refuses a different one), and `CacheWriter.open(path_or_store, spec)` in
+    worker processes (never writes the root).
+    """
+
+    def __init__(self, group: zarr.Group, spec: CacheSpec, where: str) -> None:
+        self._group = group
+        self.spec = spec
+        self.where = where
+        self._codec = make_codec(spec.codec)
+
+    @classmethod
+    def create(cls, path_or_store: Any, spec: CacheSpec, overwrite: bool = False) -> CacheWriter:
+        """Create a new cache, resume one with the same fingerprint, or refuse another one.
+
+        overwrite=True deletes whatever the location holds first.
+        """
+        where = describe(path_or_store)
+        if isinstance(path_or_store, (str, Path)) and Path(path_or_store).is_file():
+            raise CacheError(f"{where} is a file; a cache is a directory")
+        store = open_store(path_or_store, read_only=False)
+        if _has_root(store) and not overwrite:
+            try:
+                _, found = read_root(zarr.open_group(store, mode="r", use_consolidated=False), where)
+            except zarr.errors.ContainsArrayError as exc:
+                raise CacheError(f"{where} holds a Zarr array, not a srkd cache; use a new directory") from exc
+            if found.fingerprint() != spec.fingerprint():
+                raise CacheError(stale_message(where, found, spec))
+            return cls.open(store, spec, where=where)
+        group = zarr.open_group(store, mode="w", use_consolidated=False)
+        group.update_attributes({ROOT_KEY: root_record(spec, __version__)})
+        return cls(group, spec, where)
+
+    @classmethod
+    def open(cls, path_or_store: Any, spec: CacheSpec, where: str | None = None) -> CacheWriter:
+        """Open an existing cache for writing scenes (checks the fingerprint; root untouched)."""
+        where = where or describe(path_or_store)
+        store = open_store(path_or_store, read_only=False)
+        if not _has_root(store):
+            raise CacheError(f"no cache at {where}; create it first (CacheWriter.create)")
+        group = zarr.open_group(store, mode="r+", use_consolidated=False)
+        _, found = read_root(group, where)
+        if found.fingerprint() != spec.fingerprint():
+            raise CacheError(stale_message(where, found, spec))
+        return cls(group, spec, where)
+
+    def committed_scenes(self) -> set[str]:
+        """Ids of the scenes whose committed marker is set."""
+        return committed_scene_ids(self._group)
+
+    def write_scene(self, scene_id: str, views: Sequence[ViewTargets], ensemble: ViewTargets | None = None) -> None:
+        """Write (or rewrite) one scene: every view, the optional ensemble, then the marker.
+
+        Args:
+            scene_id: a plain name (no '/', no '..').
+            views: exactly `spec.views` ViewTargets, each logits float32 (N, K) and feature
+                float32 (N, D) for every ORIGINAL point, N the same for all.
+            ensemble: required iff `spec.ensemble`; same shapes.
+        """
+        check_scene_id(scene_id)
+        entries = self._validate(scene_id, views, ensemble)
+        # Encode everything before touching the store: a bad input never clears a good scene.
+        encoded = {name: self._codec.encode(t.logits, t.feature) for name, t in entries.items()}
+        root = self._group
+        if scene_id in root:
+            old = root[scene_id]
+            if isinstance(old, zarr.Group) and old.attrs.get(COMMITTED):
+                old.update_attributes({COMMITTED: False})  # clear the marker before deleting
+            del root[scene_id]
+        num_points = len(views[0].logits)
+        attrs = {
+            "num_points": num_points,
+            "views": len(views),
+            ENSEMBLE: ensemble is not None,
+            "view_params": [dict(v.params) for v in views],
+            "ensemble_params": None if ensemble is None else dict(ensemble.params),
+            COMMITTED: False,
+        }
+        scene = root.create_group(scene_id, overwrite=True, attributes=attrs)
+        for name, enc in encoded.items():
+            write_entry(scene, name, self._codec, enc)
+        scene.update_attributes({COMMITTED: True})  # last: the scene now exists for readers
+
+    def _validate(
+        self, scene_id: str, views: Sequence[ViewTargets], ensemble: ViewTargets | None
+    ) -> dict[str, ViewTargets]:
+        spec = self.spec
+        if len(views) != spec.views:
+            raise ConfigError(f"scene {scene_id!r}: got {len(views)} view(s), the cache holds {spec.views}")
+        if (ensemble is not None) != spec.ensemble:
+            need = "needs" if spec.ensemble else "does not store"
+            raise ConfigError(f"scene {scene_id!r}: this cache {need} an ensemble entry")
+        entries = {entry_name(i): v for i, v in enumerate(views)}
+        if ensemble is not None:
+            entries[ENSEMBLE] = ensemble
+        n = None
+        for name, t in entries.items():
+            logits, feature = np.asarray(t.logits), np.asarray(t.feature)
+            where = f"scene {scene_id!r}, {name}"
+            if logits.ndim != 2 or logits.shape[1] != spec.num_classes:
+                raise ConfigError(f"{where}: logits have shape {logits.shape}, expected (N, {spec.num_classes})")
+            if feature.ndim != 2 or feature.shape[1] != spec.feature_dim:
+                raise ConfigError(f"{where}: feature has shape {feature.shape}, expected (N, {spec.feature_dim})")
+            n = len(logits) if n is None else n
+            if len(logits) != n or len(feature) != n:
+                raise ConfigError(f"{where}: {len(logits)} logit rows and {len(feature)} feature rows, expected {n}")
+            if not (np.isfinite(logits).all() and np.isfinite(feature).all()):
+                raise ConfigError(f"{where}: teacher outputs contain NaN or infinity")
+            canonical_json(dict(t.params))  # replay records must be plain JSON
+            entries[name] = ViewTargets(logits.astype(np.float32), feature.astype(np.float32), dict(t.params))
+        return entries
