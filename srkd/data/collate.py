@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from srkd.errors import ConfigError
+
 
 @dataclass
 class VoxelSample:
@@ -20,6 +22,8 @@ class VoxelSample:
     segment:      int64 (M,) labels, -1 = ignore.
     scene_id:     the scene name.
     view:         which cached teacher view the geometry replays (-1 = none / fresh augmentation).
+    record:       the transform record that produced this sample (JSON-serialisable list of
+                  {"name", "params"} dicts, see srkd.data.transforms), or None.
     """
 
     coord: np.ndarray
@@ -29,6 +33,7 @@ class VoxelSample:
     segment: np.ndarray
     scene_id: str
     view: int = -1
+    record: list | None = None
 
 
 @dataclass
@@ -41,8 +46,12 @@ class PointBatch:
     offset:       int64 (B,) cumulative end index of each sample (offset[-1] == N)
     origin_index: int64 (N,) point index in its scene on disk
     segment:      int64 (N,) labels, -1 = ignore
-    scene_ids:    list of B scene names
-    views:        int64 (B,) cached view per sample (-1 = none)
+    scene_ids:    list of S scene names, one per SOURCE sample (S == B unless Mix3D merged)
+    views:        int64 (S,) cached view per source sample (-1 = none)
+    source_offset: None, or int64 (S,) cumulative end index of each source sample when Mix3D
+                  merged samples (then B < S and `offset` describes the merged samples the
+                  model sees). Points of a source sample stay contiguous, so
+                  ``origin_index[source_offset[s-1]:source_offset[s]]`` indexes scene_ids[s].
     """
 
     coord: torch.Tensor
@@ -53,11 +62,23 @@ class PointBatch:
     segment: torch.Tensor
     scene_ids: list[str]
     views: torch.Tensor
+    source_offset: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         """Number of samples B."""
         return len(self.offset)
+
+    @property
+    def sample_offset(self) -> torch.Tensor:
+        """int64 (S,) cumulative end index of each SOURCE sample (== offset without mixing)."""
+        return self.offset if self.source_offset is None else self.source_offset
+
+    @property
+    def source_index(self) -> torch.Tensor:
+        """int64 (N,) source sample (index into scene_ids / views) of every point."""
+        counts = torch.diff(self.sample_offset, prepend=self.sample_offset.new_zeros(1))
+        return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
 
     @property
     def batch_index(self) -> torch.Tensor:
@@ -93,3 +114,51 @@ def collate(samples: Sequence[VoxelSample]) -> PointBatch:
         scene_ids=[s.scene_id for s in samples],
         views=torch.tensor([s.view for s in samples], dtype=torch.int64),
     )
+
+
+def mix3d(batch: PointBatch, prob: float, rng: np.random.Generator) -> PointBatch:
+    """Mix3D scene mixing (Nekrasov et al., 3DV 2021), Pointcept style: with probability `prob`
+    the whole batch is mixed by merging consecutive pairs of samples (0+1, 2+3, ...; an odd last
+    sample stays alone) into one sample each.
+
+    Only `offset` changes: the points are already concatenated and every sample was centred by
+    its own transforms, so merged scenes overlap in space (and their `grid_coord`s in voxel
+    space, which may put two points in one voxel, as in Pointcept). Nothing per point moves,
+    so `origin_index` stays valid; the source samples are kept in `source_offset`
+    (`scene_ids`, `views` stay per source sample), and `source_index` gives each point's scene.
+
+    Args:
+        batch: an unmixed PointBatch (B samples).
+        prob: mixing probability in [0, 1]; one draw from `rng` per batch.
+        rng: numpy Generator.
+    Returns:
+        The same batch with ceil(B / 2) samples, or unchanged when not mixed or B == 1.
+    """
+    if not 0.0 <= prob <= 1.0:
+        raise ConfigError(f"Mix3D probability must be in [0, 1], got {prob}")
+    if batch.source_offset is not None:
+        raise ConfigError("this batch is already Mix3D-mixed; mix each batch once")
+    if rng.random() >= prob or batch.batch_size < 2:
+        return batch
+    offset = batch.offset
+    merged = offset[1::2]
+    if batch.batch_size % 2 == 1:
+        merged = torch.cat([merged, offset[-1:]])
+    return PointBatch(
+        coord=batch.coord,
+        grid_coord=batch.grid_coord,
+        feat=batch.feat,
+        offset=merged.clone(),
+        origin_index=batch.origin_index,
+        segment=batch.segment,
+        scene_ids=list(batch.scene_ids),
+        views=batch.views,
+        source_offset=offset,
+    )
+
+
+def collate_mix3d(
+    samples: Sequence[VoxelSample], prob: float, rng: np.random.Generator
+) -> PointBatch:
+    """`collate` then `mix3d` (see both)."""
+    return mix3d(collate(samples), prob, rng)

@@ -1,0 +1,123 @@
+"""Colour transforms: chromatic auto-contrast / translation / jitter and colour normalisation.
+
+Colours are float32 in [0, 255] until `NormalizeColor` maps them to [-1, 1]. Defaults follow
+Pointcept's ScanNet training config. A cloud without colour passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from srkd.errors import ConfigError
+from srkd.types import PointCloud
+
+from .transforms_base import Transform, floats, new_seed, register_transform
+
+
+def _check_p(p: float, what: str) -> float:
+    if not 0.0 <= float(p) <= 1.0:
+        raise ConfigError(f"{what}: probability p must be in [0, 1], got {p}")
+    return float(p)
+
+
+@register_transform
+class ChromaticAutoContrast(Transform):
+    """With probability p, blend colours with their per-channel min-max stretch to [0, 255].
+
+    ``color' = (1 - b) * color + b * (color - lo) * 255 / (hi - lo)``, b uniform in [0, 1) unless
+    `blend` is fixed; lo/hi are the per-channel extremes of the input (channels with hi == lo
+    are left as they are). params: {"applied": bool, "blend": float}.
+    """
+
+    name = "chromatic_auto_contrast"
+    kind = "color"
+
+    def __init__(self, p: float = 0.2, blend: float | None = None) -> None:
+        self.p = _check_p(p, "ChromaticAutoContrast")
+        self.blend = None if blend is None else float(blend)
+
+    def sample(self, pc: PointCloud, rng: np.random.Generator) -> dict[str, Any]:
+        if rng.random() >= self.p:
+            return {"applied": False, "blend": 0.0}
+        blend = float(rng.random()) if self.blend is None else self.blend
+        return {"applied": True, "blend": blend}
+
+    def apply(self, pc: PointCloud, params: dict[str, Any]) -> PointCloud:
+        if not params["applied"] or pc.color is None:
+            return pc
+        color = pc.color.astype(np.float64)
+        lo = color.min(axis=0)
+        hi = color.max(axis=0)
+        span = hi - lo
+        scale = np.divide(255.0, span, out=np.zeros_like(span), where=span > 0)
+        stretched = np.where(span > 0, (color - lo) * scale, color)
+        b = params["blend"]
+        return pc.replace(color=((1.0 - b) * color + b * stretched).astype(np.float32))
+
+
+@register_transform
+class ChromaticTranslation(Transform):
+    """With probability p, add one random RGB offset in ±ratio * 255 to all points, clip [0, 255].
+
+    params: {"applied": bool, "shift": [3 floats]}.
+    """
+
+    name = "chromatic_translation"
+    kind = "color"
+
+    def __init__(self, p: float = 0.95, ratio: float = 0.05) -> None:
+        self.p = _check_p(p, "ChromaticTranslation")
+        self.ratio = float(ratio)
+
+    def sample(self, pc: PointCloud, rng: np.random.Generator) -> dict[str, Any]:
+        if rng.random() >= self.p:
+            return {"applied": False, "shift": [0.0] * 3}
+        shift = (rng.random(3) - 0.5) * 2.0 * 255.0 * self.ratio
+        return {"applied": True, "shift": floats(shift)}
+
+    def apply(self, pc: PointCloud, params: dict[str, Any]) -> PointCloud:
+        if not params["applied"] or pc.color is None:
+            return pc
+        shifted = pc.color.astype(np.float64) + np.asarray(params["shift"], dtype=np.float64)
+        return pc.replace(color=np.clip(shifted, 0.0, 255.0).astype(np.float32))
+
+
+@register_transform
+class ChromaticJitter(Transform):
+    """With probability p, add per-point Gaussian noise of std ``std * 255`` to RGB, clip [0, 255].
+
+    params: {"applied": bool, "seed": int, "std": float}; noise regenerated from the seed.
+    """
+
+    name = "chromatic_jitter"
+    kind = "color"
+
+    def __init__(self, p: float = 0.95, std: float = 0.05) -> None:
+        self.p = _check_p(p, "ChromaticJitter")
+        self.std = float(std)
+
+    def sample(self, pc: PointCloud, rng: np.random.Generator) -> dict[str, Any]:
+        applied = bool(rng.random() < self.p)
+        return {"applied": applied, "seed": new_seed(rng), "std": self.std}
+
+    def apply(self, pc: PointCloud, params: dict[str, Any]) -> PointCloud:
+        if not params["applied"] or pc.color is None:
+            return pc
+        noise = np.random.default_rng(params["seed"]).standard_normal((pc.num_points, 3))
+        jittered = pc.color.astype(np.float64) + noise * params["std"] * 255.0
+        return pc.replace(color=np.clip(jittered, 0.0, 255.0).astype(np.float32))
+
+
+@register_transform
+class NormalizeColor(Transform):
+    """Map colours from [0, 255] to [-1, 1]: ``color / 127.5 - 1``. params: {}."""
+
+    name = "normalize_color"
+    kind = "color"
+
+    def apply(self, pc: PointCloud, params: dict[str, Any]) -> PointCloud:
+        if pc.color is None:
+            return pc
+        return pc.replace(color=(pc.color.astype(np.float64) / 127.5 - 1.0).astype(np.float32))
