@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srkd.device import describe_device, resolve_device
 from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
 from srkd.errors import CacheError, CheckpointError, ConfigError
 from srkd.inference import infer_scene, tta_chains
@@ -91,26 +92,6 @@ class Evaluation:
     rows: list[ReportRow]
     spec: DatasetSpec
     render: SceneRender | None
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available else CPU; "cuda" without a GPU is a ConfigError."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigError(f"unknown device {device!r}; use cpu, cuda or auto") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
-    return dev
-
-
-def describe_device(device: torch.device) -> str:
-    """The device in words, e.g. "NVIDIA H100 80GB HBM3" or "cpu (2 threads)"."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def cached_teacher_prediction(reader: Any, scene_id: str) -> np.ndarray:

@@ -17,11 +17,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from srkd.data.collate import VoxelSample, collate
-from srkd.data.transforms_base import Compose, Record
-from srkd.data.transforms_geometry import CenterShift, RandomFlip, RandomRotate, RandomScale
-from srkd.data.voxelize import grid_sample
+from srkd.data.collate import collate
+from srkd.data.dataset import make_fragments
+from srkd.data.transforms import (
+    CenterShift,
+    Compose,
+    NormalizeColor,
+    RandomFlip,
+    RandomRotate,
+    RandomScale,
+    Record,
+)
 from srkd.types import PointCloud
+
+FRAGMENT_POST = Compose([CenterShift(apply_z=False), NormalizeColor()])
+"""Applied to each test fragment, as at the end of the training chain (srkd.data.transforms)."""
 
 
 @dataclass
@@ -59,16 +69,6 @@ class SceneInference:
         self.votes += other.votes
         if self.feature_sum is not None and other.feature_sum is not None:
             self.feature_sum += other.feature_sum
-
-
-def input_features(pc: PointCloud, feature_names: Sequence[str]) -> np.ndarray:
-    """Model input (N, C) float32 for a view: colour (0..255) mapped to [-1, 1], other fields
-    (normal) as they are. The same mapping as the training chain's colour normalisation."""
-    parts = []
-    for name in feature_names:
-        value = pc.feature((name,))
-        parts.append(value / 127.5 - 1.0 if name == "color" else value)
-    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def tta_chains(kind: str = "scannet") -> list[Compose]:
@@ -118,20 +118,10 @@ def infer_view(
     """
     device = torch.device(device)
     n = int(num_points if num_points is not None else view.origin_index.max() + 1)
-    grid = grid_sample(view.coord, grid_size, mode="test")
-    feat_all = input_features(view, feature_names)
     prob_sum = None
     feature_sum = None
     votes = np.zeros(n, dtype=np.int64)
-    for fragment in grid.fragments:
-        frag = view.select(fragment)
-        coord = frag.coord - frag.coord.min(axis=0)  # fragment-local centre shift (x, y, z)
-        sample = VoxelSample(
-            coord=coord, grid_coord=grid.grid_coord[fragment], feat=feat_all[fragment],
-            origin_index=frag.origin_index,
-            segment=np.full(len(fragment), -1, np.int64) if frag.segment is None else frag.segment,
-            scene_id=view.scene_id,
-        )
+    for sample in make_fragments(view, grid_size, tuple(feature_names), FRAGMENT_POST):
         batch = collate([sample]).to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
             out = model(batch)
@@ -140,10 +130,10 @@ def infer_view(
             prob_sum = np.zeros((n, prob.shape[1]), dtype=np.float64)
             if with_feature:
                 feature_sum = np.zeros((n, out.feature.shape[1]), dtype=np.float64)
-        np.add.at(prob_sum, frag.origin_index, prob)
+        np.add.at(prob_sum, sample.origin_index, prob)
         if feature_sum is not None:
-            np.add.at(feature_sum, frag.origin_index, out.feature.float().double().cpu().numpy())
-        np.add.at(votes, frag.origin_index, 1)
+            np.add.at(feature_sum, sample.origin_index, out.feature.float().double().cpu().numpy())
+        np.add.at(votes, sample.origin_index, 1)
     assert prob_sum is not None  # a scene has at least one point, hence one fragment
     return SceneInference(prob_sum=prob_sum, feature_sum=feature_sum, votes=votes)
 

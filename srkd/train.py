@@ -166,6 +166,7 @@ def train(
                 scaler.unscale_(opt)
                 nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
                                          cfg.optim.grad_clip)
+            lr = opt.param_groups[0]["lr"]  # the rate this step used
             scaler.step(opt)
             scaler.update()
             sched.step()
@@ -174,7 +175,7 @@ def train(
             record = {
                 "step": step, "epoch": epoch, "loss": loss.item(),
                 **{k: float(v) for k, v in terms.items()},
-                "lr": opt.param_groups[0]["lr"], "points_per_s": len(batch.coord) / dt,
+                "lr": lr, "points_per_s": len(batch.coord) / dt,
                 "step_s": dt,
             }
             if is_main:

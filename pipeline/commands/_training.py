@@ -1,0 +1,114 @@
+"""Options and plumbing shared by `srkd distill` and `srkd train-teacher`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training split.")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Samples per step (per process under torchrun).")]
+Lr = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (blocks get 1/10).")]
+WeightDecay = Annotated[Optional[float], typer.Option("--weight-decay", help="AdamW weight decay.")]
+GridSize = Annotated[Optional[float], typer.Option("--grid-size", help="Voxel size in metres.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="DataLoader worker processes.")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed of model init, data order and augmentation.")]
+EvalEvery = Annotated[Optional[int], typer.Option("--eval-every", help="Validate every E epochs (0 = never); the best model is kept.")]
+CheckpointEvery = Annotated[Optional[int], typer.Option("--checkpoint-every", help="Write the resumable train state every K steps.")]
+MaxPoints = Annotated[Optional[int], typer.Option("--max-points", help="Sphere-crop size of a training sample.")]
+Mix3d = Annotated[Optional[float], typer.Option("--mix3d", help="Mix3D probability per batch.")]
+Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Use the ScanNet training augmentations.")]
+Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")]
+Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:N].")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state.pt.")]
+DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root in the Pointcept layout.")]
+Dataset = Annotated[Optional[str], typer.Option("--dataset", help="scannet or scannet200.")]
+ValSplit = Annotated[Optional[str], typer.Option("--val-split", help="Split scored during training ('' = none).")]
+ValMaxScenes = Annotated[Optional[int], typer.Option("--val-max-scenes", help="Score only the first N val scenes during training.")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (model.pt, log.jsonl, train_state.pt).")]
+GradClip = Annotated[Optional[float], typer.Option("--grad-clip", help="Clip the gradient norm (off by default).")]
+Repeats = Annotated[Optional[int], typer.Option("--repeats", help="Each scene appears this many times per epoch.")]
+
+# option name -> (RunConfig field, built-in default); stages.yaml values sit between the two
+COMMON_FIELDS: dict[str, tuple[str, Any]] = {
+    "epochs": ("epochs", 100),
+    "batch_size": ("batch_size", 8),
+    "grid_size": ("grid_size", 0.02),
+    "workers": ("workers", 0),
+    "seed": ("seed", 0),
+    "eval_every": ("eval_every", 1),
+    "checkpoint_every": ("checkpoint_every", 50),
+    "max_points": ("max_points", 102400),
+    "mix3d": ("mix3d_prob", 0.8),
+    "augment": ("augment", True),
+    "amp": ("amp", True),
+    "device": ("device", "auto"),
+    "val_split": ("val_split", "val"),
+    "val_max_scenes": ("val_max_scenes", None),
+    "repeats": ("repeats", 1),
+    "dataset": ("dataset", "scannet"),
+}
+
+
+def config_values(section: str, cli: dict[str, Any], fields: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """RunConfig keyword values: explicit CLI option > stages.yaml params.<section> > default."""
+    from pipeline.params import command_defaults
+
+    defaults = command_defaults(section)
+    values: dict[str, Any] = {}
+    for option, (field, fallback) in fields.items():
+        value = cli.get(option)
+        if value is None:
+            value = defaults.get(option, fallback)
+        values[field] = value
+    if values.get("val_split") == "":
+        values["val_split"] = None
+    return values
+
+
+def optim_config(section: str, lr: float | None, weight_decay: float | None, grad_clip: float | None):
+    """OptimConfig from options > stages.yaml > the release's recipe."""
+    from pipeline.params import command_defaults
+    from srkd.train import OptimConfig
+
+    d = command_defaults(section)
+    base = OptimConfig()
+    return OptimConfig(
+        lr=float(lr if lr is not None else d.get("lr", base.lr)),
+        weight_decay=float(weight_decay if weight_decay is not None else d.get("weight_decay", base.weight_decay)),
+        grad_clip=grad_clip if grad_clip is not None else d.get("grad_clip", base.grad_clip),
+    )
+
+
+def run_with_progress(cfg, title: str) -> None:
+    """Run a training job with a rich progress bar, then print where the model went."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from srkd.experiment import run
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn(f"[bold]{title}[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=console,
+    )
+    state: dict[str, Any] = {}
+
+    def on_start(info: dict[str, Any]) -> None:
+        console.print(
+            f"{title}: {info['steps']} steps ({info['steps_per_epoch']}/epoch) on {info['device']}"
+            f" x{info['world']}, dataset {info['dataset']} at {info['data_root']}, "
+            f"loss terms: {', '.join(info['losses'])}"
+        )
+        state["task"] = progress.add_task(title, total=info["steps"], info="")
+
+    def on_step(record: dict[str, Any]) -> None:
+        progress.update(state["task"], completed=record["step"],
+                        info=f"loss {record['loss']:.3f}  {record['points_per_s']:.0f} pts/s")
+
+    with progress:
+        result = run(cfg, on_step=on_step, on_start=on_start)
+    best = f", best val mIoU {result.best_metric:.4f}" if result.best_metric is not None else ""
+    console.print(f"done: {result.step} steps{best}; model in {Path(cfg.out) / 'model.pt'}")

@@ -1,0 +1,161 @@
+"""Stage two: train a student against teacher targets (cached or online), or a model alone.
+
+Teacher targets are per ORIGINAL point, so any student view can gather them by
+(scene, view, origin_index):
+- targets "view": the student's sample replays one of the scene's cached teacher views (its
+  recorded geometry), then draws its own point-subset, deformation and colour augmentations;
+  the teacher's outputs for that view are gathered for the points that survive.
+- targets "canonical": cached view 0 (the scene as stored); "ensemble": the cached mean over
+  views (a test-time-augmented teacher). The student draws a fresh view of its own.
+- online teacher: the frozen teacher runs on exactly the student's batch in every step (the
+  release's way), for comparison on equal terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from srkd.data.collate import PointBatch
+from srkd.data.transforms import Record
+from srkd.errors import CacheError, ConfigError
+from srkd.inference import infer_scene, tta_chains
+from srkd.metrics import ConfusionAccumulator, SegmentationScores
+from srkd.models.base import ModelOutput
+from srkd.types import PointCloud
+
+TARGET_MODES = ("view", "canonical", "ensemble")
+
+
+def sample_slices(batch: PointBatch) -> list[slice]:
+    """Point ranges of the batch's SOURCE samples (before any Mix3D merge), one per scene id."""
+    ends = batch.sample_offset.tolist()
+    return [slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+class CachedTargets:
+    """`targets_fn` for `srkd.train.train`: teacher logits (N, K) and features (N, Dt) float32
+    for every point of a batch, gathered from a teacher cache.
+
+    Args:
+        reader: an open `srkd.cache.CacheReader`.
+        mode: "view" (the batch's own `views`), "canonical" (view 0) or "ensemble".
+    """
+
+    def __init__(self, reader, mode: str = "view") -> None:
+        if mode not in TARGET_MODES:
+            raise ConfigError(f"--targets must be one of {TARGET_MODES}, got {mode!r}")
+        self.reader = reader
+        self.mode = mode
+
+    def entry(self, scene_id: str, view: int) -> int | str:
+        """The cache entry that holds the targets of one sample."""
+        if self.mode == "ensemble":
+            if not self.reader.has_ensemble(scene_id):
+                raise CacheError(
+                    f"scene {scene_id!r}: the cache holds no ensemble entry; rebuild it with "
+                    "several views and --ensemble, or use --targets view|canonical"
+                )
+            return "ensemble"
+        if self.mode == "canonical":
+            return 0
+        if view < 0:
+            raise ConfigError(
+                f"scene {scene_id!r}: --targets view needs samples that replay a cached view "
+                "(the dataset must be built with CachedViewProvider)"
+            )
+        return view
+
+    def __call__(self, batch: PointBatch) -> ModelOutput:
+        logits, feats = [], []
+        origin = batch.origin_index.cpu().numpy()
+        for i, rows in enumerate(sample_slices(batch)):
+            scene = batch.scene_ids[i]
+            entry = self.entry(scene, int(batch.views[i]))
+            lg, ft = self.reader.gather(scene, entry, origin[rows])
+            logits.append(lg)
+            feats.append(ft)
+        device = batch.coord.device
+        return ModelOutput(
+            logits=torch.from_numpy(np.concatenate(logits)).to(device),
+            feature=torch.from_numpy(np.concatenate(feats)).to(device),
+        )
+
+
+class CachedViewProvider:
+    """`ViewProvider` for SceneDataset: draws one of the scene's cached views uniformly and
+    returns its recorded geometry, which the dataset replays before the student's own chain."""
+
+    def __init__(self, reader) -> None:
+        self.reader = reader
+
+    def __call__(self, scene_id: str, pc: PointCloud, rng: np.random.Generator) -> tuple[int, Record]:
+        if scene_id not in self.reader.scene_ids:
+            raise CacheError(
+                f"scene {scene_id!r} is not in the teacher cache (or was never committed); "
+                "re-run `srkd cache-teacher` on this split"
+            )
+        if self.reader.num_points(scene_id) != pc.num_points:
+            raise CacheError(
+                f"scene {scene_id!r}: the cache has {self.reader.num_points(scene_id)} points but "
+                f"the dataset has {pc.num_points}; the data changed since the cache was built"
+            )
+        view = int(rng.integers(self.reader.views(scene_id)))
+        return view, view_record_of(self.reader.view_params(scene_id, view))
+
+
+def view_record_of(params: dict) -> Record:
+    """The transform record stored in a cached view's parameters."""
+    record = params.get("record") if isinstance(params, dict) else None
+    if not isinstance(record, list):
+        raise CacheError(f"cached view parameters hold no transform record: {params!r}")
+    return record
+
+
+class OnlineTeacher:
+    """`targets_fn` that runs a frozen teacher on the student's batch (eval mode, no grad)."""
+
+    def __init__(self, teacher: nn.Module, amp: bool = True) -> None:
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.amp = amp
+
+    @torch.no_grad()
+    def __call__(self, batch: PointBatch) -> ModelOutput:
+        device = batch.coord.device
+        with torch.autocast(device.type, dtype=torch.float16,
+                            enabled=self.amp and device.type == "cuda"):
+            out = self.teacher(batch)
+        return ModelOutput(logits=out.logits.float(), feature=out.feature.float())
+
+
+def make_loss_fn(loss: nn.Module) -> Callable:
+    """Adapt a DistillLoss to the training loop's (output, batch, targets) signature."""
+
+    def loss_fn(out: ModelOutput, batch: PointBatch, targets: ModelOutput | None):
+        return loss(out, targets, batch.segment, batch.offset)
+
+    return loss_fn
+
+
+@torch.no_grad()
+def validation_scores(
+    model: nn.Module,
+    scenes: Sequence[PointCloud],
+    num_classes: int,
+    grid_size: float,
+    feature_names: Sequence[str],
+    device: torch.device | str = "cpu",
+) -> SegmentationScores:
+    """Single-pass (no TTA) precise validation over every original point of `scenes`."""
+    model.eval()
+    acc = ConfusionAccumulator(num_classes)
+    chains = tta_chains("none")
+    for pc in scenes:
+        result = infer_scene(model, pc, chains, grid_size, feature_names, device)
+        acc.add(result.predictions(), pc.segment)
+    return acc.scores()

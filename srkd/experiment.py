@@ -1,0 +1,270 @@
+"""Build and run one training job (`srkd distill` or `srkd train-teacher`) from a typed config.
+
+This is the glue between the data path, the models, the teacher targets, the loss recipes and
+the training loop; the loop itself (srkd/train.py) knows none of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from srkd.data.collate import PointBatch
+from srkd.data.dataset import SceneDataset, make_loader
+from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
+from srkd.data.transforms import student_transforms, train_transforms
+from srkd.distill import (
+    CachedTargets,
+    CachedViewProvider,
+    OnlineTeacher,
+    make_loss_fn,
+    validation_scores,
+)
+from srkd.device import resolve_device
+from srkd.errors import ConfigError
+from srkd.losses.recipes import recipe
+from srkd.models import create_model, save_checkpoint
+from srkd.train import OptimConfig, TrainConfig, TrainResult, train
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training job depends on (what the checkpoint records as train_params).
+
+    model / model_args:  the student (or the model to train alone), a registered preset.
+    dataset, data_root:  where scenes come from; with `cache` they default to the cache's own.
+    method:              loss recipe: srkd | kd | mse | cwd | ce (see srkd.losses.recipes).
+    loss_overrides:      per-term weights etc. replacing the recipe's values.
+    targets:             view | canonical | ensemble (cached teacher only).
+    cache / online_teacher (+ teacher_model for a Pointcept checkpoint): the teacher's side.
+    """
+
+    model: str
+    out: Path
+    dataset: str = "scannet"
+    data_root: Path | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    val_split: str | None = "val"
+    grid_size: float = 0.02
+    method: str = "ce"
+    loss_overrides: dict[str, Any] = field(default_factory=dict)
+    targets: str = "view"
+    cache: Path | None = None
+    online_teacher: Path | None = None
+    teacher_model: str | None = None
+    epochs: int = 100
+    batch_size: int = 8
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    workers: int = 0
+    seed: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 50
+    max_points: int = 102400
+    mix3d_prob: float = 0.8
+    augment: bool = True
+    repeats: int = 1
+    val_max_scenes: int | None = None
+    amp: bool = True
+    device: str = "auto"
+    resume: bool = False
+
+    def train_params(self) -> dict[str, Any]:
+        """Plain, JSON-able values for the checkpoint (paths as strings)."""
+        out = {}
+        for key, value in asdict(self).items():
+            out[key] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (world 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): nccl on GPU, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _open_cache(cfg: RunConfig):
+    from srkd.cache import CacheReader
+
+    reader = CacheReader(cfg.cache)
+    spec = reader.spec
+    # the cache decides dataset, data root and split unless the user overrides them explicitly
+    cfg = replace(
+        cfg,
+        dataset=spec.dataset,
+        data_root=cfg.data_root or Path(spec.data_root),
+        train_split=spec.split,
+        grid_size=cfg.grid_size,
+    )
+    return reader, cfg
+
+
+def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device):
+    """(targets_fn, teacher feature dim, cache reader or None)."""
+    if cfg.cache is not None and cfg.online_teacher is not None:
+        raise ConfigError("give either --cache or --online-teacher, not both")
+    if cfg.cache is not None:
+        from srkd.cache import CacheReader
+
+        reader = CacheReader(cfg.cache)
+        if reader.spec.num_classes != ds.num_classes:
+            raise ConfigError(
+                f"the cache {cfg.cache} holds {reader.spec.num_classes} classes but dataset "
+                f"{ds.name!r} has {ds.num_classes}"
+            )
+        return CachedTargets(reader, cfg.targets), reader.spec.feature_dim, reader
+    if cfg.online_teacher is not None:
+        from srkd.teacher_cache import TeacherRef, load_teacher
+
+        teacher, _ = load_teacher(TeacherRef(cfg.online_teacher, cfg.teacher_model), ds, device)
+        return OnlineTeacher(teacher.to(device), amp=cfg.amp), teacher.feature_dim, None
+    return (lambda batch: None), None, None
+
+
+def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
+        on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train `cfg.model` as configured; writes `cfg.out`/model.pt (best), model_last.pt,
+    train_state.pt (for --resume) and log.jsonl."""
+    reader = None
+    if cfg.cache is not None:
+        reader, cfg = _open_cache(cfg)
+    if cfg.data_root is None:
+        raise ConfigError("no data root: pass --data-root (or --cache, whose metadata has one)")
+    device = resolve_device(cfg.device)
+    dist_info = init_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    ds = get_dataset_spec(cfg.dataset)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=ds.num_classes, in_channels=ds.feature_dim,
+                         **cfg.model_args).to(device)
+    targets_fn, teacher_dim, reader = _teacher_targets(cfg, ds, device)
+    rec = recipe(cfg.method, dataset=cfg.dataset, **cfg.loss_overrides)
+    if rec.weights.active().keys() & {"kl", "relation", "feat_mse", "cwd"} and teacher_dim is None:
+        raise ConfigError(
+            f"--method {cfg.method} needs a teacher: pass --cache DIR (or --online-teacher CKPT), "
+            "or use --method ce to train the model alone"
+        )
+    gather_fn = None
+    if dist_info.world > 1:
+        from srkd.losses.distributed import all_gather_with_grad
+
+        gather_fn = all_gather_with_grad
+    loss = rec.build(student_dim=model.feature_dim, teacher_dim=teacher_dim,
+                     gather_fn=gather_fn).to(device)
+
+    train_source = ScanNetScenes(cfg.data_root, cfg.train_split, ds)
+    view_mode = reader is not None and cfg.targets == "view"
+    if not cfg.augment:
+        chain = student_transforms(cfg.grid_size, cfg.max_points, dropout=(0.0, 0.0),
+                                   jitter=(0.0, 0.0), elastic=False, chromatic=False)
+    elif view_mode:
+        chain = student_transforms(cfg.grid_size, cfg.max_points)
+    else:
+        chain = train_transforms(cfg.grid_size, cfg.max_points)
+    dataset = SceneDataset(
+        train_source, chain, grid_size=cfg.grid_size, feature_names=ds.feature_names,
+        seed=cfg.seed, repeats=cfg.repeats,
+        view_provider=CachedViewProvider(reader) if view_mode else None,
+    )
+    sampler = None
+    if dist_info.world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, dist_info.world, dist_info.rank, shuffle=True,
+                                     seed=cfg.seed, drop_last=True)
+    loader = make_loader(dataset, cfg.batch_size, workers=cfg.workers, shuffle=True,
+                         seed=cfg.seed, mix3d_prob=cfg.mix3d_prob if cfg.augment else 0.0,
+                         drop_last=True, sampler=sampler)
+    steps = len(loader)
+    if steps == 0:
+        raise ConfigError(
+            f"split {cfg.train_split!r} has {len(dataset)} samples per epoch, fewer than "
+            f"--batch-size {cfg.batch_size} x {dist_info.world} process(es); lower the batch size"
+        )
+
+    def batches_for_epoch(epoch: int, first: int) -> Iterator[PointBatch]:
+        loader.set_epoch(epoch)
+        for i, batch in enumerate(loader):
+            if i >= first:  # a resumed run skips the batches it already trained on
+                yield batch
+
+    evaluate_fn = None
+    if cfg.val_split:
+        val_source = ScanNetScenes(cfg.data_root, cfg.val_split, ds)
+        ids = val_source.scene_ids[: cfg.val_max_scenes] if cfg.val_max_scenes else val_source.scene_ids
+        val_scenes = [val_source.load(s) for s in ids]
+
+        def evaluate_fn(m: nn.Module) -> dict[str, Any]:
+            scores = validation_scores(m, val_scenes, ds.num_classes, cfg.grid_size,
+                                       ds.feature_names, device)
+            return {"mIoU": scores.miou, "mAcc": scores.macc, "allAcc": scores.allacc,
+                    "scenes": len(val_scenes)}
+
+    train_params = cfg.train_params()
+    train_params.update(recipe=rec.as_dict(), dataset=cfg.dataset, data_root=str(cfg.data_root),
+                        grid_size=cfg.grid_size, world_size=dist_info.world)
+    if reader is not None:
+        train_params["cache_fingerprint"] = reader.fingerprint
+
+    def save_model(path: Path, m: nn.Module, meta: dict[str, Any]) -> None:
+        save_checkpoint(path, m, class_names=ds.class_names, feature_names=ds.feature_names,
+                        train_params=train_params, extra=_plain(meta))
+
+    if dist_info.world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=False,
+        )
+    tcfg = TrainConfig(epochs=cfg.epochs, steps_per_epoch=steps, optim=cfg.optim, amp=cfg.amp,
+                       eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
+                       seed=cfg.seed)
+    if on_start:
+        on_start({"steps": tcfg.total_steps, "steps_per_epoch": steps, "device": str(device),
+                  "world": dist_info.world, "dataset": cfg.dataset, "data_root": str(cfg.data_root),
+                  "losses": list(rec.weights.active())})
+    return train(
+        model, make_loss_fn(loss), batches_for_epoch, tcfg, Path(cfg.out), save_model,
+        targets_fn=targets_fn, evaluate_fn=evaluate_fn if dist_info.is_main else None,
+        extra_modules=[loss], resume=cfg.resume, on_step=on_step, device=device,
+        is_main=dist_info.is_main,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Nested dicts/lists of plain values only (checkpoint `extra` must load weights_only)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    return float(value)
+
+
