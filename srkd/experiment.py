@@ -28,6 +28,7 @@ from srkd.distill import (
 )
 from srkd.device import resolve_device
 from srkd.errors import ConfigError
+from srkd.losses.combined import TEACHER_TERMS
 from srkd.losses.recipes import recipe
 from srkd.models import create_model, save_checkpoint
 from srkd.train import OptimConfig, TrainConfig, TrainResult, train
@@ -119,31 +120,27 @@ def _open_cache(cfg: RunConfig):
         dataset=spec.dataset,
         data_root=cfg.data_root or Path(spec.data_root),
         train_split=spec.split,
-        grid_size=cfg.grid_size,
     )
     return reader, cfg
 
 
-def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device):
-    """(targets_fn, teacher feature dim, cache reader or None)."""
+def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device, reader):
+    """(targets_fn, teacher feature dim) from the open cache `reader` or the online teacher."""
     if cfg.cache is not None and cfg.online_teacher is not None:
         raise ConfigError("give either --cache or --online-teacher, not both")
-    if cfg.cache is not None:
-        from srkd.cache import CacheReader
-
-        reader = CacheReader(cfg.cache)
+    if reader is not None:
         if reader.spec.num_classes != ds.num_classes:
             raise ConfigError(
                 f"the cache {cfg.cache} holds {reader.spec.num_classes} classes but dataset "
                 f"{ds.name!r} has {ds.num_classes}"
             )
-        return CachedTargets(reader, cfg.targets), reader.spec.feature_dim, reader
+        return CachedTargets(reader, cfg.targets), reader.spec.feature_dim
     if cfg.online_teacher is not None:
         from srkd.teacher_cache import TeacherRef, load_teacher
 
         teacher, _ = load_teacher(TeacherRef(cfg.online_teacher, cfg.teacher_model), ds, device)
-        return OnlineTeacher(teacher.to(device), amp=cfg.amp), teacher.feature_dim, None
-    return (lambda batch: None), None, None
+        return OnlineTeacher(teacher.to(device), amp=cfg.amp), teacher.feature_dim
+    return (lambda batch: None), None
 
 
 def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
@@ -164,9 +161,13 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=ds.num_classes, in_channels=ds.feature_dim,
                          **cfg.model_args).to(device)
-    targets_fn, teacher_dim, reader = _teacher_targets(cfg, ds, device)
     rec = recipe(cfg.method, dataset=cfg.dataset, **cfg.loss_overrides)
-    if rec.weights.active().keys() & {"kl", "relation", "feat_mse", "cwd"} and teacher_dim is None:
+    needs_teacher = bool(rec.weights.active().keys() & set(TEACHER_TERMS))
+    if needs_teacher:
+        targets_fn, teacher_dim = _teacher_targets(cfg, ds, device, reader)
+    else:  # training alone: never read the cache or run a teacher
+        targets_fn, teacher_dim, reader = (lambda batch: None), None, None
+    if needs_teacher and teacher_dim is None:
         raise ConfigError(
             f"--method {cfg.method} needs a teacher: pass --cache DIR (or --online-teacher CKPT), "
             "or use --method ce to train the model alone"

@@ -86,8 +86,10 @@ def run_with_progress(cfg, title: str) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from srkd.device import configure_threads
     from srkd.experiment import run
 
+    configure_threads()
     console = Console(stderr=True)
     progress = Progress(
         TextColumn(f"[bold]{title}[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),

@@ -75,8 +75,11 @@ def evaluate(
         use_tta = bool(pick(tta, params, "tta", True))
         split = pick(split, params, "split", None)
 
+        from srkd.device import configure_threads
         from srkd.evaluate import run_evaluation, write_evaluation
         from srkd.report import render_markdown_table
+
+        configure_threads()
 
         bar = Progress(TextColumn("[bold]evaluate[/bold] {task.description}"), BarColumn(),
                        MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -214,6 +214,11 @@ TEST_PTV3: dict = dict(  # three stages, tiny widths and patches, for tests
     enc_num_head=(1, 2, 2), enc_patch_size=(32, 32, 32), dec_depths=(1, 1), dec_channels=(16, 16),
     dec_num_head=(2, 2), dec_patch_size=(32, 32), drop_path=0.1,
 )
+DEMO_STUDENT: dict = dict(  # the demo's student: a 4-stage PTv3 at a few percent of ptv3_half
+    stride=(2, 2, 2), enc_depths=(1, 1, 1, 1), enc_channels=(16, 32, 48, 64), enc_num_head=(1, 2, 3, 4),
+    enc_patch_size=(128,) * 4, dec_depths=(1, 1, 1), dec_channels=(16, 32, 48),
+    dec_num_head=(1, 2, 3), dec_patch_size=(128,) * 3, drop_path=0.0,
+)
 TEST_PTV3_TWO_STAGE: dict = dict(
     order=ORDERS, stride=(2,), enc_depths=(2, 2), enc_channels=(8, 16), enc_num_head=(2, 2),
     enc_patch_size=(16, 16), dec_depths=(1,), dec_channels=(8,), dec_num_head=(1,), dec_patch_size=(16,),
@@ -253,3 +258,9 @@ def test_ptv3(**overrides) -> PointTransformerV3:
 def test_ptv3_two_stage(**overrides) -> PointTransformerV3:
     """Tiny two-stage PTv3 with all four curves, for tests."""
     return _build(TEST_PTV3_TWO_STAGE, overrides)
+
+
+@MODELS.register
+def demo_student(**overrides) -> PointTransformerV3:
+    """The demo's student (CPU-sized PTv3)."""
+    return _build(DEMO_STUDENT, overrides)
