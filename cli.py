@@ -14,7 +14,10 @@ import typer
 # Add one line per built command.
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("run", "pipeline.commands.run:run"),
+    ("train-teacher", "pipeline.commands.train_teacher:train_teacher"),
+    ("distill", "pipeline.commands.distill:distill"),
     ("prepare", "pipeline.commands.prepare:app"),
+    ("generate-synthetic", "pipeline.commands.synthetic:generate_synthetic"),
     ("evaluate", "pipeline.commands.evaluate:evaluate"),
     ("inspect-cache", "pipeline.commands.inspect_cache:inspect_cache"),
     ("cache-teacher", "pipeline.commands.cache_teacher:cache_teacher"),

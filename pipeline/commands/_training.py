@@ -27,6 +27,7 @@ Dataset = Annotated[Optional[str], typer.Option("--dataset", help="scannet or sc
 ValSplit = Annotated[Optional[str], typer.Option("--val-split", help="Split scored during training ('' = none).")]
 ValMaxScenes = Annotated[Optional[int], typer.Option("--val-max-scenes", help="Score only the first N val scenes during training.")]
 Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (model.pt, log.jsonl, train_state.pt).")]
+BlockLrScale = Annotated[Optional[float], typer.Option("--block-lr-scale", help="Learning-rate factor of transformer/residual blocks (release: 0.1).")]
 GradClip = Annotated[Optional[float], typer.Option("--grad-clip", help="Clip the gradient norm (off by default).")]
 Repeats = Annotated[Optional[int], typer.Option("--repeats", help="Each scene appears this many times per epoch.")]
 
@@ -67,7 +68,8 @@ def config_values(section: str, cli: dict[str, Any], fields: dict[str, tuple[str
     return values
 
 
-def optim_config(section: str, lr: float | None, weight_decay: float | None, grad_clip: float | None):
+def optim_config(section: str, lr: float | None, weight_decay: float | None, grad_clip: float | None,
+                 block_lr_scale: float | None = None):
     """OptimConfig from options > stages.yaml > the release's recipe."""
     from pipeline.params import command_defaults
     from srkd.train import OptimConfig
@@ -78,6 +80,8 @@ def optim_config(section: str, lr: float | None, weight_decay: float | None, gra
         lr=float(lr if lr is not None else d.get("lr", base.lr)),
         weight_decay=float(weight_decay if weight_decay is not None else d.get("weight_decay", base.weight_decay)),
         grad_clip=grad_clip if grad_clip is not None else d.get("grad_clip", base.grad_clip),
+        block_lr_scale=float(block_lr_scale if block_lr_scale is not None
+                             else d.get("block_lr_scale", base.block_lr_scale)),
     )
 
 

@@ -27,6 +27,7 @@ def distill(
     lr: T.Lr = None,
     weight_decay: T.WeightDecay = None,
     grad_clip: T.GradClip = None,
+    block_lr_scale: T.BlockLrScale = None,
     grid_size: T.GridSize = None,
     workers: T.Workers = None,
     seed: T.Seed = None,
@@ -52,7 +53,8 @@ def distill(
         cli = dict(locals())
         fields = {**T.COMMON_FIELDS, "student": ("model", "ptv3_half"), "method": ("method", "srkd"),
                   "targets": ("targets", "view"), "out": ("out", "runs/student"),
-                  "teacher_model": ("teacher_model", None)}
+                  "teacher_model": ("teacher_model", None),
+                  "dataset": ("dataset", None)}  # None: the cache's dataset (scannet without one)
         values = T.config_values("distill", cli, fields)
         cache = cache if cache is not None else d.get("cache")
         if cache is None and online_teacher is None and values["method"] != "ce":
@@ -64,6 +66,6 @@ def distill(
             **values, cache=Path(cache) if cache else None, online_teacher=online_teacher,
             data_root=data_root or (Path(d["data_root"]) if d.get("data_root") else None),
             loss_overrides=overrides, resume=resume,
-            optim=T.optim_config("distill", lr, weight_decay, grad_clip),
+            optim=T.optim_config("distill", lr, weight_decay, grad_clip, block_lr_scale),
         )
         T.run_with_progress(cfg, "distill")

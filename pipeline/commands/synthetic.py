@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,22 +12,26 @@ from pipeline.commands._common import user_errors
 
 def generate_synthetic(
     out: Annotated[
-        Path,
-        typer.Option("--out", help="Output root; scenes go to <out>/{train,val}/synthetic_NNNN/."),
-    ],
-    scenes: Annotated[int, typer.Option("--scenes", help="Number of scenes (>= 1).")] = 24,
+        Optional[Path],
+        typer.Option("--out", help="Output root; scenes go to <out>/{train,val}/synthetic_NNNN/. "
+                     "Default: stages.yaml data.root."),
+    ] = None,
+    scenes: Annotated[Optional[int], typer.Option("--scenes", help="Number of scenes (>= 1). [default: 24]")] = None,
     seed: Annotated[
-        int, typer.Option("--seed", help="Dataset seed (>= 0); same seed, same files.")
-    ] = 0,
+        Optional[int], typer.Option("--seed", help="Dataset seed (>= 0); same seed, same files. [default: 0]")
+    ] = None,
     val_fraction: Annotated[
-        float, typer.Option("--val-fraction", help="Share of scenes in the val split, in [0, 1).")
-    ] = 0.25,
-    points: Annotated[int, typer.Option("--points", help="Points per scene (>= 1000).")] = 30_000,
+        Optional[float], typer.Option("--val-fraction", help="Share of scenes in the val split, in [0, 1). [default: 0.25]")
+    ] = None,
+    points: Annotated[Optional[int], typer.Option("--points", help="Points per scene (>= 1000). [default: 30000]")] = None,
     workers: Annotated[
         int, typer.Option("--workers", help="Scenes generated in parallel (processes).")
     ] = 1,
 ) -> None:
-    """Generate a synthetic ScanNet-20 dataset of furnished rooms (train/val splits)."""
+    """Generate a synthetic ScanNet-20 dataset of furnished rooms (train/val splits).
+
+    Unset options come from stages.yaml's params.data (root, scenes, seed, val_fraction, points).
+    """
     import numpy as np
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -36,8 +40,20 @@ def generate_synthetic(
     from srkd.data.classes import SCANNET20_CLASSES
     from srkd.data.synthetic import generate_dataset, split_sizes
 
+    from pipeline.params import command_defaults, pick
+    from srkd.errors import ConfigError
+
     console = Console(stderr=True)
     with user_errors():
+        d = command_defaults("data")
+        out = pick(out, d, "root", None)
+        if out is None:
+            raise ConfigError("pass --out DIR (or run where stages.yaml sets params.data.root)")
+        out = Path(out)
+        scenes = int(pick(scenes, d, "scenes", 24))
+        seed = int(pick(seed, d, "seed", 0))
+        val_fraction = float(pick(val_fraction, d, "val_fraction", 0.25))
+        points = int(pick(points, d, "points", 30_000))
         n_train, n_val = split_sizes(scenes, val_fraction)
         progress = Progress(
             TextColumn("[bold]generate[/bold] {task.description}"),

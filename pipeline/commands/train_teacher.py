@@ -22,6 +22,7 @@ def train_teacher(
     lr: T.Lr = None,
     weight_decay: T.WeightDecay = None,
     grad_clip: T.GradClip = None,
+    block_lr_scale: T.BlockLrScale = None,
     grid_size: T.GridSize = None,
     workers: T.Workers = None,
     seed: T.Seed = None,
@@ -50,6 +51,6 @@ def train_teacher(
         root = data_root or d.get("data_root") or command_defaults("data").get("root")
         cfg = RunConfig(
             **values, method="ce", data_root=Path(root) if root else None, resume=resume,
-            optim=T.optim_config("teacher", lr, weight_decay, grad_clip),
+            optim=T.optim_config("teacher", lr, weight_decay, grad_clip, block_lr_scale),
         )
         T.run_with_progress(cfg, "train-teacher")

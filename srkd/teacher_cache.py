@@ -1,0 +1,261 @@
+"""Teacher targets for the cache: the views of a scene, the frozen teacher, per-point targets.
+
+One cached *view* of a scene is the scene after a geometric, point-preserving transform chain,
+run through the teacher with test-mode fragments so every original point is covered
+(`srkd.inference.infer_view`). Its cached targets, per ORIGINAL point i:
+
+    logits_i  = log(max(p_i, eps)),  p_i = mean over the fragments covering i of softmax(z)
+    feature_i = mean over the same fragments of the teacher's distilled feature
+
+Log-probabilities are valid logits: softmax(log p / T) = softmax(z / T) whenever p = softmax(z)
+(one fragment covers i), because log softmax(z) = z - logsumexp(z) only shifts z per point. Where
+fragments overlap, p is their mean probability (Pointcept's precise-test vote).
+
+Views (`ViewSettings`): view 0 is the CANONICAL view, centre shift only (the teacher sees the scene
+as stored); views 1..V-1 are drawn with `srkd.data.transforms.view_transforms()` from a numpy
+Generator seeded by (cache seed, crc32(scene id), view index), so rebuilding a scene reproduces
+its views exactly. Each view stores its transform record; `srkd.data.transforms.replay(raw,
+params["record"])` reproduces the geometry the teacher saw, bit for bit.
+
+The orchestration (root metadata, resume, dask workers, write-behind) is in
+`srkd.teacher_cache_run`.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from srkd.cache import CacheSpec, CodecSpec, ViewTargets, ensemble_of
+from srkd.data.scannet import DatasetSpec
+from srkd.data.transforms import TILT, CenterShift, Compose, Record, view_transforms
+from srkd.errors import CheckpointError, ConfigError
+from srkd.inference import SceneInference, infer_view
+from srkd.types import PointCloud
+
+PROB_EPS = 1e-12
+"""Probabilities are clamped here before the log: log(1e-12) = -27.6 lies below the int8 codec's
+24-nat window under each point's top logit, so clamping never changes a stored code."""
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """How the V views of every scene are drawn (arguments of `view_transforms` + the seed)."""
+
+    views: int = 1
+    seed: int = 0
+    rotate_z: tuple[float, float] = (-math.pi, math.pi)
+    tilt: float = TILT
+    scale: tuple[float, float] = (0.9, 1.1)
+    p_rotate: float = 0.5
+    p_flip: float = 0.5
+
+    def __post_init__(self) -> None:
+        if int(self.views) < 1:
+            raise ConfigError(f"--views must be >= 1 (view 0 is the canonical view), got {self.views}")
+        if not 0 <= int(self.seed) < 2**63:
+            raise ConfigError(f"--seed must be in [0, 2**63), got {self.seed}")
+        view_transforms(**self._chain_args())  # validates ranges and probabilities now
+
+    def _chain_args(self) -> dict[str, Any]:
+        return {
+            "rotate_z": tuple(self.rotate_z), "tilt": self.tilt, "scale": tuple(self.scale),
+            "p_rotate": self.p_rotate, "p_flip": self.p_flip,
+        }  # fmt: skip
+
+    def chain(self, view: int) -> Compose:
+        """The transform chain of view `view` (0 = centre shift only)."""
+        if view == 0:
+            return Compose([CenterShift(apply_z=True)])
+        return view_transforms(**self._chain_args())
+
+    def rng(self, scene_id: str, view: int) -> np.random.Generator:
+        """The Generator view `view` of `scene_id` is drawn from (same inputs, same draws)."""
+        return np.random.default_rng([int(self.seed), zlib.crc32(scene_id.encode()), int(view)])
+
+    def draw(self, pc: PointCloud, view: int) -> tuple[PointCloud, Record]:
+        """View `view` of a scene loaded as stored: (transformed cloud, its transform record)."""
+        return self.chain(view)(pc, self.rng(pc.scene_id or "", view))
+
+    def to_json(self) -> dict[str, Any]:
+        """What the cache records (CacheSpec.view_settings): everything that shapes a view."""
+        return {
+            "seed": int(self.seed),
+            "canonical_view": "view 0: center_shift(apply_z=True) only",
+            "chain": "view_transforms",
+            "chain_names": self.chain(1).names,
+            "rng": "numpy default_rng([seed, crc32(scene_id), view])",
+            "rotate_z": [float(v) for v in self.rotate_z],
+            "tilt": float(self.tilt),
+            "scale": [float(v) for v in self.scale],
+            "p_rotate": float(self.p_rotate),
+            "p_flip": float(self.p_flip),
+        }
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """What the cache records about the teacher."""
+
+    name: str
+    args: dict[str, Any]
+    sha256: str
+    feature_dim: int
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class TeacherRef:
+    """Where the teacher comes from.
+
+    checkpoint: an srkd self-describing checkpoint, or, when `pointcept_model` is given, a
+        Pointcept training checkpoint loaded into `create_model(pointcept_model, num_classes=K,
+        in_channels=C)` by parameter name.
+    """
+
+    checkpoint: Path
+    pointcept_model: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_sha256(ref: TeacherRef) -> str:
+    """sha256 of the teacher checkpoint, or CheckpointError when the file is missing."""
+    from srkd.models import file_sha256
+
+    path = Path(ref.checkpoint)
+    if not path.is_file():
+        raise CheckpointError(
+            f"teacher checkpoint {path} does not exist (or is not a file); pass --teacher with the "
+            "path of a checkpoint saved by srkd (or a Pointcept .pth together with --teacher-model)"
+        )
+    return file_sha256(path)
+
+
+def load_teacher(ref: TeacherRef, dataset: DatasetSpec, device: torch.device | str = "cpu") -> tuple[nn.Module, TeacherInfo]:
+    """Load the frozen teacher (eval mode, requires_grad off) on `device`.
+
+    Raises CheckpointError: missing file, not a checkpoint, another class count or input features
+    than `dataset` provides, weights that do not fit the model.
+    """
+    from srkd.models import create_model, load_checkpoint, load_pointcept_checkpoint
+
+    sha = checkpoint_sha256(ref)
+    path = Path(ref.checkpoint)
+    if ref.pointcept_model is None:
+        model, meta = load_checkpoint(
+            path, expect_classes=dataset.num_classes, expect_features=dataset.feature_names, map_location="cpu"
+        )
+        name, args = meta.model_name, dict(meta.model_args)
+    else:
+        args = {"num_classes": dataset.num_classes, "in_channels": dataset.feature_dim, **ref.model_args}
+        model = create_model(ref.pointcept_model, **args)
+        load_pointcept_checkpoint(path, model, strict=True)
+        name = ref.pointcept_model
+    if int(getattr(model, "num_classes", dataset.num_classes)) != dataset.num_classes:
+        raise CheckpointError(
+            f"teacher {path} predicts {model.num_classes} classes, dataset {dataset.name!r} has "
+            f"{dataset.num_classes}"
+        )
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    info = TeacherInfo(name, args, sha, int(model.feature_dim), str(path.resolve()))
+    return model, info
+
+
+def make_spec(
+    dataset: DatasetSpec, data_root: Path, split: str, teacher: TeacherInfo, views: ViewSettings,
+    codec: CodecSpec, grid_size: float, ensemble: bool,
+) -> CacheSpec:  # fmt: skip
+    """The CacheSpec (fingerprint input) of a cache built with these settings."""
+    if ensemble and views.views < 2:
+        raise ConfigError("an ensemble entry needs --views >= 2 (with one view it would repeat view 0)")
+    return CacheSpec(
+        dataset=dataset.name,
+        data_root=str(Path(data_root).resolve()),
+        split=split,
+        class_names=dataset.class_names,
+        teacher_name=teacher.name,
+        teacher_args=teacher.args,
+        teacher_sha256=teacher.sha256,
+        feature_dim=teacher.feature_dim,
+        codec=codec,
+        views=views.views,
+        ensemble=bool(ensemble),
+        view_settings=views.to_json(),
+        grid_size=grid_size,
+    )
+
+
+def inference_targets(result: SceneInference) -> tuple[np.ndarray, np.ndarray]:
+    """Cached targets of one view: (logits float32 (N, K) = log mean probability, feature float32
+    (N, D) = mean feature), averaged over the fragments covering each original point."""
+    if result.feature_sum is None:
+        raise ConfigError("the teacher's features were not collected (infer_view with_feature=True)")
+    if int(result.votes.min()) < 1:
+        missing = int((result.votes < 1).sum())
+        raise ConfigError(f"{missing} original points were covered by no fragment; cannot cache them")
+    votes = result.votes[:, None].astype(np.float64)
+    prob = result.prob_sum / votes
+    logits = np.log(np.maximum(prob, PROB_EPS))
+    feature = result.feature_sum / votes
+    return logits.astype(np.float32), feature.astype(np.float32)
+
+
+def scene_targets(
+    model: nn.Module,
+    pc: PointCloud,
+    views: ViewSettings,
+    grid_size: float,
+    feature_names: Sequence[str],
+    device: torch.device | str = "cpu",
+    ensemble: bool = False,
+) -> tuple[list[ViewTargets], ViewTargets | None]:
+    """Every view of one scene through the teacher (eval, no grad, fp16 autocast on CUDA).
+
+    Args:
+        pc: the scene as stored (origin_index = arange(N)).
+    Returns:
+        (V ViewTargets with logits (N, K), feature (N, D) float32 and params {"view": v,
+        "canonical": v == 0, "seed": cache seed, "record": transform record}, the ensemble
+        entry or None).
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    out: list[ViewTargets] = []
+    try:
+        for v in range(views.views):
+            view_pc, record = views.draw(pc, v)
+            result = infer_view(
+                model, view_pc, grid_size, feature_names, device, with_feature=True,
+                amp=device.type == "cuda", num_points=pc.num_points,
+            )  # fmt: skip
+            logits, feature = inference_targets(result)
+            params = {"view": v, "canonical": v == 0, "seed": int(views.seed), "record": record}
+            out.append(ViewTargets(logits, feature, params))
+    finally:
+        model.train(was_training)
+    ens = ensemble_of(out, {"kind": "ensemble", "views": len(out)}) if ensemble else None
+    return out, ens
+
+
+def spec_view_settings(spec: CacheSpec) -> ViewSettings:
+    """The ViewSettings a cache was built with (from its recorded view_settings)."""
+    s = dict(spec.view_settings)
+    try:
+        return ViewSettings(
+            views=spec.views, seed=int(s["seed"]), rotate_z=tuple(s["rotate_z"]), tilt=float(s["tilt"]),
+            scale=tuple(s["scale"]), p_rotate=float(s["p_rotate"]), p_flip=float(s["p_flip"]),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"cache view settings {s} were not written by srkd cache-teacher ({exc})") from None
+
