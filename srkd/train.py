@@ -8,6 +8,7 @@ so this module knows nothing about caches, teachers or datasets.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -94,11 +95,17 @@ def build_optimizer(modules: list[nn.Module], cfg: OptimConfig) -> torch.optim.A
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
-    """OneCycle (cosine), stepped once per iteration, peak = each group's own lr."""
+    """OneCycle (cosine), stepped once per iteration, peak = each group's own lr.
+
+    torch's OneCycleLR divides by (pct_start * total_steps - 1), so runs shorter than
+    1 / pct_start + 1 steps get a schedule of that length (they stop before it ends).
+    """
+    if not 0.0 < cfg.pct_start < 1.0:
+        raise ConfigError(f"pct_start must be in (0, 1), got {cfg.pct_start}")
     return torch.optim.lr_scheduler.OneCycleLR(
         opt,
         max_lr=[g["lr"] for g in opt.param_groups],
-        total_steps=max(total_steps, 2),
+        total_steps=max(total_steps, math.floor(1.0 / cfg.pct_start) + 1),
         pct_start=cfg.pct_start,
         anneal_strategy="cos",
         div_factor=cfg.div_factor,
@@ -143,6 +150,8 @@ def train(
     state_path = out_dir / STATE_FILE
     if resume and state_path.exists():
         step, best = _load_state(state_path, core, extra, opt, sched, scaler)
+        if is_main:  # the steps after the checkpoint are trained again: log them once
+            _truncate_log(out_dir, step)
     elif not resume:
         torch.manual_seed(cfg.seed)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
@@ -182,14 +191,17 @@ def train(
                 _append_log(out_dir, record)
             if on_step:
                 on_step(record)
-            if is_main and (step % cfg.checkpoint_every == 0 or step == cfg.total_steps):
+            epoch_end = step % cfg.steps_per_epoch == 0 or step >= cfg.total_steps
+            # at an evaluated epoch end the state is saved after validation instead, so that a
+            # run killed during validation validates again when resumed
+            if is_main and (step % cfg.checkpoint_every == 0 or step == cfg.total_steps) and not (
+                epoch_end and _evaluates(cfg, step, evaluate_fn)
+            ):
                 _save_state(state_path, core, extra, opt, sched, scaler, step, best)
-            if step % cfg.steps_per_epoch == 0 or step >= cfg.total_steps:
+            if epoch_end:
                 break
         epoch_done = step // cfg.steps_per_epoch
-        if evaluate_fn and cfg.eval_every and (
-            epoch_done % cfg.eval_every == 0 or step >= cfg.total_steps
-        ):
+        if _evaluates(cfg, step, evaluate_fn):
             model.eval()
             last_metrics = evaluate_fn(core)
             miou = float(last_metrics["mIoU"])
@@ -207,6 +219,31 @@ def train(
         if evaluate_fn is None or best is None:
             save_model(out_dir / "model.pt", core, meta)
     return TrainResult(step=step, best_metric=best, last_metrics=last_metrics)
+
+
+def _evaluates(cfg: TrainConfig, step: int, evaluate_fn: Callable | None) -> bool:
+    """Whether the loop validates after the epoch that ends at `step`."""
+    epoch_done = step // cfg.steps_per_epoch
+    return bool(evaluate_fn) and bool(cfg.eval_every) and (
+        epoch_done % cfg.eval_every == 0 or step >= cfg.total_steps
+    )
+
+
+def _truncate_log(out_dir: Path, step: int) -> None:
+    """Drop log records of steps after `step` (written before a crash, trained again now)."""
+    path = out_dir / LOG_FILE
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                keep.append(line)
+        except (ValueError, AttributeError, TypeError):
+            break  # a torn last line from the crash
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in keep))
+    os.replace(tmp, path)
 
 
 def _append_log(out_dir: Path, record: dict[str, Any]) -> None:

@@ -62,10 +62,11 @@ def evaluate(
     with user_errors():
         params = command_defaults("evaluate")
         checkpoints = list(checkpoint or [])
+        cache_given = cache is not None  # `--cache` alone scores only the cached teacher
         cache = pick(cache, params, "cache", None)
-        if not checkpoint and cache is None:
+        if not checkpoint and not cache_given:
             checkpoints = default_checkpoints(params, command_defaults("distill"))
-            if not checkpoints:
+            if not checkpoints and cache is None:
                 raise ConfigError(
                     "nothing to evaluate: pass --checkpoint PATH (repeatable) and/or --cache DIR, or "
                     "run from a folder whose stages.yaml sets params.distill.out or "
