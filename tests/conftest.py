@@ -36,3 +36,12 @@ def scannet_raw_sample() -> Path:
 def rng() -> np.random.Generator:
     """A seeded numpy Generator."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _run_outside_the_repo(tmp_path_factory, monkeypatch):
+    """Commands read ./stages.yaml for defaults; tests must not pick up the repository's demo
+    settings, so every test starts in an empty folder (tests that need a stages.yaml write one)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    monkeypatch.delenv("SRKD_STAGES", raising=False)
+    monkeypatch.delenv("SRKD_SET", raising=False)

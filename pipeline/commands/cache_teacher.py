@@ -97,8 +97,8 @@ def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool
 
     from srkd.cache import CodecSpec
     from srkd.cache.inspect import summarize
-    from srkd.teacher_cache import TeacherRef, ViewSettings
     from srkd.device import configure_threads
+    from srkd.teacher_cache import TeacherRef, ViewSettings
     from srkd.teacher_cache_run import CacheJob, SceneDone, build_cache
 
     configure_threads()  # the in-process teacher; dask workers set their own share

@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,7 +28,8 @@ import zarr
 import zarr.codecs as zc
 
 from srkd.cache.codecs import Codec, CodecSpec, Encoded
-from srkd.errors import CacheError, ConfigError
+from srkd.data.layout import check_scene_id as layout_check_scene_id
+from srkd.errors import DataError, CacheError, ConfigError
 
 SCHEMA_VERSION = 1
 """Bumped whenever the layout changes incompatibly; readers refuse other versions."""
@@ -46,20 +46,16 @@ CHUNK_ROWS = 131072
 """Rows per chunk of a per-point array: >= 1 MB for the code arrays of a 20-class/64-d entry, and
 one to a few chunks per typical scene (readers load whole entries)."""
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
 def check_scene_id(scene_id: str) -> str:
-    """Return `scene_id` if it is a safe single path component, else raise CacheError.
-
-    Same rule as `srkd.data.layout.check_scene_id` (kept here so srkd.cache imports no data code).
-    """
-    if not isinstance(scene_id, str) or not _SAFE_ID.match(scene_id) or ".." in scene_id:
+    """Return `scene_id` if it is a safe single path component (the dataset layout's rule,
+    `srkd.data.layout.check_scene_id`), else raise CacheError."""
+    try:
+        return layout_check_scene_id(scene_id)
+    except (DataError, TypeError):
         raise CacheError(
             f"scene id {scene_id!r} is not a plain name (letters, digits, '_', '-', '.'); "
             "it would not map to a single group inside the cache"
-        )
-    return scene_id
+        ) from None
 
 
 def entry_name(view: int | str) -> str:

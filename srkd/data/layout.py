@@ -33,7 +33,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def check_scene_id(scene_id: str) -> str:
     """Return `scene_id` if it is a safe single path component (no '/', '..', etc.)."""
-    if not _SAFE_ID.match(scene_id) or scene_id in (".", "..") or ".." in scene_id:
+    if not isinstance(scene_id, str) or not _SAFE_ID.match(scene_id) or ".." in scene_id:
         raise DataError(
             f"scene id {scene_id!r} is not a plain name (letters, digits, '_', '-', '.'); "
             "it would not map to a single folder"
