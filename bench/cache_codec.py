@@ -27,7 +27,9 @@ import numpy as np
 from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets, measure_codec
 
 SETTINGS: list[tuple[str, CodecSpec]] = [
-    ("int8 (default)", CodecSpec.create("int8")),
+    ("int8 (default, step 1/40)", CodecSpec.create("int8")),
+    ("int8, feature_step 1/64", CodecSpec.create("int8", feature_step=1 / 64)),
+    ("int8, 63 logit levels", CodecSpec.create("int8", logit_levels=63)),
     ("int8, rotated (PCA)", CodecSpec.create("int8", rotate=True)),
     ("int8, feature_step 1/32", CodecSpec.create("int8", feature_step=1 / 32)),
     ("int8, step 1/32, rotated", CodecSpec.create("int8", feature_step=1 / 32, rotate=True)),

@@ -11,9 +11,12 @@ from srkd.cache.codecs import affinity_error, softmax_kl
 from srkd.errors import CacheError, CacheMissError, ConfigError
 from tests.cache.conftest import make_spec, make_views
 
-# codec -> (max mean KL at T=2, max affinity MAE, max feature relative error)
+# codec -> (max mean KL at T=2, max affinity MAE, max feature relative error). int8 rounds each
+# unit-direction component to a step s, so its relative error is about s * sqrt(D / 12). These
+# features are noise-like; a trained teacher's affinity error is ~4e-3 (bench/cache_codec.py).
+_STEP = CodecSpec.create("int8").options["feature_step"]
 BOUNDS = {
-    "int8": (1e-3, 0.01, 0.05),
+    "int8": (1e-3, 0.015, 1.2 * _STEP * np.sqrt(64 / 12)),
     "float16": (1e-5, 1e-3, 1e-3),
     "lossless": (0.0, 0.0, 0.0),
 }
