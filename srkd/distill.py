@@ -87,10 +87,17 @@ class CachedTargets:
 
 class CachedViewProvider:
     """`ViewProvider` for SceneDataset: draws one of the scene's cached views uniformly and
-    returns its recorded geometry, which the dataset replays before the student's own chain."""
+    returns its recorded geometry, which the dataset replays before the student's own chain.
 
-    def __init__(self, reader) -> None:
+    With `replay=False` (targets "canonical" / "ensemble") it only checks that the scene is
+    cached with the dataset's point count and returns (-1, []): the sample keeps its own view.
+    The check runs on the scene the dataset has already loaded, so it costs nothing, and it
+    catches a dataset changed since the cache was built, which gathering by index cannot.
+    """
+
+    def __init__(self, reader, replay: bool = True) -> None:
         self.reader = reader
+        self.replay = replay
 
     def __call__(self, scene_id: str, pc: PointCloud, rng: np.random.Generator) -> tuple[int, Record]:
         if scene_id not in self.reader.scene_ids:
@@ -103,6 +110,8 @@ class CachedViewProvider:
                 f"scene {scene_id!r}: the cache has {self.reader.num_points(scene_id)} points but "
                 f"the dataset has {pc.num_points}; the data changed since the cache was built"
             )
+        if not self.replay:
+            return -1, []
         view = int(rng.integers(self.reader.views(scene_id)))
         return view, view_record_of(self.reader.view_params(scene_id, view))
 

@@ -27,7 +27,7 @@ from srkd.distill import (
     validation_scores,
 )
 from srkd.device import resolve_device
-from srkd.errors import ConfigError
+from srkd.errors import CacheError, ConfigError
 from srkd.losses.combined import TEACHER_TERMS
 from srkd.losses.recipes import recipe
 from srkd.models import create_model, save_checkpoint
@@ -39,7 +39,8 @@ class RunConfig:
     """Everything one training job depends on (what the checkpoint records as train_params).
 
     model / model_args:  the student (or the model to train alone), a registered preset.
-    dataset, data_root:  where scenes come from; with `cache` they default to the cache's own.
+    dataset, data_root:  where scenes come from; with `cache` they default to the cache's own
+                         (dataset None = the cache's, or "scannet" without a cache).
     method:              loss recipe: srkd | kd | mse | cwd | ce (see srkd.losses.recipes).
     loss_overrides:      per-term weights etc. replacing the recipe's values.
     targets:             view | canonical | ensemble (cached teacher only).
@@ -48,7 +49,7 @@ class RunConfig:
 
     model: str
     out: Path
-    dataset: str = "scannet"
+    dataset: str | None = None
     data_root: Path | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     train_split: str = "train"
@@ -114,6 +115,11 @@ def _open_cache(cfg: RunConfig):
 
     reader = CacheReader(cfg.cache)
     spec = reader.spec
+    if cfg.dataset is not None and cfg.dataset != spec.dataset:
+        raise ConfigError(
+            f"--dataset {cfg.dataset} does not match the cache {cfg.cache}, which was built for "
+            f"{spec.dataset!r} ({spec.num_classes} classes); drop --dataset or use a matching cache"
+        )
     # the cache decides dataset, data root and split unless the user overrides them explicitly
     cfg = replace(
         cfg,
@@ -134,6 +140,11 @@ def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device, read
                 f"the cache {cfg.cache} holds {reader.spec.num_classes} classes but dataset "
                 f"{ds.name!r} has {ds.num_classes}"
             )
+        if cfg.targets == "ensemble" and not reader.spec.ensemble:
+            raise ConfigError(
+                f"--targets ensemble: the cache {cfg.cache} holds no ensemble entry; rebuild it "
+                "with several --views and --ensemble, or use --targets view|canonical"
+            )
         return CachedTargets(reader, cfg.targets), reader.spec.feature_dim
     if cfg.online_teacher is not None:
         from srkd.teacher_cache import TeacherRef, load_teacher
@@ -150,6 +161,8 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
     reader = None
     if cfg.cache is not None:
         reader, cfg = _open_cache(cfg)
+    elif cfg.dataset is None:
+        cfg = replace(cfg, dataset="scannet")
     if cfg.data_root is None:
         raise ConfigError("no data root: pass --data-root (or --cache, whose metadata has one)")
     device = resolve_device(cfg.device)
@@ -181,6 +194,15 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
                      gather_fn=gather_fn).to(device)
 
     train_source = ScanNetScenes(cfg.data_root, cfg.train_split, ds)
+    if reader is not None:  # fail before training, not in the middle of an epoch
+        cached = set(reader.scene_ids)
+        missing = [s for s in train_source.scene_ids if s not in cached]
+        if missing:
+            raise CacheError(
+                f"{len(missing)} of {len(train_source.scene_ids)} scenes of {cfg.data_root}/"
+                f"{cfg.train_split} are not in the cache {cfg.cache} (e.g. {', '.join(missing[:3])}); "
+                "run `srkd cache-teacher` again to add them"
+            )
     view_mode = reader is not None and cfg.targets == "view"
     if not cfg.augment:
         chain = student_transforms(cfg.grid_size, cfg.max_points, dropout=(0.0, 0.0),
@@ -192,7 +214,8 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
     dataset = SceneDataset(
         train_source, chain, grid_size=cfg.grid_size, feature_names=ds.feature_names,
         seed=cfg.seed, repeats=cfg.repeats,
-        view_provider=CachedViewProvider(reader) if view_mode else None,
+        # without view replay the provider only checks each scene against the cache
+        view_provider=CachedViewProvider(reader, replay=view_mode) if reader is not None else None,
     )
     sampler = None
     if dist_info.world > 1:
@@ -203,6 +226,12 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
     loader = make_loader(dataset, cfg.batch_size, workers=cfg.workers, shuffle=True,
                          seed=cfg.seed, mix3d_prob=cfg.mix3d_prob if cfg.augment else 0.0,
                          drop_last=True, sampler=sampler)
+    # Each new DataLoader iterator draws its base seed from a generator; by default that is
+    # torch's global RNG, which also drives DropPath and relation sampling. A run resumed
+    # mid-epoch creates its iterator after restoring the RNG, an uninterrupted one before the
+    # epoch's steps, so the global stream would shift. A private generator keeps the two equal
+    # (samples draw from their own per-item numpy streams, so nothing else depends on it).
+    loader.generator = torch.Generator().manual_seed(cfg.seed)
     steps = len(loader)
     if steps == 0:
         raise ConfigError(
@@ -238,11 +267,16 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
         save_checkpoint(path, m, class_names=ds.class_names, feature_names=ds.feature_names,
                         train_params=train_params, extra=_plain(meta))
 
+    step_loss: nn.Module = loss
     if dist_info.world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=False,
-        )
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                    find_unused_parameters=False)
+        if any(p.requires_grad for p in loss.parameters()):
+            # the FeatMSE projection trains with the student: without DDP its gradients would
+            # stay per rank and every rank would end up with a different projection
+            # (device_ids None: its inputs are already on the device, leave them untouched)
+            step_loss = nn.parallel.DistributedDataParallel(loss, device_ids=None)
     tcfg = TrainConfig(epochs=cfg.epochs, steps_per_epoch=steps, optim=cfg.optim, amp=cfg.amp,
                        eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
                        seed=cfg.seed)
@@ -251,7 +285,7 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
                   "world": dist_info.world, "dataset": cfg.dataset, "data_root": str(cfg.data_root),
                   "losses": list(rec.weights.active())})
     return train(
-        model, make_loss_fn(loss), batches_for_epoch, tcfg, Path(cfg.out), save_model,
+        model, make_loss_fn(step_loss), batches_for_epoch, tcfg, Path(cfg.out), save_model,
         targets_fn=targets_fn, evaluate_fn=evaluate_fn if dist_info.is_main else None,
         extra_modules=[loss], resume=cfg.resume, on_step=on_step, device=device,
         is_main=dist_info.is_main,

@@ -1,0 +1,56 @@
+"""One rank of the 2-process gloo test of `srkd.experiment.run` (test_ddp.py).
+
+A module without pytest, so the spawned processes import little. The rank joins the process
+group through a file:// rendezvous (no TCP port to collide with) BEFORE calling run(); run()
+sees WORLD_SIZE=2 and an initialised group, exactly as under torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+
+def worker(rank: int, rendezvous: str, cfg_values: dict, report_dir: str) -> None:
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=2)
+    try:
+        import srkd.experiment as experiment
+        import srkd.losses.distributed as distributed
+        from srkd.experiment import RunConfig
+
+        gathers: list[tuple[int, int, int]] = []
+        real_gather = distributed.all_gather_with_grad
+
+        def spy_gather(tensors, *args, **kwargs):
+            out = real_gather(tensors, *args, **kwargs)
+            gathers.append((len(tensors), len(out), distributed.world_size()))
+            return out
+
+        distributed.all_gather_with_grad = spy_gather  # run() imports it from the module
+        seen: dict = {}
+        real_train = experiment.train
+
+        def spy_train(model, *args, **kwargs):
+            seen["model"], seen["extra"] = model, kwargs["extra_modules"]
+            return real_train(model, *args, **kwargs)
+
+        experiment.train = spy_train
+        records: list[dict] = []
+        result = experiment.run(RunConfig(**cfg_values), on_step=records.append)
+        core = seen["model"].module if hasattr(seen["model"], "module") else seen["model"]
+        torch.save({
+            "step": result.step,
+            "records": records,
+            "gathers": gathers,
+            "wrapped": type(seen["model"]).__name__,
+            "model": core.state_dict(),
+            "params": {k: v.detach() for k, v in core.named_parameters()},
+            "extra": [m.state_dict() for m in seen["extra"]],
+        }, Path(report_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()

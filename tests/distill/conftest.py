@@ -1,0 +1,88 @@
+"""Fixtures of the distill tests: a tiny synthetic dataset, a tiny teacher and teacher caches.
+
+The caches are built here directly (teacher outputs through `srkd.teacher_cache.scene_targets`,
+written with `CacheWriter`), so these tests do not depend on `srkd cache-teacher`'s
+orchestration; the CLI test builds its own cache with the command itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+GRID = 0.1  # ~2000-point synthetic rooms: most points keep their own voxel
+SCENES, VAL_FRACTION, POINTS = 5, 0.2, 2000  # 4 train + 1 val scenes
+
+
+def make_data(root: Path) -> Path:
+    from srkd.data.synthetic import generate_dataset
+
+    generate_dataset(root, scenes=SCENES, seed=0, val_fraction=VAL_FRACTION, n_points=POINTS)
+    return root
+
+
+def make_teacher(path: Path, name: str = "test_spunet", seed: int = 0) -> Path:
+    """A randomly initialised tiny ScanNet-20 model saved as an srkd checkpoint."""
+    import torch
+
+    from srkd.data.scannet import get_dataset_spec
+    from srkd.models import create_model, save_checkpoint
+
+    ds = get_dataset_spec("scannet")
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=ds.num_classes, in_channels=ds.feature_dim)
+    return save_checkpoint(path, model, class_names=ds.class_names, feature_names=ds.feature_names)
+
+
+def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensemble: bool = True,
+                codec: str = "lossless", split: str = "train", class_names=None,
+                scenes: int | None = None) -> Path:
+    """Run the teacher over the (first `scenes`) scenes of `split` and write the cache."""
+    from dataclasses import replace
+
+    from srkd.cache import CacheWriter, CodecSpec
+    from srkd.data.scannet import ScanNetScenes, get_dataset_spec
+    from srkd.teacher_cache import TeacherRef, ViewSettings, load_teacher, make_spec, scene_targets
+
+    ds = get_dataset_spec("scannet")
+    model, info = load_teacher(TeacherRef(teacher), ds, "cpu")
+    settings = ViewSettings(views=views, seed=3)
+    spec = make_spec(ds, data_root, split, info, settings, CodecSpec.create(codec), GRID, ensemble)
+    if class_names is not None:  # a cache that claims another label set (bad-input tests)
+        spec = replace(spec, class_names=tuple(class_names))
+    writer = CacheWriter.create(out, spec)
+    source = ScanNetScenes(data_root, split, ds)
+    for scene in source.scene_ids[:scenes]:
+        pc = source.load(scene)
+        targets, ens = scene_targets(model, pc, settings, GRID, ds.feature_names, "cpu", ensemble)
+        if class_names is not None:
+            import numpy as np
+
+            k = len(class_names)
+            targets = [t._replace(logits=np.resize(t.logits, (len(t.logits), k))) for t in targets]
+        writer.write_scene(scene, targets, ens)
+    return out
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data(tmp_path_factory.mktemp("distill_data") / "data")
+
+
+@pytest.fixture(scope="session")
+def teacher_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_teacher(tmp_path_factory.mktemp("distill_teacher") / "teacher.pt")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory, data_root: Path, teacher_ckpt: Path) -> Path:
+    """Lossless cache of the train split: 3 views (0 = canonical) + the ensemble entry."""
+    return build_cache(tmp_path_factory.mktemp("distill_cache") / "cache", data_root, teacher_ckpt)
+
+
+@pytest.fixture(scope="session")
+def plain_cache_dir(tmp_path_factory: pytest.TempPathFactory, data_root: Path, teacher_ckpt: Path) -> Path:
+    """int8 cache with a single view and no ensemble entry."""
+    return build_cache(tmp_path_factory.mktemp("distill_plain") / "cache", data_root, teacher_ckpt,
+                       views=1, ensemble=False, codec="int8")

@@ -1,0 +1,80 @@
+"""Kill a distillation run, `--resume` it, and get exactly the uninterrupted run's model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from srkd.experiment import RunConfig, run
+from srkd.train import STATE_FILE
+
+
+class Killed(Exception):
+    """Stands in for a crash: raised from the step callback, so nothing after it runs."""
+
+
+def config(out: Path, cache: Path, **overrides) -> RunConfig:
+    # DropPath (test_ptv3), relation sampling, Mix3D coins and the augmentations all draw random
+    # numbers, so any stream that a resumed run does not continue exactly shows up in the model
+    values = dict(model="test_ptv3", out=out, cache=cache, method="srkd", epochs=2, batch_size=2,
+                  grid_size=0.1, device="cpu", checkpoint_every=1, mix3d_prob=0.8, workers=0,
+                  val_max_scenes=1, loss_overrides={"n_relation_points": 64}, seed=5)
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def state_dict(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    lines = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in lines if "loss" in r]
+    assert steps == sorted(set(steps)), f"steps logged twice or out of order: {steps}"
+    return {r["step"]: r["loss"] for r in lines if "loss" in r}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, cache_dir) -> Path:
+    out = tmp_path_factory.mktemp("resume") / "full"
+    result = run(config(out, cache_dir))
+    assert result.step == 4  # 4 train scenes / batch 2 = 2 steps per epoch, 2 epochs
+    return out
+
+
+@pytest.mark.parametrize("kill_at", [2, 3])  # at an evaluated epoch end / in the middle of one
+def test_killed_then_resumed_run_equals_the_uninterrupted_one(kill_at, uninterrupted, cache_dir, tmp_path):
+    out = tmp_path / "run"
+
+    def kill(record):
+        if record["step"] == kill_at:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(config(out, cache_dir), on_step=kill)
+    saved = torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)["step"]
+    assert 1 <= saved < kill_at  # a checkpoint exists, and steps after it are lost
+    assert not (out / "model_last.pt").exists()
+
+    result = run(config(out, cache_dir, resume=True))
+    assert result.step == 4
+    got = losses(out)
+    assert sorted(got) == [1, 2, 3, 4] and all(math.isfinite(v) for v in got.values())
+    assert got == losses(uninterrupted)
+    want = state_dict(uninterrupted / "model_last.pt")
+    have = state_dict(out / "model_last.pt")
+    assert want.keys() == have.keys()
+    differ = [k for k in want if not torch.equal(want[k], have[k])]
+    assert not differ, f"resumed model differs in {len(differ)} tensors, e.g. {differ[:3]}"
+    full_val = [json.loads(x) for x in (uninterrupted / "log.jsonl").read_text().splitlines()]
+    run_val = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r for r in run_val if "val" in r] == [r for r in full_val if "val" in r]
+
+
+def test_resume_without_state_starts_fresh(cache_dir, tmp_path):
+    result = run(config(tmp_path / "fresh", cache_dir, resume=True, epochs=1, val_split=None))
+    assert result.step == 2 and (tmp_path / "fresh" / "model.pt").is_file()
