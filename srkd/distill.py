@@ -22,7 +22,7 @@ from torch import nn
 from srkd.data.collate import PointBatch
 from srkd.data.transforms import Record
 from srkd.errors import CacheError, ConfigError
-from srkd.inference import infer_scene, tta_chains
+from srkd.inference import infer_scene, precise_views
 from srkd.metrics import ConfusionAccumulator, SegmentationScores
 from srkd.models.base import ModelOutput
 from srkd.types import PointCloud
@@ -163,8 +163,7 @@ def validation_scores(
     """Single-pass (no TTA) precise validation over every original point of `scenes`."""
     model.eval()
     acc = ConfusionAccumulator(num_classes)
-    chains = tta_chains("none")
     for pc in scenes:
-        result = infer_scene(model, pc, chains, grid_size, feature_names, device)
+        result = infer_scene(model, pc, precise_views(pc, tta=False), grid_size, feature_names, device)
         acc.add(result.predictions(), pc.segment)
     return acc.scores()

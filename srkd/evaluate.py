@@ -38,7 +38,7 @@ from torch import nn
 from srkd.device import describe_device, resolve_device
 from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
 from srkd.errors import CacheError, CheckpointError, ConfigError
-from srkd.inference import infer_scene, tta_chains
+from srkd.inference import infer_scene, precise_views
 from srkd.metrics import ConfusionAccumulator
 from srkd.report import Latency, ReportRow, SplitInfo, write_report
 from srkd.types import PointCloud
@@ -135,13 +135,13 @@ def measure_latency(
     """
     if runs < 1 or warmup < 0:
         raise ConfigError(f"latency needs runs >= 1 and warmup >= 0, got {runs} and {warmup}")
-    chain = tta_chains("none")
+    views = precise_views(pc, tta=False)
     times: list[float] = []
     began = time.perf_counter()
     for i in range(warmup + runs):
         _sync(device)
         start = time.perf_counter()
-        infer_scene(m.model, pc, chain, m.grid_size, m.feature_names, device)
+        infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device)
         _sync(device)
         if i >= warmup:
             times.append(1000.0 * (time.perf_counter() - start))
@@ -197,7 +197,6 @@ def evaluate_models(
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be unique, got {names}")
 
-    chains = tta_chains("scannet" if tta else "none")
     accs = {n: ConfusionAccumulator(spec.num_classes) for n in names}
     votes_min = {m.name: math.inf for m in models}
     votes_sum = {m.name: 0 for m in models}
@@ -211,8 +210,9 @@ def evaluate_models(
         pc = scenes.load(scene_id)
         points += pc.num_points
         preds: dict[str, np.ndarray] = {}
+        views = precise_views(pc, tta)
         for m in models:
-            result = infer_scene(m.model, pc, chains, m.grid_size, m.feature_names, device)
+            result = infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device)
             if result.prob_sum.shape[1] != spec.num_classes:
                 raise CheckpointError(
                     f"model {m.name!r} gives {result.prob_sum.shape[1]} class scores, dataset "
@@ -236,7 +236,7 @@ def evaluate_models(
         progress(len(ids), len(ids), "scored")
 
     rows = []
-    split_info = SplitInfo(spec.name, scenes.split, len(ids), len(chains))
+    split_info = SplitInfo(spec.name, scenes.split, len(ids), len(views))
     latency_pc = scenes.load(render_id) if models and latency_runs > 0 else None
     for m in models:
         latency = None

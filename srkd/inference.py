@@ -9,8 +9,7 @@ fragments and views; argmax gives the prediction.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +22,10 @@ from srkd.data.transforms import (
     CenterShift,
     Compose,
     NormalizeColor,
-    RandomFlip,
-    RandomRotate,
-    RandomScale,
     Record,
+    replay,
+    tta_view_records,
+    view_record,
 )
 from srkd.types import PointCloud
 
@@ -71,29 +70,11 @@ class SceneInference:
             self.feature_sum += other.feature_sum
 
 
-def tta_chains(kind: str = "scannet") -> list[Compose]:
-    """The test-time views as deterministic chains (centre shift first).
-
-    scannet: 4 z-rotations (0, 90, 180, 270 degrees) x 3 scales (0.95, 1, 1.05), plus one
-    x/y-flipped view = 13 views (Pointcept's ScanNet precise-test setting); "none": identity.
-    """
-    if kind == "none":
-        return [Compose([CenterShift(apply_z=True)])]
-    if kind != "scannet":
-        from srkd.errors import ConfigError
-
-        raise ConfigError(f"unknown test-time augmentation {kind!r}; use 'scannet' or 'none'")
-    chains = []
-    for quarter in range(4):
-        angle = quarter * math.pi / 2
-        for s in (0.95, 1.0, 1.05):
-            chains.append(Compose([
-                CenterShift(apply_z=True),
-                RandomRotate(angle=(angle, angle), axis="z", p=1.0),
-                RandomScale(scale=(s, s)),
-            ]))
-    chains.append(Compose([CenterShift(apply_z=True), RandomFlip(p=1.0)]))
-    return chains
+def precise_views(pc: PointCloud, tta: bool = True) -> list[Record]:
+    """The views a precise test scores, as replayable records: with `tta`, the release's 13
+    ScanNet views (4 z-rotations x 3 scales + 1 flip, `tta_view_records`); else the scene as
+    stored, centre-shifted (`view_record`)."""
+    return tta_view_records(pc) if tta else [view_record(pc)]
 
 
 @torch.no_grad()
@@ -141,22 +122,17 @@ def infer_view(
 def infer_scene(
     model: nn.Module,
     pc: PointCloud,
-    chains: Sequence[Compose],
+    views: Sequence[Record],
     grid_size: float,
     feature_names: Sequence[str],
     device: torch.device | str = "cpu",
     amp: bool = False,
-    on_view: Callable[[int, Record], None] | None = None,
 ) -> SceneInference:
-    """Precise inference: sum of `infer_view` over the views produced by `chains` (deterministic
-    chains such as `tta_chains()`; their records are reported through `on_view`)."""
-    rng = np.random.default_rng(0)  # deterministic chains draw nothing that matters
+    """Precise inference: the sum of `infer_view` over `views` (records replayed on `pc`, e.g.
+    `precise_views(pc)`)."""
     total: SceneInference | None = None
-    for i, chain in enumerate(chains):
-        view, record = chain(pc, rng)
-        if on_view:
-            on_view(i, record)
-        result = infer_view(model, view, grid_size, feature_names, device, amp=amp,
+    for record in views:
+        result = infer_view(model, replay(pc, record), grid_size, feature_names, device, amp=amp,
                             num_points=pc.num_points)
         if total is None:
             total = result

@@ -27,7 +27,8 @@ from srkd.evaluate import (
     resolve_device,
     write_evaluation,
 )
-from srkd.inference import infer_scene, infer_view, tta_chains
+from srkd.data.transforms import replay
+from srkd.inference import infer_scene, infer_view, precise_views
 from srkd.models import SegmentationModel, create_model, save_checkpoint
 from srkd.models.base import ModelOutput
 from srkd.report import read_metrics_json
@@ -110,13 +111,12 @@ def test_every_view_and_fragment_votes(data_root: Path) -> None:
     scenes = ScanNetScenes(data_root, "val", "scannet")
     pc = scenes.load(SCENES[0])
     model = _gt_model(scenes).eval()
-    chains = tta_chains("scannet")
-    assert len(chains) == 13
+    views = precise_views(pc, tta=True)
+    assert len(views) == 13
     expected = np.zeros(pc.num_points, np.int64)
     fragment_points = 0
-    rng = np.random.default_rng(0)
-    for chain in chains:
-        view, _ = chain(pc, rng)
+    for record in views:
+        view = replay(pc, record)
         frags = grid_sample(view.coord, GRID, mode="test").fragments
         fragment_points += sum(len(f) for f in frags)
         per_view = np.zeros(pc.num_points, np.int64)
@@ -127,7 +127,7 @@ def test_every_view_and_fragment_votes(data_root: Path) -> None:
         np.testing.assert_array_equal(got.votes, per_view)
         expected += per_view
     assert max(len(grid_sample(pc.coord, GRID, mode="test").fragments), 1) > 1  # fragments exist
-    total = infer_scene(model, pc, chains, GRID, ("color", "normal"))
+    total = infer_scene(model, pc, views, GRID, ("color", "normal"))
     np.testing.assert_array_equal(total.votes, expected)
     assert total.votes.sum() == fragment_points
     np.testing.assert_array_equal(total.predictions()[pc.segment >= 0], pc.segment[pc.segment >= 0])
@@ -236,7 +236,7 @@ def test_latency_is_a_median_of_timed_runs_within_a_budget(data_root: Path) -> N
     assert lat.ms_per_scene > 0 and "median of 2 runs after 1 warm-up" in lat.method
     assert lat.device == f"cpu ({torch.get_num_threads()} threads)"
     # warm-up runs plus timed runs, each one view over every point (1 vote per fragment point)
-    per_pass = infer_scene(model, pc, tta_chains("none"), GRID, ("color", "normal")).votes.sum()
+    per_pass = infer_scene(model, pc, precise_views(pc, tta=False), GRID, ("color", "normal")).votes.sum()
     model.points_seen = 0
     lat = measure_latency(m, pc, torch.device("cpu"), warmup=1, runs=8, budget_s=0.0)
     assert "median of 3 runs" in lat.method and model.points_seen == 4 * per_pass
