@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +131,24 @@ def test_overrides_must_name_existing_params():
         apply_overrides(params, {"distill.epoch": 5})
     with pytest.raises(ConfigError, match="key=value"):
         parse_overrides(["distill.epochs"])
+
+
+def test_killed_run_resumes_at_the_unfinished_stage(tmp_path):
+    # `train` sleeps while no file `go` exists, so the runner is SIGKILLed while it runs
+    wait = "__import__('time').sleep(0 if __import__('os').path.exists('go') else 60); "
+    spec_path = write_spec(tmp_path, SPEC.replace("open('model.txt','w')", wait + "open('model.txt','w')"))
+    proc = subprocess.Popen([PY, "-m", "cli", "run", "--file", str(spec_path)], cwd=tmp_path,
+                            start_new_session=True)
+    lock = tmp_path / "stages.lock"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (lock.exists() and "gen" in json.loads(lock.read_text())["stages"]):
+        time.sleep(0.1)
+    time.sleep(0.5)  # `train` has started and is sleeping
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert runs(tmp_path) == ["gen"]
+    assert not (tmp_path / "model.txt").exists()
+    (tmp_path / "go").write_text("")
+    results = run_pipeline(load_spec(spec_path))
+    assert [r.name for r in results if r.ran] == ["train", "report"]
+    assert runs(tmp_path) == ["train", "report"]
