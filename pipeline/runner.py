@@ -77,7 +77,13 @@ def run_pipeline(
         results.append(StageResult(stage.name, True, reasons))
         if dry_run:
             continue
-        _clear_outputs(stage, root)
+        locked = lock["stages"].get(stage.name)
+        inputs_changed = locked is not None and any(
+            locked.get(k) != v for k, v in current.to_json().items()
+        )
+        # a persistent output (a resumable cache) is kept across crashes and first runs, but not
+        # when the stage's cmd, deps, params or version changed: it was built from other inputs
+        _clear_outputs(stage, root, include_persistent=inputs_changed)
         log(f"[dim]$ {stage.cmd}[/dim]")
         proc = subprocess.run(stage_argv(stage.cmd), cwd=root, env=env)
         if proc.returncode != 0:
@@ -93,10 +99,10 @@ def run_pipeline(
     return results
 
 
-def _clear_outputs(stage: Stage, root: Path) -> None:
+def _clear_outputs(stage: Stage, root: Path, include_persistent: bool = False) -> None:
     for out in stage.outs:
         target = root / out.path
-        if out.persist or not target.exists():
+        if (out.persist and not include_persistent) or not target.exists():
             continue
         if target.is_dir():
             shutil.rmtree(target)

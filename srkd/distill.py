@@ -95,9 +95,10 @@ class CachedViewProvider:
     catches a dataset changed since the cache was built, which gathering by index cannot.
     """
 
-    def __init__(self, reader, replay: bool = True) -> None:
+    def __init__(self, reader, replay: bool = True, canonical_only: bool = False) -> None:
         self.reader = reader
         self.replay = replay
+        self.canonical_only = canonical_only  # replay view 0 only (training without augmentation)
 
     def __call__(self, scene_id: str, pc: PointCloud, rng: np.random.Generator) -> tuple[int, Record]:
         if scene_id not in self.reader.scene_ids:
@@ -112,7 +113,7 @@ class CachedViewProvider:
             )
         if not self.replay:
             return -1, []
-        view = int(rng.integers(self.reader.views(scene_id)))
+        view = 0 if self.canonical_only else int(rng.integers(self.reader.views(scene_id)))
         return view, view_record_of(self.reader.view_params(scene_id, view))
 
 

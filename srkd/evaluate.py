@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from srkd.cache.inspect import cached_teacher_prediction
 from srkd.device import describe_device, resolve_device
 from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
 from srkd.errors import CacheError, CheckpointError, ConfigError
@@ -92,26 +93,6 @@ class Evaluation:
     rows: list[ReportRow]
     spec: DatasetSpec
     render: SceneRender | None
-
-
-def cached_teacher_prediction(reader: Any, scene_id: str) -> np.ndarray:
-    """int64 (N,) class of every original point of a scene, from a `srkd.cache.CacheReader`.
-
-    The ensemble entry's argmax when stored, else the argmax of the mean of the views'
-    softmax probabilities.
-    """
-    if reader.has_ensemble(scene_id):
-        logits, _ = reader.read_all(scene_id, "ensemble")
-        return logits.argmax(axis=1).astype(np.int64)
-    prob_sum = None
-    for view in range(reader.views(scene_id)):
-        logits, _ = reader.read_all(scene_id, view)
-        z = logits.astype(np.float64)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        prob_sum = p if prob_sum is None else prob_sum + p
-    assert prob_sum is not None, "a cached scene holds at least one view"
-    return prob_sum.argmax(axis=1).astype(np.int64)
 
 
 def _sync(device: torch.device) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 from srkd.data.collate import PointBatch
 from srkd.data.dataset import SceneDataset, make_loader
 from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
-from srkd.data.transforms import student_transforms, train_transforms
+from srkd.data.transforms import CenterShift, Compose, student_transforms, train_transforms
 from srkd.distill import (
     CachedTargets,
     CachedViewProvider,
@@ -164,11 +164,15 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
     elif cfg.dataset is None:
         cfg = replace(cfg, dataset="scannet")
     if cfg.data_root is None:
-        raise ConfigError("no data root: pass --data-root (or --cache, whose metadata has one)")
+        raise ConfigError(
+            "no data root: pass --data-root DIR or set params.data.root in stages.yaml "
+            "(srkd distill also takes it from --cache's metadata)"
+        )
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if device.type == "cuda":
-        device = torch.device("cuda", dist_info.local_rank)
+        if dist_info.world > 1 or device.index is None:  # torchrun: one GPU per local rank
+            device = torch.device("cuda", dist_info.local_rank if dist_info.world > 1 else 0)
         torch.cuda.set_device(device)
     ds = get_dataset_spec(cfg.dataset)
     torch.manual_seed(cfg.seed)
@@ -204,9 +208,11 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
                 "run `srkd cache-teacher` again to add them"
             )
     view_mode = reader is not None and cfg.targets == "view"
-    if not cfg.augment:
+    if not cfg.augment:  # the scene as stored, centre-shifted like every view (and like validation)
         chain = student_transforms(cfg.grid_size, cfg.max_points, dropout=(0.0, 0.0),
                                    jitter=(0.0, 0.0), elastic=False, chromatic=False)
+        if not view_mode:  # a replayed view 0 already starts with the centre shift
+            chain = Compose([CenterShift(apply_z=True)]) + chain
     elif view_mode:
         chain = student_transforms(cfg.grid_size, cfg.max_points)
     else:
@@ -215,7 +221,8 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
         train_source, chain, grid_size=cfg.grid_size, feature_names=ds.feature_names,
         seed=cfg.seed, repeats=cfg.repeats,
         # without view replay the provider only checks each scene against the cache
-        view_provider=CachedViewProvider(reader, replay=view_mode) if reader is not None else None,
+        view_provider=(CachedViewProvider(reader, replay=view_mode, canonical_only=not cfg.augment)
+                       if reader is not None else None),
     )
     sampler = None
     if dist_info.world > 1:
@@ -258,7 +265,8 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
                     "scenes": len(val_scenes)}
 
     train_params = cfg.train_params()
-    train_params.update(recipe=rec.as_dict(), dataset=cfg.dataset, data_root=str(cfg.data_root),
+    train_params.update(recipe=rec.as_dict(), dataset=cfg.dataset,
+                        data_root=str(Path(cfg.data_root).resolve()),
                         grid_size=cfg.grid_size, world_size=dist_info.world)
     if reader is not None:
         train_params["cache_fingerprint"] = reader.fingerprint

@@ -30,6 +30,7 @@ from torch import nn
 
 from srkd.cache import CacheSpec, CacheWriter, CodecSpec, ViewTargets
 from srkd.data.scannet import get_dataset_spec, list_scenes, load_scene
+from srkd.device import resolve_device
 from srkd.errors import CacheError, ConfigError, SrkdError
 from srkd.teacher_cache import TeacherInfo, TeacherRef, ViewSettings, load_teacher, make_spec, scene_targets
 
@@ -78,21 +79,6 @@ class BuildReport:
     points_written: int = 0
     seconds: float = 0.0
     workers: int = 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cpu"/"cuda"/"cuda:N" as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but this torch build sees no CUDA GPU; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"--device {name!r}: only cpu and cuda are supported")
-    return device
 
 
 # ---- per-process state (one teacher, one write-behind thread per process) ---------------------
@@ -331,7 +317,11 @@ def _run_dask(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
             silence_logs=logging.ERROR, scheduler_port=0,
         )  # fmt: skip
-        client = Client(cluster)
+        try:
+            client = Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
     else:
         try:
             client = Client(scheduler, timeout="30s")

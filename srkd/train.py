@@ -13,7 +13,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,11 @@ class TrainConfig:
             raise ConfigError(
                 f"need epochs >= 1 and at least one batch per epoch, got epochs={self.epochs}, "
                 f"steps_per_epoch={self.steps_per_epoch} (is the split smaller than the batch?)"
+            )
+        if self.checkpoint_every < 1 or self.eval_every < 0:
+            raise ConfigError(
+                f"need checkpoint_every >= 1 (steps) and eval_every >= 0 (epochs, 0 = never), got "
+                f"{self.checkpoint_every} and {self.eval_every}"
             )
 
     @property
@@ -152,7 +157,7 @@ def train(
         step, best = _load_state(state_path, core, extra, opt, sched, scaler)
         if is_main:  # the steps after the checkpoint are trained again: log them once
             _truncate_log(out_dir, step)
-    elif not resume:
+    else:  # a fresh run (also `--resume` with nothing to resume)
         torch.manual_seed(cfg.seed)
         (out_dir / LOG_FILE).unlink(missing_ok=True)
 
@@ -292,8 +297,3 @@ def _load_state(path, model, extra, opt, sched, scaler) -> tuple[int, float | No
     py_state = json.loads(state["rng_python"])
     random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
     return int(state["step"]), state["best"]
-
-
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """The effective training parameters, for the checkpoint's `train_params`."""
-    return asdict(cfg)

@@ -56,7 +56,8 @@ def distill(
                   "teacher_model": ("teacher_model", None),
                   "dataset": ("dataset", None)}  # None: the cache's dataset (scannet without one)
         values = T.config_values("distill", cli, fields)
-        cache = cache if cache is not None else d.get("cache")
+        if cache is None and online_teacher is None:
+            cache = d.get("cache")
         if cache is None and online_teacher is None and values["method"] != "ce":
             raise ConfigError("srkd distill needs --cache DIR (from `srkd cache-teacher`) or "
                               "--online-teacher CKPT; or pass --method ce to train alone")

@@ -63,7 +63,8 @@ def evaluate(
         params = command_defaults("evaluate")
         checkpoints = list(checkpoint or [])
         cache_given = cache is not None  # `--cache` alone scores only the cached teacher
-        cache = pick(cache, params, "cache", None)
+        if cache is None and not checkpoint and split is None:  # the default evaluation
+            cache = params.get("cache")
         if not checkpoint and not cache_given:
             checkpoints = default_checkpoints(params, command_defaults("distill"))
             if not checkpoints and cache is None:

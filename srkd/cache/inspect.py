@@ -117,20 +117,43 @@ def _verify_scene(reader: CacheReader, scene: str, k: int, d: int) -> list[str]:
     return out
 
 
+def cached_teacher_prediction(reader: CacheReader, scene_id: str, view: View | None = None) -> np.ndarray:
+    """int64 (N,) class of every original point of a scene, from a `srkd.cache.CacheReader`.
+
+    With `view`, that entry's argmax; else the ensemble entry's argmax when stored, else the
+    argmax of the mean of the views' softmax probabilities (one rule for `srkd evaluate --cache`
+    and `srkd inspect-cache --verify`).
+    """
+    if view is not None:
+        logits, _ = reader.read_all(scene_id, view)
+        return logits.argmax(axis=1).astype(np.int64)
+    if reader.has_ensemble(scene_id):
+        logits, _ = reader.read_all(scene_id, "ensemble")
+        return logits.argmax(axis=1).astype(np.int64)
+    prob_sum = None
+    for v in range(reader.views(scene_id)):
+        logits, _ = reader.read_all(scene_id, v)
+        z = logits.astype(np.float64)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        prob_sum = p if prob_sum is None else prob_sum + p
+    assert prob_sum is not None, "a cached scene holds at least one view"
+    return prob_sum.argmax(axis=1).astype(np.int64)
+
+
 def _scene_confusion(
-    path_or_store: Any, scene: str, view: View, labels_for_scene: Callable[[str], np.ndarray], k: int
+    path_or_store: Any, scene: str, view: View | None, labels_for_scene: Callable[[str], np.ndarray], k: int
 ) -> np.ndarray:
     from srkd.metrics import confusion_matrix
 
-    reader = CacheReader(path_or_store, cache_bytes=0)
-    logits, _ = reader.read_all(scene, view)
+    pred = cached_teacher_prediction(CacheReader(path_or_store, cache_bytes=0), scene, view)
     labels = np.asarray(labels_for_scene(scene))
-    if labels.shape != (len(logits),):
+    if labels.shape != (len(pred),):
         raise CacheError(
             f"scene {scene!r}: {labels.shape[0] if labels.ndim else 0} ground-truth labels for "
-            f"{len(logits)} cached points; the cache was built from other data"
+            f"{len(pred)} cached points; the cache was built from other data"
         )
-    return confusion_matrix(logits.argmax(axis=1), labels, k)
+    return confusion_matrix(pred, labels, k)
 
 
 def teacher_miou(
@@ -146,7 +169,8 @@ def teacher_miou(
         path_or_store: the cache.
         labels_for_scene: scene id -> int (N,) labels of its original points (-1 = ignore).
         num_classes: K.
-        view: which entry to score; default the ensemble if stored, else view 0.
+        view: which entry to score; default (None) as `cached_teacher_prediction`: the ensemble
+            if stored, else the mean of the views' probabilities.
         num_workers: dask threads (default: dask's choice).
     Returns:
         dict with view, scenes, miou, macc, allacc, iou (per class list, None = absent class)
@@ -157,9 +181,8 @@ def teacher_miou(
     from srkd.metrics import SegmentationScores
 
     reader = CacheReader(path_or_store, cache_bytes=0)
-    if view is None:
-        view = ENSEMBLE if reader.spec.ensemble else 0
-    entry_name(view)  # validate early
+    if view is not None:
+        entry_name(view)  # validate early
     tasks = [
         dask.delayed(_scene_confusion)(path_or_store, s, view, labels_for_scene, num_classes)
         for s in reader.scene_ids
@@ -170,7 +193,7 @@ def teacher_miou(
         total = np.zeros((num_classes, num_classes), np.int64)
     scores = SegmentationScores.from_confusion(total)
     return {
-        "view": view,
+        "view": view if view is not None else ("ensemble" if reader.spec.ensemble else "mean of views"),
         "scenes": len(tasks),
         "miou": scores.miou,
         "macc": scores.macc,

@@ -89,7 +89,6 @@ __all__ = [
     "VoxelCloud",
     "apply_view_then",
     "check_record",
-    "eval_transforms",
     "geometry_matrix",
     "record_from_json",
     "record_to_json",
@@ -177,18 +176,6 @@ def train_transforms(
     chain.extend(_deform_and_colour(jitter, elastic, chromatic))
     chain.extend(_tail(grid_size, max_points))
     return Compose(chain)
-
-
-def eval_transforms(grid_size: float = 0.02) -> Compose:
-    """Single-pass validation chain: centre shift | grid sample | centre shift (xy) | colour."""
-    return Compose(
-        [
-            CenterShift(apply_z=True),
-            GridSample(grid_size),
-            CenterShift(apply_z=False),
-            NormalizeColor(),
-        ]
-    )
 
 
 def _deform_and_colour(
