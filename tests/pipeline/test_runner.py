@@ -152,3 +152,26 @@ def test_killed_run_resumes_at_the_unfinished_stage(tmp_path):
     results = run_pipeline(load_spec(spec_path))
     assert [r.name for r in results if r.ran] == ["train", "report"]
     assert runs(tmp_path) == ["train", "report"]
+
+
+def test_persistent_output_survives_a_crash_but_not_a_param_change(tmp_path):
+    # the stage appends to cache/log, like a resumable cache adding scenes
+    text = f"""\
+params:
+  cache: {{views: 1}}
+stages:
+  cache:
+    cmd: {PY} -c "import os; os.makedirs('cache', exist_ok=True); open('cache/log','a').write('x'); os.path.exists('fail') and os._exit(1)"
+    params: [cache.views]
+    outs:
+      - cache: {{persist: true}}
+"""
+    spec = load_spec(write_spec(tmp_path, text))
+    (tmp_path / "fail").write_text("")
+    with pytest.raises(StageFailed):
+        run_pipeline(spec)
+    (tmp_path / "fail").unlink()
+    run_pipeline(spec)  # first run after a crash: the partial output is kept and resumed
+    assert (tmp_path / "cache/log").read_text() == "xx"
+    run_pipeline(spec, overrides={"cache.views": 2})  # other inputs: start from scratch
+    assert (tmp_path / "cache/log").read_text() == "x"
