@@ -13,14 +13,14 @@ import typer
 # (command name, "module:attribute"): a function is a command, a typer.Typer a group.
 # Add one line per built command.
 COMMANDS: tuple[tuple[str, str], ...] = (
-    ("run", "pipeline.commands.run:run"),
-    ("train-teacher", "pipeline.commands.train_teacher:train_teacher"),
-    ("distill", "pipeline.commands.distill:distill"),
     ("prepare", "pipeline.commands.prepare:app"),
     ("generate-synthetic", "pipeline.commands.synthetic:generate_synthetic"),
-    ("evaluate", "pipeline.commands.evaluate:evaluate"),
-    ("inspect-cache", "pipeline.commands.inspect_cache:inspect_cache"),
+    ("train-teacher", "pipeline.commands.train_teacher:train_teacher"),
     ("cache-teacher", "pipeline.commands.cache_teacher:cache_teacher"),
+    ("inspect-cache", "pipeline.commands.inspect_cache:inspect_cache"),
+    ("distill", "pipeline.commands.distill:distill"),
+    ("evaluate", "pipeline.commands.evaluate:evaluate"),
+    ("run", "pipeline.commands.run:run"),
 )
 
 app = typer.Typer(
