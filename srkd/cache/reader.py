@@ -67,6 +67,7 @@ class CacheReader:
         self._codec = make_codec(self.spec.codec)
         self._lru: OrderedDict[tuple[str, str], tuple[dict, dict, int]] = OrderedDict()
         self._lru_bytes = 0
+        self._attrs_memo: dict[str, dict[str, Any]] = {}
 
     # Readers are handed to data-loader worker processes: pickle the location, not zarr objects.
     def __getstate__(self) -> dict[str, Any]:
@@ -100,20 +101,28 @@ class CacheReader:
             )
         return group
 
+    def _attrs(self, scene_id: str) -> dict[str, Any]:
+        """A committed scene's attributes, read once per reader (a training sample asks for
+        several of them, and committed scenes do not change while a reader is open)."""
+        memo = self._attrs_memo.get(scene_id)
+        if memo is None:
+            memo = self._attrs_memo[scene_id] = dict(self._scene(scene_id).attrs)
+        return memo
+
     def num_points(self, scene_id: str) -> int:
         """Number of original points N of a scene."""
-        return int(self._scene(scene_id).attrs["num_points"])
+        return int(self._attrs(scene_id)["num_points"])
 
     def views(self, scene_id: str) -> int:
         """Number of cached views V of a scene (the ensemble entry not counted)."""
-        return int(self._scene(scene_id).attrs["views"])
+        return int(self._attrs(scene_id)["views"])
 
     def has_ensemble(self, scene_id: str) -> bool:
-        return bool(self._scene(scene_id).attrs.get(ENSEMBLE, False))
+        return bool(self._attrs(scene_id).get(ENSEMBLE, False))
 
     def view_params(self, scene_id: str, view: View) -> dict[str, Any]:
         """The JSON replay record stored with a view (or the ensemble's record)."""
-        attrs = self._scene(scene_id).attrs
+        attrs = self._attrs(scene_id)
         if view == ENSEMBLE:
             if not attrs.get(ENSEMBLE):
                 raise CacheMissError(f"scene {scene_id!r} has no ensemble entry in the cache at {self.where}")
@@ -185,11 +194,12 @@ class CacheReader:
 
     def entries(self, scene_id: str) -> list[View]:
         """The views a scene holds: [0, ..., V-1] plus "ensemble" if stored."""
-        attrs = self._scene(scene_id).attrs
+        attrs = self._attrs(scene_id)
         out: list[View] = list(range(int(attrs["views"])))
         return out + [ENSEMBLE] if attrs.get(ENSEMBLE) else out
 
     def clear(self) -> None:
-        """Drop the in-memory LRU."""
+        """Drop the in-memory LRU and the memoised scene attributes."""
         self._lru.clear()
         self._lru_bytes = 0
+        self._attrs_memo.clear()
