@@ -42,12 +42,11 @@ from srkd.errors import CacheError, CheckpointError, ConfigError
 from srkd.inference import infer_scene, precise_views
 from srkd.metrics import ConfusionAccumulator
 from srkd.report import Latency, ReportRow, SplitInfo, write_report
-from srkd.types import PointCloud
+from srkd.types import FEATURE_WIDTHS, PointCloud
 
 DEFAULT_DATASET = "scannet"
 DEFAULT_SPLIT = "val"
 DEFAULT_GRID_SIZE = 0.02
-_FEATURE_WIDTH = {"coord": 3, "color": 3, "normal": 3}
 _GENERIC_STEMS = {"model", "best", "last", "checkpoint", "model_best", "model_last", "final"}
 
 Progress = Callable[[int, int, str], None]
@@ -278,12 +277,12 @@ def load_eval_model(path: Path, *, grid_size: float | None = None, name: str | N
     from srkd.models import count_parameters, load_checkpoint
 
     model, meta = load_checkpoint(path, map_location="cpu")
-    unknown = [f for f in meta.feature_names if f not in _FEATURE_WIDTH]
-    width = sum(_FEATURE_WIDTH.get(f, 0) for f in meta.feature_names)
+    unknown = [f for f in meta.feature_names if f not in FEATURE_WIDTHS]
+    width = sum(FEATURE_WIDTHS.get(f, 0) for f in meta.feature_names)
     if unknown or not meta.feature_names or (meta.in_channels > 0 and width != meta.in_channels):
         raise CheckpointError(
             f"checkpoint {path} has input features {list(meta.feature_names)} for "
-            f"{meta.in_channels} channels; evaluation builds inputs from {sorted(_FEATURE_WIDTH)}"
+            f"{meta.in_channels} channels; evaluation builds inputs from {sorted(FEATURE_WIDTHS)}"
         )
     tp = dict(meta.train_params)
     grid = grid_size if grid_size is not None else tp.get("grid_size", DEFAULT_GRID_SIZE)

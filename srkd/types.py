@@ -16,6 +16,9 @@ import numpy as np
 
 from srkd.errors import DataError
 
+FEATURE_WIDTHS: dict[str, int] = {"coord": 3, "color": 3, "normal": 3}
+"""Channels of each (N, C) per-point field that can be a model input."""
+
 IGNORE_INDEX = -1
 """Label value of points that have no ground truth (ScanNet and Pointcept convention)."""
 
@@ -63,7 +66,7 @@ class PointCloud:
         "segment": np.int64,
         "instance": np.int64,
     }
-    _WIDTH: ClassVar[dict[str, int]] = {"coord": 3, "color": 3, "normal": 3}
+    _WIDTH: ClassVar[dict[str, int]] = FEATURE_WIDTHS
 
     def __post_init__(self) -> None:
         n = None

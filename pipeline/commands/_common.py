@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Iterator
 
 import typer
+
+
+class Device(str, enum.Enum):
+    """Where models run: auto = CUDA when available, else CPU."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 @contextlib.contextmanager

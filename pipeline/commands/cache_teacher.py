@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.commands._common import user_errors
+from pipeline.commands._common import Device, user_errors
 
 FALLBACK = {
     "dataset": "scannet",
@@ -30,12 +30,6 @@ class Codec(StrEnum):
     int8 = "int8"
     float16 = "float16"
     lossless = "lossless"
-
-
-class Device(StrEnum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def cache_teacher(

@@ -6,23 +6,15 @@ With no model flags it evaluates the student that stages.yaml's distill stage wr
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.commands._common import user_errors
+from pipeline.commands._common import Device, user_errors
 
 DEFAULT_OUT = Path("reports/eval")
 
-
-class Device(str, enum.Enum):
-    """Where the models run."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def default_checkpoints(evaluate_params: dict[str, Any], distill_params: dict[str, Any]) -> list[Path]:

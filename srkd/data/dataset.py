@@ -19,7 +19,7 @@ from srkd.errors import ConfigError
 from srkd.types import IGNORE_INDEX, PointCloud
 
 from .collate import PointBatch, VoxelSample, collate, mix3d
-from .transforms import CenterShift, Compose, GridSample, Record, VoxelCloud, replay, with_grid
+from .transforms import CenterShift, Compose, GridSample, Record, VoxelCloud, apply_view_then, with_grid
 from .voxelize import grid_sample
 
 DATASET_MODES = ("train", "test")
@@ -194,13 +194,12 @@ class SceneDataset(Dataset):
         rng = sample_rng(self.seed, self.epoch, index)
         scene_id = self.scene_of(index)
         pc = self.source.load(scene_id)
-        view, record = -1, []
         if self.view_provider is not None:
             view, view_rec = self.view_provider(scene_id, pc, rng)
-            pc = replay(pc, view_rec)
-            record = list(view_rec)
-        pc, chain_record = self.transforms(pc, rng)
-        record += chain_record
+            pc, record = apply_view_then(pc, view_rec, self.transforms, rng)
+        else:
+            view = -1
+            pc, record = self.transforms(pc, rng)
         if self.mode == "test":
             return make_fragments(
                 pc, self.grid_size, self.feature_names, self.fragment_transforms, view, record

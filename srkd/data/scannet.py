@@ -26,9 +26,8 @@ from srkd.data.classes import (
 from srkd.data.layout import SCENE_FILES, check_scene_id
 from srkd.errors import DataError
 from srkd.registry import Registry
-from srkd.types import PointCloud
+from srkd.types import FEATURE_WIDTHS, PointCloud
 
-_FEATURE_WIDTH = {"coord": 3, "color": 3, "normal": 3}
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class DatasetSpec:
     @property
     def feature_dim(self) -> int:
         """Width of `PointCloud.feature(self.feature_names)` (6 for colour + normal)."""
-        return sum(_FEATURE_WIDTH[name] for name in self.feature_names)
+        return sum(FEATURE_WIDTHS[name] for name in self.feature_names)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
