@@ -256,6 +256,8 @@ def place_group(ctx: Ctx, room: Room, g: Group, tries: int = 100) -> bool:
             )
             c, sn = abs(np.cos(yaw)), abs(np.sin(yaw))
             hx, hy = (c * g.width + sn * g.depth) / 2, (sn * g.width + c * g.depth) / 2
+            if hx + 0.3 > room.width - hx - 0.3 or hy + 0.3 > room.length - hy - 0.3:
+                continue  # this orientation does not fit the room at all
             x, y = ctx.u(hx + 0.3, room.width - hx - 0.3), ctx.u(hy + 0.3, room.length - hy - 0.3)
             r = (x - hx, y - hy, x + hx, y + hy)
             if room.floor_free(r, 0.25):
