@@ -144,10 +144,14 @@ class OnlineTeacher:
 
 
 def make_loss_fn(loss: nn.Module) -> Callable:
-    """Adapt a DistillLoss to the training loop's (output, batch, targets) signature."""
+    """Adapt a DistillLoss (or its DDP wrapper) to the training loop's (output, batch, targets)
+    signature. The returned terms hold each term's unweighted value plus its weighted
+    contribution and share of the total (see LossWeights.contributions), for the run log."""
+    weights = getattr(loss, "module", loss).weights
 
     def loss_fn(out: ModelOutput, batch: PointBatch, targets: ModelOutput | None):
-        return loss(out, targets, batch.segment, batch.offset)
+        total, terms = loss(out, targets, batch.segment, batch.offset)
+        return total, {**terms, **weights.contributions(terms)}
 
     return loss_fn
 

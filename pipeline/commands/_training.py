@@ -111,6 +111,9 @@ def run_with_progress(cfg, title: str) -> None:
         state["task"] = progress.add_task(title, total=info["steps"], info="")
 
     def on_step(record: dict[str, Any]) -> None:
+        if "shares_shown" not in state:  # once per run: what each term weighs in the total
+            state["shares_shown"] = True
+            console.print(f"loss shares at step {record['step']}: {format_shares(record)}")
         progress.update(state["task"], completed=record["step"],
                         info=f"loss {record['loss']:.3f}  {record['points_per_s']:.0f} pts/s")
 
@@ -118,3 +121,10 @@ def run_with_progress(cfg, title: str) -> None:
         result = run(cfg, on_step=on_step, on_start=on_start)
     best = f", best val mIoU {result.best_metric:.4f}" if result.best_metric is not None else ""
     console.print(f"done: {result.step} steps{best}; model in {Path(cfg.out) / 'model.pt'}")
+
+
+def format_shares(record: dict[str, Any]) -> str:
+    """'ce 0.41 (48.2%), kl 0.12 (14.1%), ...': each term's weighted value and share of the total."""
+    parts = [f"{key[:-len('_share')]} {record[key[:-len('_share')] + '_weighted']:.4g} "
+             f"({100 * record[key]:.1f}%)" for key in record if key.endswith("_share")]
+    return ", ".join(parts) or "(no loss terms logged)"

@@ -58,6 +58,18 @@ class LossWeights:
         """Every term name."""
         return tuple(f.name for f in fields(cls))
 
+    def contributions(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """What the total actually sees of each term: `<term>_weighted` = weight x value and
+        `<term>_share` = weighted / total (every term is >= 0, so shares lie in [0, 1] and sum
+        to 1). `terms` holds the unweighted values of the active terms (scalars)."""
+        weighted = {name: getattr(self, name) * float(value) for name, value in terms.items()}
+        total = sum(weighted.values())
+        out: dict[str, float] = {}
+        for name, value in weighted.items():
+            out[f"{name}_weighted"] = value
+            out[f"{name}_share"] = value / total if total > 0 else 0.0
+        return out
+
 
 class DistillLoss(nn.Module):
     """Sums the active terms. A module because FeatMSE owns a learned projection, which exists
@@ -179,10 +191,6 @@ class DistillLoss(nn.Module):
                 gather_fn=self.gather_fn,
             )
         raise ConfigError(f"unknown loss term {name!r}")  # unreachable: names come from LossWeights
-
-    def loss_fn(self, student: ModelOutput, batch, teacher: ModelOutput | None):
-        """Adapter to srkd.train.LossFn: (student, PointBatch, teacher) -> (total, terms)."""
-        return self(student, teacher, batch.segment, batch.offset)
 
 
 def _require_feature(teacher: ModelOutput | None, term: str) -> None:

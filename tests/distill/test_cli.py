@@ -94,6 +94,10 @@ def test_distill_with_only_the_cache_flag(stage_one, data_root, in_tmp):
         assert set(r) >= SRKD_TERMS
         assert all(math.isfinite(r[k]) for k in SRKD_TERMS | {"loss"})
         assert r["relation"] > 0 and r["kl"] > 0
+        # what the total sees of each term, and its share
+        assert sum(r[f"{t}_weighted"] for t in SRKD_TERMS) == pytest.approx(r["loss"], rel=1e-4)
+        assert sum(r[f"{t}_share"] for t in SRKD_TERMS) == pytest.approx(1.0)
+    assert res.output.count("loss shares at step 1: ce ") == 1 and "relation" in res.output
     params = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)["train_params"]
     # dataset and data root came from the cache's metadata, the rest from stages.yaml
     assert params["dataset"] == "scannet"

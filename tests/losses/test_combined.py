@@ -7,11 +7,12 @@ from unittest import mock
 import pytest
 import torch
 
+from srkd.distill import make_loss_fn
 from srkd.errors import ConfigError
 from srkd.losses import DATASETS, METHODS, DistillLoss, LossWeights, recipe
 from srkd.losses import combined as combined_mod
+from srkd.losses.recipes import RELATION_WEIGHT
 from tests.losses.reference import Out as ModelOutput
-
 
 
 def _outputs(n=24, k=4, ds=3, dt=5, seed=0):
@@ -79,14 +80,35 @@ def test_loss_fn_adapter_matches_train_signature():
     batch = Batch()
     batch.segment, batch.offset = segment, offset
     loss = recipe("kd").build()
-    total, terms = loss.loss_fn(student, batch, teacher)
+    total, terms = make_loss_fn(loss)(student, batch, teacher)
     assert torch.allclose(total, loss(student, teacher, segment, offset)[0])
+    # the run log sees every term's value, weighted value and share
+    assert {"kl", "kl_weighted", "kl_share", "ce_share", "lovasz_share"} <= set(terms)
+
+
+def test_contributions_are_weighted_values_and_shares_of_the_total():
+    student, teacher, segment, offset = _outputs()
+    w = LossWeights(ce=1.0, lovasz=0.5, kl=0.3, relation=2.0, feat_mse=0.1)
+    loss = DistillLoss(w, 2.0, 2.0, 6, student_dim=3, teacher_dim=5, generator=torch.Generator().manual_seed(1))
+    total, terms = loss(student, teacher, segment, offset)
+    c = w.contributions(terms)
+    assert set(c) == {f"{n}_{kind}" for n in terms for kind in ("weighted", "share")}
+    for name, value in terms.items():
+        assert c[f"{name}_weighted"] == pytest.approx(getattr(w, name) * float(value))
+        assert c[f"{name}_share"] == pytest.approx(c[f"{name}_weighted"] / float(total), rel=1e-5)
+    assert sum(v for k, v in c.items() if k.endswith("_share")) == pytest.approx(1.0)
+    zero = w.contributions({"ce": torch.tensor(0.0), "kl": torch.tensor(0.0)})
+    assert zero == {"ce_weighted": 0.0, "ce_share": 0.0, "kl_weighted": 0.0, "kl_share": 0.0}
 
 
 def test_recipes_follow_method_md():
-    srkd = recipe("srkd")
-    assert srkd.weights.active() == {"ce": 1, "lovasz": 1, "kl": 0.3, "relation": 1e-3, "feat_mse": 0.1}
+    release = recipe("srkd-release")
+    assert release.weights.active() == {"ce": 1, "lovasz": 1, "kl": 0.3, "relation": 1e-3, "feat_mse": 0.1}
+    assert (release.temperature, release.tau) == (2.0, 2.0)
+    srkd = recipe("srkd")  # the release's recipe with the calibrated relation weight
+    assert srkd.weights.active() == {**release.weights.active(), "relation": RELATION_WEIGHT}
     assert (srkd.temperature, srkd.tau) == (2.0, 2.0)
+    assert recipe("relation").weights.active() == {"ce": 1, "lovasz": 1, "relation": RELATION_WEIGHT}
     assert recipe("kd").weights.active() == {"ce": 1, "lovasz": 1, "kl": 0.3}
     assert recipe("mse").weights.active() == {"ce": 1, "lovasz": 1, "kl": 0.3, "feat_mse": 0.1}
     assert recipe("cwd").weights.active() == {"ce": 1, "lovasz": 1, "kl": 0.3, "cwd": 1e3}
@@ -94,7 +116,8 @@ def test_recipes_follow_method_md():
     nus = recipe("srkd", dataset="nuscenes")
     assert (nus.weights.kl, nus.temperature, nus.tau) == (0.1, 1.0, 1.0)
     assert recipe("srkd", dataset="scannet200").weights == srkd.weights
-    assert set(METHODS) == {"srkd", "kd", "mse", "cwd", "ce"} and "nuscenes" in DATASETS
+    assert set(METHODS) == {"srkd", "srkd-release", "kd", "mse", "cwd", "relation", "ce"}
+    assert "nuscenes" in DATASETS
 
 
 def test_recipe_overrides_and_errors():
@@ -102,7 +125,7 @@ def test_recipe_overrides_and_errors():
     assert r.weights.relation == 0.01 and "feat_mse" not in r.weights.active()
     assert (r.tau, r.n_relation_points, r.weights.kl) == (1.5, 512, 0.3)
     assert r.build().feat_mse is None
-    with pytest.raises(ConfigError, match="known methods: srkd, kd, mse, cwd, ce"):
+    with pytest.raises(ConfigError, match="known methods: srkd, srkd-release, kd, mse, cwd, relation, ce"):
         recipe("fitnet")
     with pytest.raises(ConfigError, match="known"):
         recipe("srkd", dataset="kitti")
