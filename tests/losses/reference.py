@@ -158,7 +158,7 @@ def reference_values(inp: dict) -> dict[str, float]:
         "relation_sub_tau2": ref_relation([t_f[i] for i in sub_idx], [s_f[i] for i in sub_idx], 2.0),
         "relation_sub_tau1": ref_relation([t_f[i] for i in sub_idx], [s_f[i] for i in sub_idx], 1.0),
     }
-    # the srkd recipe's total on these inputs, relation on `relation_index`
+    # the srkd-release recipe's total (relation weight 1e-3) on these inputs, relation on `relation_index`
     values["total_srkd"] = (
         values["ce"] + values["lovasz"] + 0.3 * values["kl_T2"]
         + 1e-3 * values["relation_sub_tau2"] + 0.1 * values["feat_mse"]
