@@ -15,7 +15,7 @@ import yaml
 
 from srkd.errors import ConfigError
 
-STAGE_KEYS = {"cmd", "deps", "params", "outs", "metrics", "desc"}
+STAGE_KEYS = {"cmd", "deps", "params", "outs", "metrics", "desc", "manual"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Stage:
     outs: tuple[Output, ...] = ()
     metrics: tuple[str, ...] = ()
     desc: str = ""
+    manual: bool = False  # runs only when named (`srkd run --stage NAME`) or needed by a named stage
     line: int = 0
 
 
@@ -55,7 +56,8 @@ class PipelineSpec:
 
     def order(self, targets: list[str] | None = None) -> list[Stage]:
         """Stages in dependency order (a stage whose dep is another stage's out runs after it),
-        restricted to `targets` and everything they depend on."""
+        restricted to `targets` and everything they depend on. Without targets: every stage
+        that is not `manual`, and what those depend on."""
         producers = {o.path.rstrip("/"): s.name for s in self.stages.values() for o in s.outs}
         upstream = {
             s.name: sorted({producers[d.rstrip("/")] for d in s.deps if d.rstrip("/") in producers})
@@ -80,7 +82,7 @@ class PipelineSpec:
             state[name] = "done"
             ordered.append(name)
 
-        for name in targets or list(self.stages):
+        for name in targets or [n for n, s in self.stages.items() if not s.manual]:
             visit(name, [])
         return [self.stages[n] for n in ordered]
 
@@ -119,7 +121,7 @@ def load_spec(path: Path) -> PipelineSpec:
     for name, (_, node) in _mapping(top["stages"][1], path, "stages").items():
         stages[name] = _stage(name, node, path, params)
     spec = PipelineSpec(path=path, params=params, stages=stages)
-    spec.order()  # reject cycles early
+    spec.order(list(stages))  # reject cycles early (manual stages too)
     return spec
 
 
@@ -175,9 +177,12 @@ def _stage(name: str, node: yaml.Node, path: Path, params: dict[str, Any]) -> St
                 "'path: {persist: true}'"
             )
     desc = _to_python(fields_["desc"][1]) if "desc" in fields_ else ""
+    manual = _to_python(fields_["manual"][1]) if "manual" in fields_ else False
+    if not isinstance(manual, bool):
+        raise ConfigError(f"{path}:{_line(fields_['manual'][1])}: {where}.manual must be true or false")
     return Stage(
         name=name, cmd=cmd.strip(), deps=strings("deps"), params=strings("params"),
-        outs=tuple(outs), metrics=strings("metrics"), desc=str(desc), line=_line(node),
+        outs=tuple(outs), metrics=strings("metrics"), desc=str(desc), manual=manual, line=_line(node),
     )
 
 

@@ -34,3 +34,7 @@ def run(
         ran = [r.name for r in results if r.ran]
         console.print(f"{'would run' if dry_run else 'ran'} {len(ran)} of {len(results)} stages"
                       + (f": {', '.join(ran)}" if ran else ""))
+        left_out = [name for name, s in spec.stages.items()
+                    if s.manual and name not in {r.name for r in results}]
+        if left_out:
+            console.print(f"[dim]manual stages not run (name them with --stage): {', '.join(left_out)}[/dim]")

@@ -123,6 +123,31 @@ def test_malformed_spec_names_key_and_line(tmp_path, text, words):
         assert word in str(info.value)
 
 
+def test_manual_stage_runs_only_when_named(tmp_path):
+    # `retrain` is manual: the default run skips it; naming a stage that needs it runs both
+    text = SPEC + f"""\
+  retrain_data:
+    cmd: {PY} -c "open('big.txt','w').write('b'); open('runs.log','a').write('retrain_data\\n')"
+    outs: [big.txt]
+    manual: true
+  retrain:
+    cmd: {PY} -c "open('teacher.txt','w').write('t'); open('runs.log','a').write('retrain\\n')"
+    deps: [big.txt]
+    outs: [teacher.txt]
+    manual: true
+"""
+    spec = load_spec(write_spec(tmp_path, text))
+    assert spec.stages["retrain"].manual and not spec.stages["train"].manual
+    run_pipeline(spec)
+    assert runs(tmp_path) == ["gen", "train", "report"]
+    run_pipeline(spec, targets=["retrain"])
+    assert runs(tmp_path) == ["retrain_data", "retrain"]
+    run_pipeline(spec)  # still nothing to do by default
+    assert runs(tmp_path) == []
+    with pytest.raises(ConfigError, match=r":\d+: stages.a.manual must be true or false"):
+        load_spec(write_spec(tmp_path, "stages:\n  a:\n    cmd: x\n    manual: sometimes\n"))
+
+
 def test_overrides_must_name_existing_params():
     params = {"distill": {"epochs": 3}}
     assert apply_overrides(params, {"distill.epochs": 5})["distill"]["epochs"] == 5
