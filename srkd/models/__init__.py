@@ -20,7 +20,7 @@ from srkd.errors import ConfigError
 from srkd.models import ptv3, spunet  # noqa: F401  (imported to register their presets)
 from srkd.models._registry import MODELS
 from srkd.models.base import ModelOutput, SegmentationModel
-from srkd.models.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from srkd.models.checkpoint import compact_checkpoint, file_sha256, load_checkpoint, save_checkpoint
 from srkd.models.pointcept import load_pointcept_checkpoint
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "list_models",
     "count_parameters",
     "save_checkpoint",
+    "compact_checkpoint",
     "load_checkpoint",
     "file_sha256",
     "load_pointcept_checkpoint",

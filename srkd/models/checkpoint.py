@@ -95,8 +95,12 @@ def save_checkpoint(
     feature_names: Sequence[str],
     train_params: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    storage_dtype: torch.dtype | None = None,
 ) -> Path:
     """Write ``model`` and its description to ``path`` atomically (temp file + os.replace).
+
+    storage_dtype: e.g. torch.float16 stores floating-point tensors at that precision (half the
+    file size); loading casts them back to the model's dtype. Integer buffers are kept as they are.
 
     model_name / model_args default to what ``create_model`` recorded on the model
     (``model.srkd_name`` / ``model.srkd_args``). A DDP/DataParallel wrapper is unwrapped.
@@ -135,7 +139,7 @@ def save_checkpoint(
         },
         "train_params": _plain(dict(train_params or {}), "train_params"),
         "extra": _plain(dict(extra or {}), "extra"),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: _stored(v.detach().cpu(), storage_dtype) for k, v in model.state_dict().items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -148,6 +152,22 @@ def save_checkpoint(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+
+
+def compact_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy the srkd checkpoint ``src`` to ``dst`` with float16 weights (for shipping a model in a
+    repository; e.g. the demo teacher). Metadata is kept; ``extra.storage_dtype`` says "float16"."""
+    model, meta = load_checkpoint(src)
+    return save_checkpoint(
+        dst, model, model_name=meta.model_name, model_args=meta.model_args,
+        class_names=meta.class_names, feature_names=meta.feature_names,
+        train_params=meta.train_params, extra={**meta.extra, "storage_dtype": "float16"},
+        storage_dtype=torch.float16,
+    )
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from srkd.errors import CheckpointError
-from srkd.models import create_model, file_sha256, load_checkpoint, save_checkpoint
+from srkd.models import compact_checkpoint, create_model, file_sha256, load_checkpoint, save_checkpoint
 from srkd.models.checkpoint import read_checkpoint_meta
 
 CLASSES = ["wall", "floor", "chair"]
@@ -32,6 +32,21 @@ def saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
         extra={"miou": 0.5},
     )
     return path, model
+
+
+def test_compact_checkpoint_stores_float16_and_loads_as_float32(saved, tmp_path) -> None:
+    path, model = saved
+    small = compact_checkpoint(path, tmp_path / "small.pt")
+    raw = torch.load(small, weights_only=True)
+    kinds = {v.dtype for v in raw["state_dict"].values()}
+    assert torch.float16 in kinds and torch.float32 not in kinds  # integer buffers stay integers
+    loaded, meta = load_checkpoint(small, expect_classes=CLASSES)
+    assert meta.extra["storage_dtype"] == "float16" and meta.train_params["epochs"] == 3
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(loaded.state_dict()[name], value, rtol=1e-3, atol=1e-4), name
+    assert small.stat().st_size < 0.6 * path.stat().st_size
 
 
 def test_round_trip(saved: tuple[Path, torch.nn.Module]) -> None:
@@ -122,3 +137,27 @@ def test_file_sha256(tmp_path: Path) -> None:
     assert file_sha256(p, chunk_size=1000) == hashlib.sha256(data).hexdigest()
     with pytest.raises(CheckpointError, match="no such file"):
         file_sha256(tmp_path / "missing")
+
+
+DEMO_TEACHER = Path(__file__).resolve().parents[2] / "srkd" / "assets" / "demo_teacher.pt"
+
+
+def test_shipped_demo_teacher_is_small_safe_and_trained(tmp_path) -> None:
+    """The teacher the demo distils from: <= 10 MB, float16 storage, weights_only, and really
+    trained (it segments a synthetic room it never saw far above chance)."""
+    from srkd.data.classes import SCANNET20_CLASSES
+    from srkd.data.scannet import ScanNetScenes, get_dataset_spec
+    from srkd.data.synthetic import generate_dataset
+    from srkd.distill import validation_scores
+
+    assert DEMO_TEACHER.stat().st_size <= 10_000_000
+    raw = torch.load(DEMO_TEACHER, weights_only=True)  # plain tensors and values only
+    assert {v.dtype for v in raw["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    model, meta = load_checkpoint(DEMO_TEACHER, expect_classes=SCANNET20_CLASSES, expect_features=FEATURES)
+    assert meta.model_name == "demo_teacher" and meta.train_params["method"] == "ce"
+    spec = get_dataset_spec("scannet")
+    generate_dataset(tmp_path, 2, seed=99, val_fraction=0.5, n_points=6000)  # rooms of another seed
+    source = ScanNetScenes(tmp_path, "val", spec)
+    scores = validation_scores(model, [source.load(s) for s in source.scene_ids], spec.num_classes,
+                               meta.train_params["grid_size"], spec.feature_names)
+    assert scores.allacc > 0.6  # an untrained model of this size scores ~0.05-0.2
