@@ -89,6 +89,13 @@ def test_colours_vary_within_classes(scenes):
     assert wall.std(axis=0).min() > 3  # lighting and sensor noise, not flat paint
 
 
+def test_a_group_too_large_for_the_room_in_one_orientation_is_retried():
+    # seed 7, room 60 draws a free-standing group wider than the room one way round: it used to
+    # crash (numpy uniform with high < low); the room is built with the group turned or left out
+    arrays = generate_scene(7, 60, 2000)
+    assert len(arrays["coord"]) == 2000
+
+
 def test_split_sizes():
     assert split_sizes(24, 0.25) == (18, 6)
     assert split_sizes(4, 0.0) == (4, 0)
