@@ -134,6 +134,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=None,
                    help="working folder; finished jobs there are not run again (default: bench/results/work-<name>)")
     p.add_argument("--out", type=Path, default=RESULTS, help="JSON result file")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: summarise the planned jobs already in <work>/results.jsonl")
     args = p.parse_args(argv)
     for name in ("rooms", "val_rooms", "epochs", "batch", "views", "jobs", "threads", "relation_points"):
         if getattr(args, name) < 1:
@@ -357,17 +359,24 @@ def print_report(summary: dict[str, Any], teacher: dict[str, Any], header: str) 
 # ---------------------------------------------------------------------------------------------
 
 
-def run_jobs(args, root: Path, teacher: Path, cache: Path, jobs: list[Job]) -> list[dict[str, Any]]:
-    """Run the jobs not yet in results.jsonl, `--jobs` at a time; every finished job is appended."""
+def finished_rows(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The jobs recorded in <work>/results.jsonl, by key."""
     log = args.work / "results.jsonl"
-    done = {}
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[row["key"]] = row
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    return {row["key"]: row for row in rows}
+
+
+def run_jobs(args, root: Path, teacher: Path, cache: Path, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Run the jobs not yet in results.jsonl, `--jobs` at a time; every finished job is appended.
+    Returns the rows of the planned jobs that have finished (all of them unless --report-only)."""
+    log = args.work / "results.jsonl"
+    done = finished_rows(args)
     todo = [j for j in jobs if j.key not in done]
     print(f"[students] {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {args.jobs} at a time", flush=True)
+    if args.report_only:
+        if todo:
+            print(f"[students] --report-only: not run: {', '.join(j.key for j in todo)}", flush=True)
+        return [done[j.key] for j in jobs if j.key in done]
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         pending = {pool.submit(run_job, args, root, teacher, cache, j): j for j in todo}
         while pending:
@@ -396,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[teacher] val mIoU {100 * teacher_scores['mIoU']:.1f}", flush=True)
     jobs = plan_jobs(args)
     rows = run_jobs(args, root, teacher, cache, jobs)
+    not_run = sorted({j.key for j in jobs} - {r["key"] for r in rows})
     summary = summarise(rows, args)
 
     import torch
@@ -415,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_root": str(root), "train_scenes": n_train, "val_scenes": n_val, "header": header,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "teacher": {**teacher_info, **teacher_scores}, "cache_s": cache_s,
-        "summary": summary, "rows": rows, "total_s": time.perf_counter() - t_start,
+        "summary": summary, "rows": rows, "not_run": not_run, "total_s": time.perf_counter() - t_start,
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1, default=str))

@@ -95,7 +95,7 @@ def test_contributions_are_weighted_values_and_shares_of_the_total():
     assert set(c) == {f"{n}_{kind}" for n in terms for kind in ("weighted", "share")}
     for name, value in terms.items():
         assert c[f"{name}_weighted"] == pytest.approx(getattr(w, name) * float(value))
-        assert c[f"{name}_share"] == pytest.approx(c[f"{name}_weighted"] / float(total), rel=1e-5)
+        assert c[f"{name}_share"] == pytest.approx(c[f"{name}_weighted"] / float(total.detach()), rel=1e-5)
     assert sum(v for k, v in c.items() if k.endswith("_share")) == pytest.approx(1.0)
     zero = w.contributions({"ce": torch.tensor(0.0), "kl": torch.tensor(0.0)})
     assert zero == {"ce_weighted": 0.0, "ce_share": 0.0, "kl_weighted": 0.0, "kl_share": 0.0}
