@@ -415,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"data {root.name} (train {n_train} -> val {n_val} scenes), student {args.student}, "
               f"{args.epochs} epochs x batch {args.batch}, grid {args.grid_size} m, {args.views} cached views, "
               f"seeds {args.seeds}, {args.threads} thread(s) x {args.jobs} job(s), no TTA, "
-              f"wall {(time.perf_counter() - t_start) / 60:.1f} min")  # fmt: skip
+              + ("report only (train s: each job's own wall time)" if args.report_only
+                 else f"wall {(time.perf_counter() - t_start) / 60:.1f} min"))  # fmt: skip
     print_report(summary, teacher_scores, header)
     out = {
         "benchmark": "distill_quality",
