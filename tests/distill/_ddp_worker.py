@@ -52,5 +52,6 @@ def worker(rank: int, rendezvous: str, cfg_values: dict, report_dir: str) -> Non
             "params": {k: v.detach() for k, v in core.named_parameters()},
             "extra": [m.state_dict() for m in seen["extra"]],
         }, Path(report_dir) / f"rank{rank}.pt")
+        dist.barrier()  # no rank tears gloo down while its peer is still in a collective
     finally:
         dist.destroy_process_group()
