@@ -195,8 +195,7 @@ def prepare_teacher(args: argparse.Namespace, root: Path) -> tuple[Path, dict[st
     if not ckpt.is_file():
         cfg = _run_config(args, root, args.teacher_model, out, args.teacher_epochs, seed=0, method="ce")
         t0 = time.perf_counter()
-        _configure(args.threads)
-        from srkd.experiment import run
+        from srkd.experiment import run  # threads were configured by main()
 
         run(cfg)
         (out / "wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
@@ -273,10 +272,8 @@ def run_job(args: argparse.Namespace, root: Path, teacher: Path, cache: Path, jo
     out = args.work / "students" / job.key.replace("|", "_").replace("=", "")
     cfg = _run_config(args, root, args.student, out, job.epochs, job.seed, **kw)
     records: list[dict[str, Any]] = []
-    on_step = records.append
-
     t0 = time.perf_counter()
-    result = run(cfg, on_step=on_step)
+    result = run(cfg, on_step=records.append)
     wall = time.perf_counter() - t0
     scores = {k: float(result.last_metrics[k]) for k in METRICS}
     terms = [k for k in records[0] if k not in ("step", "epoch", "lr", "points_per_s", "step_s")]
