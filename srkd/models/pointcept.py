@@ -9,6 +9,7 @@ is: strip the wrappers, then match names and shapes.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ class LoadReport:
     unexpected: checkpoint keys (after prefix stripping) the model lacks.
     mismatched: (key, checkpoint shape, model shape) for keys present in both with other shapes.
     source:     the file path, or "<state_dict>".
+    inert:      'module.name' of objects in the file that weights_only refuses (e.g. a pickled
+                LR scheduler of torch < 2.4), read as inert stand-ins and never run.
     """
 
     loaded: list[str] = field(default_factory=list)
@@ -38,6 +41,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     source: str = "<state_dict>"
+    inert: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -46,9 +50,10 @@ class LoadReport:
 
     def summary(self) -> str:
         """One line: counts of loaded / missing / mismatched / unexpected keys."""
+        inert = f"; ignored (not run): {', '.join(self.inert)}" if self.inert else ""
         return (
             f"{self.source}: loaded {len(self.loaded)} tensors, {len(self.missing)} missing, "
-            f"{len(self.mismatched)} with other shapes, {len(self.unexpected)} unexpected"
+            f"{len(self.mismatched)} with other shapes, {len(self.unexpected)} unexpected{inert}"
         )
 
 
@@ -78,31 +83,53 @@ def strip_prefixes(key: str, prefixes: tuple[str, ...] = WRAPPER_PREFIXES) -> st
     return key
 
 
-def read_state_dict(source: str | Path | Mapping[str, object]) -> tuple[dict[str, torch.Tensor], str]:
+def _load_file(path: Path) -> tuple[object, list[str]]:
+    """torch.load on CPU with weights_only=True; if the file names objects that weights_only
+    refuses, read it again with every such object replaced by an inert stand-in (never run).
+    Returns (the loaded object, the replaced globals)."""
+    from srkd.models.inert_pickle import load_inert
+
+    try:
+        # Pointcept stores its best metric as a numpy float64 beside the tensors, so numpy's
+        # scalar reconstruction is allowed too (it cannot run code).
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True), []
+    except pickle.UnpicklingError:
+        pass  # e.g. a torch < 2.4 OneCycleLR state: only the tensors are needed
+    except Exception as exc:  # not a torch file at all: zip/EOF/runtime errors of several types
+        raise _unreadable(path, exc) from exc
+    try:
+        return load_inert(path)
+    except Exception as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def _unreadable(path: Path, exc: Exception) -> CheckpointError:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return CheckpointError(
+        f"cannot read checkpoint {path} as a torch file ({exc.__class__.__name__}: {first}); "
+        "is it a Pointcept/srkd .pth file, completely downloaded?"
+    )
+
+
+def read_state_dict(
+    source: str | Path | Mapping[str, object],
+) -> tuple[dict[str, torch.Tensor], str, list[str]]:
     """The tensors of a Pointcept checkpoint, keys stripped of wrapper prefixes.
 
-    source: a path to a `.pth` file (loaded on CPU with weights_only=True), a full checkpoint
-    dict (its `state_dict` or `model` entry is used), or a state_dict itself.
-    Returns (state_dict, source description).
+    source: a path to a `.pth` file (read on CPU without running anything in it, see
+    `_load_file`), a full checkpoint dict (its `state_dict` or `model` entry is used), or a
+    state_dict itself. Returns (state_dict, source description, globals read as inert stand-ins).
     """
     name = "<state_dict>"
     obj: object = source
+    inert: list[str] = []
     if isinstance(source, (str, Path)):
         path = Path(source)
         name = str(path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist (give the path of model_best.pth)")
-        try:
-            # Pointcept stores its best metric as a numpy float64 beside the tensors, so numpy's
-            # scalar reconstruction is allowed too (it cannot run code).
-            with torch.serialization.safe_globals(_numpy_scalar_globals()):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises pickle/runtime errors of several types
-            raise CheckpointError(
-                f"cannot read checkpoint {path} as a weights-only torch file ({exc.__class__.__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); if you trust it, re-save just its "
-                "tensors with torch.save(torch.load(p, weights_only=False)['state_dict'], new_path)"
-            ) from exc
+        obj, inert = _load_file(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {name} holds a {type(obj).__name__}, not a dict of tensors")
     for entry in ("state_dict", "model"):
@@ -119,7 +146,7 @@ def read_state_dict(source: str | Path | Mapping[str, object]) -> tuple[dict[str
         state[short] = value
     if not state:
         raise CheckpointError(f"checkpoint {name} contains no tensors (expected a Pointcept state_dict)")
-    return state, name
+    return state, name, inert
 
 
 def _hints(mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> str:
@@ -143,9 +170,9 @@ def load_pointcept_checkpoint(
     with strict=False the matching tensors are loaded and the report lists the rest.
     Unexpected checkpoint keys never raise; they are listed in the report.
     """
-    state, name = read_state_dict(source)
+    state, name, inert = read_state_dict(source)
     own = model.state_dict()
-    report = LoadReport(source=name)
+    report = LoadReport(source=name, inert=inert)
     to_load: dict[str, torch.Tensor] = {}
     for key, target in own.items():
         if key not in state:
