@@ -84,7 +84,7 @@ def bench_model(name: str, data_root: Path, split: str, args: argparse.Namespace
 
     torch.manual_seed(0)
     ckpt = save_checkpoint(work / f"{name}.pt", create_model(name), class_names=SCANNET20_CLASSES,
-                           feature_names=("color", "normal"))  # fmt: skip
+                           feature_names=("color", "normal"), color_norm="pointcept")  # fmt: skip
     dataset = get_dataset_spec("scannet")
     scenes = list_scenes(data_root, split)[: args.scenes]
     views = ViewSettings(views=args.views, seed=0)

@@ -14,18 +14,19 @@ Teacher targets are per ORIGINAL point, so any student view can gather them by
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from srkd.data.collate import PointBatch
-from srkd.data.transforms import Record
+from srkd.data.transforms import COLOR_NORMS, DEFAULT_COLOR_NORM, Record
 from srkd.errors import CacheError, ConfigError
 from srkd.inference import infer_scene, precise_views
 from srkd.metrics import ConfusionAccumulator, SegmentationScores
 from srkd.models.base import ModelOutput
-from srkd.types import PointCloud
+from srkd.types import FEATURE_WIDTHS, PointCloud
 
 TARGET_MODES = ("view", "canonical", "ensemble")
 
@@ -125,18 +126,51 @@ def view_record_of(params: dict) -> Record:
     return record
 
 
-class OnlineTeacher:
-    """`targets_fn` that runs a frozen teacher on the student's batch (eval mode, no grad)."""
+def renormalize_color(
+    feat: torch.Tensor, feature_names: Sequence[str], src: str, dst: str
+) -> torch.Tensor:
+    """feat float (N, C) built from `feature_names` with colour normalisation `src`, returned
+    with its colour channels in normalisation `dst` (COLOR_NORMS: c' = c * scale + shift, so
+    c_dst = (c_src - shift_src) / scale_src * scale_dst + shift_dst). Unchanged if src == dst or
+    there is no colour."""
+    if src == dst or "color" not in feature_names:
+        return feat
+    start = sum(FEATURE_WIDTHS[n] for n in feature_names[: list(feature_names).index("color")])
+    (scale_s, shift_s), (scale_d, shift_d) = COLOR_NORMS[src], COLOR_NORMS[dst]
+    out = feat.clone()
+    color = out[:, start : start + 3]
+    out[:, start : start + 3] = (color - shift_s) / scale_s * scale_d + shift_d
+    return out
 
-    def __init__(self, teacher: nn.Module, amp: bool = True) -> None:
+
+class OnlineTeacher:
+    """`targets_fn` that runs a frozen teacher on the student's batch (eval mode, no grad).
+
+    When the teacher was trained with another colour normalisation than the student's inputs
+    have (`color_norms` = (student's, teacher's)), the teacher gets its own: the batch's colour
+    channels are mapped with `renormalize_color` (`feature_names` says where they are).
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        amp: bool = True,
+        feature_names: Sequence[str] = (),
+        color_norms: tuple[str, str] = (DEFAULT_COLOR_NORM, DEFAULT_COLOR_NORM),
+    ) -> None:
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.amp = amp
+        self.feature_names = tuple(feature_names)
+        self.color_norms = color_norms
 
     @torch.no_grad()
     def __call__(self, batch: PointBatch) -> ModelOutput:
         device = batch.coord.device
+        feat = renormalize_color(batch.feat, self.feature_names, *self.color_norms)
+        if feat is not batch.feat:
+            batch = replace(batch, feat=feat)
         with torch.autocast(device.type, dtype=torch.float16,
                             enabled=self.amp and device.type == "cuda"):
             out = self.teacher(batch)
@@ -164,11 +198,14 @@ def validation_scores(
     grid_size: float,
     feature_names: Sequence[str],
     device: torch.device | str = "cpu",
+    color_norm: str = DEFAULT_COLOR_NORM,
 ) -> SegmentationScores:
-    """Single-pass (no TTA) precise validation over every original point of `scenes`."""
+    """Single-pass (no TTA) precise validation over every original point of `scenes`, with the
+    model's input `color_norm`."""
     model.eval()
     acc = ConfusionAccumulator(num_classes)
     for pc in scenes:
-        result = infer_scene(model, pc, precise_views(pc, tta=False), grid_size, feature_names, device)
+        result = infer_scene(model, pc, precise_views(pc, tta=False), grid_size, feature_names, device,
+                             color_norm=color_norm)
         acc.add(result.predictions(), pc.segment)
     return acc.scores()

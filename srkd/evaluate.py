@@ -38,6 +38,7 @@ from torch import nn
 from srkd.cache.inspect import cached_teacher_prediction
 from srkd.device import describe_device, resolve_device
 from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
+from srkd.data.transforms import DEFAULT_COLOR_NORM
 from srkd.errors import CacheError, CheckpointError, ConfigError
 from srkd.inference import infer_scene, precise_views
 from srkd.metrics import ConfusionAccumulator
@@ -60,6 +61,7 @@ class EvalModel:
     model:         nn.Module mapping a PointBatch to ModelOutput (logits (M, K)); any device.
     feature_names: PointCloud fields that form its input, e.g. ("color", "normal").
     grid_size:     voxel edge (metres) of its test-mode voxelisation.
+    color_norm:    its input colour normalisation (srkd.data.transforms.COLOR_NORMS key).
     """
 
     name: str
@@ -72,6 +74,7 @@ class EvalModel:
     extra: dict[str, Any] = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None  # logit order; None = not recorded (unchecked)
     train_params: dict[str, Any] = field(default_factory=dict)
+    color_norm: str = DEFAULT_COLOR_NORM
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def measure_latency(
     for i in range(warmup + runs):
         _sync(device)
         start = time.perf_counter()
-        infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device)
+        infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device, color_norm=m.color_norm)
         _sync(device)
         if i >= warmup:
             times.append(1000.0 * (time.perf_counter() - start))
@@ -192,7 +195,8 @@ def evaluate_models(
         preds: dict[str, np.ndarray] = {}
         views = precise_views(pc, tta)
         for m in models:
-            result = infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device)
+            result = infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device,
+                                 color_norm=m.color_norm)
             if result.prob_sum.shape[1] != spec.num_classes:
                 raise CheckpointError(
                     f"model {m.name!r} gives {result.prob_sum.shape[1]} class scores, dataset "
@@ -225,7 +229,7 @@ def evaluate_models(
                 progress(len(ids), len(ids), f"latency of {m.name}")
             latency = measure_latency(m, latency_pc, device, latency_warmup, latency_runs)
         extra = {**m.extra, "grid_size": m.grid_size, "feature_names": list(m.feature_names),
-                 "votes_per_point_min": int(votes_min[m.name]),
+                 "color_norm": m.color_norm, "votes_per_point_min": int(votes_min[m.name]),
                  "votes_per_point_mean": votes_sum[m.name] / points}  # fmt: skip
         rows.append(ReportRow(m.name, m.kind, accs[m.name].scores(), split_info, m.params,
                               latency, m.source, extra))  # fmt: skip
@@ -293,7 +297,7 @@ def load_eval_model(path: Path, *, grid_size: float | None = None, name: str | N
         name=name or display_name(path), model=model, feature_names=tuple(meta.feature_names),
         grid_size=float(grid), kind=_kind(tp), source=str(path),
         params=count_parameters(model), extra=extra, class_names=tuple(meta.class_names),
-        train_params=tp,
+        train_params=tp, color_norm=meta.color_norm,
     )
 
 

@@ -18,7 +18,14 @@ from torch import nn
 from srkd.data.collate import PointBatch
 from srkd.data.dataset import SceneDataset, make_loader
 from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
-from srkd.data.transforms import CenterShift, Compose, student_transforms, train_transforms
+from srkd.data.transforms import (
+    DEFAULT_COLOR_NORM,
+    CenterShift,
+    Compose,
+    check_color_norm,
+    student_transforms,
+    train_transforms,
+)
 from srkd.distill import (
     CachedTargets,
     CachedViewProvider,
@@ -44,7 +51,10 @@ class RunConfig:
     method:              loss recipe: srkd | kd | mse | cwd | ce (see srkd.losses.recipes).
     loss_overrides:      per-term weights etc. replacing the recipe's values.
     targets:             view | canonical | ensemble (cached teacher only).
-    cache / online_teacher (+ teacher_model for a Pointcept checkpoint): the teacher's side.
+    color_norm:          the model's input colour normalisation (srkd.data.transforms.COLOR_NORMS);
+                         the checkpoint records it and evaluation feeds the model the same.
+    cache / online_teacher (+ teacher_model, teacher_color_norm for a Pointcept checkpoint): the
+                         teacher's side.
     """
 
     model: str
@@ -55,12 +65,14 @@ class RunConfig:
     train_split: str = "train"
     val_split: str | None = "val"
     grid_size: float = 0.02
+    color_norm: str = DEFAULT_COLOR_NORM
     method: str = "ce"
     loss_overrides: dict[str, Any] = field(default_factory=dict)
     targets: str = "view"
     cache: Path | None = None
     online_teacher: Path | None = None
     teacher_model: str | None = None
+    teacher_color_norm: str | None = None
     epochs: int = 100
     batch_size: int = 8
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -149,8 +161,11 @@ def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device, read
     if cfg.online_teacher is not None:
         from srkd.teacher_cache import TeacherRef, load_teacher
 
-        teacher, _ = load_teacher(TeacherRef(cfg.online_teacher, cfg.teacher_model), ds, device)
-        return OnlineTeacher(teacher.to(device), amp=cfg.amp), teacher.feature_dim
+        ref = TeacherRef(cfg.online_teacher, cfg.teacher_model, color_norm=cfg.teacher_color_norm)
+        teacher, info = load_teacher(ref, ds, device)
+        online = OnlineTeacher(teacher.to(device), amp=cfg.amp, feature_names=ds.feature_names,
+                               color_norms=(cfg.color_norm, info.color_norm))
+        return online, teacher.feature_dim
     return (lambda batch: None), None
 
 
@@ -158,6 +173,7 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
         on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train `cfg.model` as configured; writes `cfg.out`/model.pt (best), model_last.pt,
     train_state.pt (for --resume) and log.jsonl."""
+    check_color_norm(cfg.color_norm)
     reader = None
     if cfg.cache is not None:
         reader, cfg = _open_cache(cfg)
@@ -210,13 +226,14 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
     view_mode = reader is not None and cfg.targets == "view"
     if not cfg.augment:  # the scene as stored, centre-shifted like every view (and like validation)
         chain = student_transforms(cfg.grid_size, cfg.max_points, dropout=(0.0, 0.0),
-                                   jitter=(0.0, 0.0), elastic=False, chromatic=False)
+                                   jitter=(0.0, 0.0), elastic=False, chromatic=False,
+                                   color_norm=cfg.color_norm)
         if not view_mode:  # a replayed view 0 already starts with the centre shift
             chain = Compose([CenterShift(apply_z=True)]) + chain
     elif view_mode:
-        chain = student_transforms(cfg.grid_size, cfg.max_points)
+        chain = student_transforms(cfg.grid_size, cfg.max_points, color_norm=cfg.color_norm)
     else:
-        chain = train_transforms(cfg.grid_size, cfg.max_points)
+        chain = train_transforms(cfg.grid_size, cfg.max_points, color_norm=cfg.color_norm)
     dataset = SceneDataset(
         train_source, chain, grid_size=cfg.grid_size, feature_names=ds.feature_names,
         seed=cfg.seed, repeats=cfg.repeats,
@@ -260,7 +277,7 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
 
         def evaluate_fn(m: nn.Module) -> dict[str, Any]:
             scores = validation_scores(m, val_scenes, ds.num_classes, cfg.grid_size,
-                                       ds.feature_names, device)
+                                       ds.feature_names, device, cfg.color_norm)
             return {"mIoU": scores.miou, "mAcc": scores.macc, "allAcc": scores.allacc,
                     "scenes": len(val_scenes)}
 
@@ -273,7 +290,7 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
 
     def save_model(path: Path, m: nn.Module, meta: dict[str, Any]) -> None:
         save_checkpoint(path, m, class_names=ds.class_names, feature_names=ds.feature_names,
-                        train_params=train_params, extra=_plain(meta))
+                        color_norm=cfg.color_norm, train_params=train_params, extra=_plain(meta))
 
     step_loss: nn.Module = loss
     if dist_info.world > 1:

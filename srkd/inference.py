@@ -19,18 +19,14 @@ from torch import nn
 from srkd.data.collate import collate
 from srkd.data.dataset import make_fragments
 from srkd.data.transforms import (
-    CenterShift,
-    Compose,
-    NormalizeColor,
+    DEFAULT_COLOR_NORM,
     Record,
+    fragment_transforms,
     replay,
     tta_view_records,
     view_record,
 )
 from srkd.types import PointCloud
-
-FRAGMENT_POST = Compose([CenterShift(apply_z=False), NormalizeColor()])
-"""Applied to each test fragment, as at the end of the training chain (srkd.data.transforms)."""
 
 
 @dataclass
@@ -87,6 +83,7 @@ def infer_view(
     with_feature: bool = False,
     amp: bool = False,
     num_points: int | None = None,
+    color_norm: str = DEFAULT_COLOR_NORM,
 ) -> SceneInference:
     """Run `model` over every point of one (already augmented) view, fragment by fragment.
 
@@ -94,6 +91,7 @@ def infer_view(
         view: the scene after the view's geometric transforms; `origin_index` maps its points to
             the N original points.
         num_points: N, the size of the original scene (default: max origin_index + 1).
+        color_norm: the model's input colour normalisation (srkd.data.transforms.COLOR_NORMS).
     Returns:
         Sums over fragments, indexed by ORIGINAL point.
     """
@@ -102,7 +100,8 @@ def infer_view(
     prob_sum = None
     feature_sum = None
     votes = np.zeros(n, dtype=np.int64)
-    for sample in make_fragments(view, grid_size, tuple(feature_names), FRAGMENT_POST):
+    post = fragment_transforms(color_norm)
+    for sample in make_fragments(view, grid_size, tuple(feature_names), post):
         batch = collate([sample]).to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
             out = model(batch)
@@ -127,13 +126,14 @@ def infer_scene(
     feature_names: Sequence[str],
     device: torch.device | str = "cpu",
     amp: bool = False,
+    color_norm: str = DEFAULT_COLOR_NORM,
 ) -> SceneInference:
     """Precise inference: the sum of `infer_view` over `views` (records replayed on `pc`, e.g.
-    `precise_views(pc)`)."""
+    `precise_views(pc)`), with the model's input `color_norm`."""
     total: SceneInference | None = None
     for record in views:
         result = infer_view(model, replay(pc, record), grid_size, feature_names, device, amp=amp,
-                            num_points=pc.num_points)
+                            num_points=pc.num_points, color_norm=color_norm)
         if total is None:
             total = result
         else:

@@ -36,7 +36,15 @@ from torch import nn
 
 from srkd.cache import CacheSpec, CodecSpec, ViewTargets, ensemble_of
 from srkd.data.scannet import DatasetSpec
-from srkd.data.transforms import TILT, CenterShift, Compose, Record, view_transforms
+from srkd.data.transforms import (
+    DEFAULT_COLOR_NORM,
+    TILT,
+    CenterShift,
+    Compose,
+    Record,
+    check_color_norm,
+    view_transforms,
+)
 from srkd.errors import CheckpointError, ConfigError
 from srkd.inference import SceneInference, infer_view
 from srkd.types import PointCloud
@@ -110,6 +118,7 @@ class TeacherInfo:
     sha256: str
     feature_dim: int
     checkpoint: str
+    color_norm: str = DEFAULT_COLOR_NORM
 
 
 @dataclass(frozen=True)
@@ -118,12 +127,16 @@ class TeacherRef:
 
     checkpoint: an srkd self-describing checkpoint, or, when `pointcept_model` is given, a
         Pointcept training checkpoint loaded into `create_model(pointcept_model, num_classes=K,
-        in_channels=C)` by parameter name.
+        in_channels=C, **model_args)` by parameter name.
+    color_norm: the teacher's input colour normalisation (COLOR_NORMS key). An srkd checkpoint
+        records its own (None = use it; a different value is refused); a Pointcept checkpoint
+        does not (None = DEFAULT_COLOR_NORM, what Pointcept >= 1.6 trains with).
     """
 
     checkpoint: Path
     pointcept_model: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
+    color_norm: str | None = None
 
 
 def checkpoint_sha256(ref: TeacherRef) -> str:
@@ -153,12 +166,19 @@ def load_teacher(ref: TeacherRef, dataset: DatasetSpec, device: torch.device | s
         model, meta = load_checkpoint(
             path, expect_classes=dataset.num_classes, expect_features=dataset.feature_names, map_location="cpu"
         )
-        name, args = meta.model_name, dict(meta.model_args)
+        name, args, color_norm = meta.model_name, dict(meta.model_args), meta.color_norm
+        if ref.color_norm is not None and ref.color_norm != color_norm:
+            raise ConfigError(
+                f"teacher {path} was trained with colour normalisation {color_norm!r} (recorded in "
+                f"the checkpoint); drop --color-norm {ref.color_norm} or pass {color_norm}"
+            )
     else:
+        color_norm = check_color_norm(ref.color_norm or DEFAULT_COLOR_NORM)
         args = {"num_classes": dataset.num_classes, "in_channels": dataset.feature_dim, **ref.model_args}
         model = create_model(ref.pointcept_model, **args)
         load_pointcept_checkpoint(path, model, strict=True)
         name = ref.pointcept_model
+        args.update({k: getattr(model, k) for k in getattr(model, "recorded_args", ())})
     if int(getattr(model, "num_classes", dataset.num_classes)) != dataset.num_classes:
         raise CheckpointError(
             f"teacher {path} predicts {model.num_classes} classes, dataset {dataset.name!r} has "
@@ -167,7 +187,7 @@ def load_teacher(ref: TeacherRef, dataset: DatasetSpec, device: torch.device | s
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    info = TeacherInfo(name, args, sha, int(model.feature_dim), str(path.resolve()))
+    info = TeacherInfo(name, args, sha, int(model.feature_dim), str(path.resolve()), color_norm)
     return model, info
 
 
@@ -192,6 +212,7 @@ def make_spec(
         ensemble=bool(ensemble),
         view_settings=views.to_json(),
         grid_size=grid_size,
+        color_norm=teacher.color_norm,
     )
 
 
@@ -218,11 +239,13 @@ def scene_targets(
     feature_names: Sequence[str],
     device: torch.device | str = "cpu",
     ensemble: bool = False,
+    color_norm: str = DEFAULT_COLOR_NORM,
 ) -> tuple[list[ViewTargets], ViewTargets | None]:
     """Every view of one scene through the teacher (eval, no grad, fp16 autocast on CUDA).
 
     Args:
         pc: the scene as stored (origin_index = arange(N)).
+        color_norm: the teacher's input colour normalisation (TeacherInfo.color_norm).
     Returns:
         (V ViewTargets with logits (N, K), feature (N, D) float32 and params {"view": v,
         "canonical": v == 0, "seed": cache seed, "record": transform record}, the ensemble
@@ -237,7 +260,7 @@ def scene_targets(
             view_pc, record = views.draw(pc, v)
             result = infer_view(
                 model, view_pc, grid_size, feature_names, device, with_feature=True,
-                amp=device.type == "cuda", num_points=pc.num_points,
+                amp=device.type == "cuda", num_points=pc.num_points, color_norm=color_norm,
             )  # fmt: skip
             logits, feature = inference_targets(result)
             params = {"view": v, "canonical": v == 0, "seed": int(views.seed), "record": record}

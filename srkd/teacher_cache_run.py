@@ -84,7 +84,7 @@ class BuildReport:
 # ---- per-process state (one teacher, one write-behind thread per process) ---------------------
 
 _LOCK = threading.Lock()
-_TEACHERS: dict[tuple[str, str | None, str, str], tuple[nn.Module, TeacherInfo]] = {}
+_TEACHERS: dict[tuple[str, ...], tuple[nn.Module, TeacherInfo]] = {}
 _BEHIND: dict[int, WriteBehind] = {}
 
 
@@ -105,7 +105,8 @@ def _worker_device(job: CacheJob) -> torch.device:
 def process_teacher(job: CacheJob, sha256: str) -> tuple[nn.Module, TeacherInfo]:
     """The frozen teacher of this process, loaded once per (checkpoint, sha256, device)."""
     device = _worker_device(job)
-    key = (str(job.teacher.checkpoint), job.teacher.pointcept_model, sha256, str(device))
+    key = (str(job.teacher.checkpoint), str(job.teacher.pointcept_model), repr(sorted(job.teacher.model_args.items())),
+           str(job.teacher.color_norm), sha256, str(device))
     with _LOCK:
         if key not in _TEACHERS:
             if job.torch_threads:
@@ -171,7 +172,8 @@ def compute_scene(
     dataset = get_dataset_spec(job.dataset)
     pc = load_scene(job.data_root, job.split, scene_id, dataset, require_labels=False)
     device = next(model.parameters()).device
-    views, ens = scene_targets(model, pc, job.views, job.grid_size, dataset.feature_names, device, job.ensemble)
+    views, ens = scene_targets(model, pc, job.views, job.grid_size, dataset.feature_names, device, job.ensemble,
+                               color_norm=spec.teacher_color_norm)
     return views, ens, SceneDone(scene_id, pc.num_points, time.perf_counter() - start)
 
 

@@ -19,6 +19,11 @@ from srkd.errors import DataError
 FEATURE_WIDTHS: dict[str, int] = {"coord": 3, "color": 3, "normal": 3}
 """Channels of each (N, C) per-point field that can be a model input."""
 
+UNPOOLING_MODES: tuple[str, ...] = ("v3m1", "v3m2")
+"""PTv3 decoder semantics (srkd.models.ptv3_blocks.SerializedUnpooling): "v3m1" = Pointcept's
+PT-v3m1, whose first decoder block of each stage convolves the projected skip features in its
+positional encoding; "v3m2" = it convolves the sum (Pointcept's later models)."""
+
 IGNORE_INDEX = -1
 """Label value of points that have no ground truth (ScanNet and Pointcept convention)."""
 

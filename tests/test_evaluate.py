@@ -262,7 +262,7 @@ def test_model_with_wrong_class_count_is_refused(data_root: Path) -> None:
 def _checkpoint(path: Path, data_root: Path, classes: tuple[str, ...] = SCANNET20_CLASSES) -> Path:
     torch.manual_seed(0)
     model = create_model("test_spunet", num_classes=len(classes), in_channels=6)
-    return save_checkpoint(path, model, class_names=classes, feature_names=("color", "normal"),
+    return save_checkpoint(path, model, class_names=classes, feature_names=("color", "normal"), color_norm="pointcept",
                            train_params={"dataset": "scannet", "data_root": str(data_root),
                                          "grid_size": GRID, "role": "student"})  # fmt: skip
 

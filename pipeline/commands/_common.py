@@ -8,6 +8,15 @@ from collections.abc import Iterator
 
 import typer
 
+from srkd.data.transforms_color import COLOR_NORMS
+from srkd.types import UNPOOLING_MODES
+
+ColorNorm = enum.StrEnum("ColorNorm", {name: name for name in COLOR_NORMS})
+"""Choices of --color-norm (srkd.data.transforms_color.COLOR_NORMS)."""
+
+Unpooling = enum.StrEnum("Unpooling", {name: name for name in UNPOOLING_MODES})
+"""Choices of --unpooling (PTv3 decoder semantics, srkd.models.ptv3_blocks.SerializedUnpooling)."""
+
 
 class Device(str, enum.Enum):
     """Where models run: auto = CUDA when available, else CPU."""

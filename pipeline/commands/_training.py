@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from pipeline.commands._common import ColorNorm
+from srkd.data.transforms_color import DEFAULT_COLOR_NORM
 
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training split.")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Samples per step (per process under torchrun).")]
@@ -30,6 +34,7 @@ Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (model.pt
 BlockLrScale = Annotated[Optional[float], typer.Option("--block-lr-scale", help="Learning-rate factor of transformer/residual blocks (release: 0.1).")]
 GradClip = Annotated[Optional[float], typer.Option("--grad-clip", help="Clip the gradient norm (off by default).")]
 Repeats = Annotated[Optional[int], typer.Option("--repeats", help="Each scene appears this many times per epoch.")]
+ColorNormOption = Annotated[Optional[ColorNorm], typer.Option("--color-norm", help=f"Input colour normalisation of the trained model, recorded in its checkpoint: pointcept = color/255 (Pointcept >= 1.6), legacy = color/127.5-1. (default: {DEFAULT_COLOR_NORM})")]
 
 # option name -> (RunConfig field, built-in default); stages.yaml values sit between the two
 COMMON_FIELDS: dict[str, tuple[str, Any]] = {
@@ -49,6 +54,7 @@ COMMON_FIELDS: dict[str, tuple[str, Any]] = {
     "val_max_scenes": ("val_max_scenes", None),
     "repeats": ("repeats", 1),
     "dataset": ("dataset", "scannet"),
+    "color_norm": ("color_norm", DEFAULT_COLOR_NORM),
 }
 
 
@@ -62,7 +68,7 @@ def config_values(section: str, cli: dict[str, Any], fields: dict[str, tuple[str
         value = cli.get(option)
         if value is None:
             value = defaults.get(option, fallback)
-        values[field] = value
+        values[field] = value.value if isinstance(value, Enum) else value
     if values.get("val_split") == "":
         values["val_split"] = None
     return values

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.commands._common import Device, user_errors
+from pipeline.commands._common import ColorNorm, Device, Unpooling, user_errors
 
 FALLBACK = {
     "dataset": "scannet",
@@ -36,6 +36,8 @@ def cache_teacher(
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (scannet, scannet200). (default: scannet)")] = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher checkpoint: an srkd checkpoint, or a Pointcept .pth with --teacher-model.")] = None,
     teacher_model: Annotated[Optional[str], typer.Option("--teacher-model", help="Registered model name to load a Pointcept checkpoint into (e.g. ptv3_base).")] = None,
+    color_norm: Annotated[Optional[ColorNorm], typer.Option("--color-norm", help="Colour normalisation the teacher was trained with: pointcept = color/255 (Pointcept >= 1.6), legacy = color/127.5-1 (older Pointcept). An srkd checkpoint records its own. (default: the checkpoint's, else pointcept)")] = None,
+    unpooling: Annotated[Optional[Unpooling], typer.Option("--unpooling", help="PTv3 decoder semantics of a --teacher-model checkpoint: v3m1 (Pointcept PT-v3m1) or v3m2. (default: the preset's; v3m1 for ptv3_base and ptv3_half)")] = None,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root holding <split>/<scene>/ (default: stages.yaml data.root).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Split folder to cache. (default: train)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Cache directory (Zarr v3). (default: ./cache)")] = None,
@@ -71,6 +73,8 @@ def cache_teacher(
             split=str(pick(split, params, "split", FALLBACK["split"])),
             teacher=Path(teacher_path),
             teacher_model=pick(teacher_model, params, "teacher_model", None),
+            color_norm=pick(color_norm.value if color_norm else None, params, "color_norm", None),
+            unpooling=pick(unpooling.value if unpooling else None, params, "unpooling", None),
             out=Path(pick(out, params, "out", FALLBACK["out"])),
             views=n_views,
             seed=int(pick(seed, params, "seed", FALLBACK["seed"])),
@@ -79,6 +83,9 @@ def cache_teacher(
             ensemble=bool(n_views > 1 if use_ensemble is None else use_ensemble),
             device=device.value,
         )
+        if settings["unpooling"] is not None and settings["teacher_model"] is None:
+            raise ConfigError("--unpooling applies to a Pointcept checkpoint loaded with --teacher-model; "
+                              "an srkd checkpoint records its own")
         n_workers = int(pick(workers, params, "workers", FALLBACK["workers"]))
         _run(settings, n_workers, scheduler, overwrite, max_scenes)
 
@@ -99,7 +106,9 @@ def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool
 
     job = CacheJob(
         dataset=settings["dataset"], data_root=settings["data_root"], split=settings["split"],
-        teacher=TeacherRef(settings["teacher"], settings["teacher_model"]), out=settings["out"],
+        teacher=TeacherRef(settings["teacher"], settings["teacher_model"], color_norm=settings["color_norm"],
+                           model_args={"unpooling": settings["unpooling"]} if settings["unpooling"] else {}),
+        out=settings["out"],
         views=ViewSettings(views=settings["views"], seed=settings["seed"]), codec=CodecSpec.create(settings["codec"]),
         grid_size=settings["grid_size"], ensemble=settings["ensemble"], device=settings["device"],
     )  # fmt: skip

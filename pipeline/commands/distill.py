@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.commands import _training as T
-from pipeline.commands._common import user_errors
+from pipeline.commands._common import ColorNorm, user_errors
 
 
 def distill(
@@ -20,6 +20,7 @@ def distill(
     weight: Annotated[Optional[list[str]], typer.Option("--weight", help="Override a loss setting: name=value (ce, lovasz, kl, relation, feat_mse, cwd, temperature, tau, n_relation_points); repeatable.")] = None,
     online_teacher: Annotated[Optional[Path], typer.Option("--online-teacher", help="Run this teacher checkpoint in every step instead of reading a cache.")] = None,
     teacher_model: Annotated[Optional[str], typer.Option("--teacher-model", help="Preset of a Pointcept --online-teacher checkpoint.")] = None,
+    teacher_color_norm: Annotated[Optional[ColorNorm], typer.Option("--teacher-color-norm", help="Colour normalisation a Pointcept --online-teacher was trained with (an srkd checkpoint records its own). (default: pointcept)")] = None,
     data_root: T.DataRoot = None,
     dataset: T.Dataset = None,
     epochs: T.Epochs = None,
@@ -41,6 +42,7 @@ def distill(
     val_split: T.ValSplit = None,
     val_max_scenes: T.ValMaxScenes = None,
     repeats: T.Repeats = None,
+    color_norm: T.ColorNormOption = None,
     resume: T.Resume = False,
 ) -> None:
     """Distil a small student from the teacher cache (SRKD losses by default)."""
@@ -54,6 +56,7 @@ def distill(
         fields = {**T.COMMON_FIELDS, "student": ("model", "ptv3_half"), "method": ("method", "srkd"),
                   "targets": ("targets", "view"), "out": ("out", "runs/student"),
                   "teacher_model": ("teacher_model", None),
+                  "teacher_color_norm": ("teacher_color_norm", None),
                   "dataset": ("dataset", None)}  # None: the cache's dataset (scannet without one)
         values = T.config_values("distill", cli, fields)
         if cache is None and online_teacher is None:

@@ -44,6 +44,7 @@ def inspect_cache(
             rows = [
                 ("dataset / split", f"{spec['dataset']} / {spec['split']} ({spec['data_root']})"),
                 ("teacher", f"{spec['teacher_name']} sha256 {spec['teacher_sha256'][:12]}"),
+                ("teacher colour input", summary["color_norm"]),
                 ("classes / feature dim", f"{len(spec['class_names'])} / {spec['feature_dim']}"),
                 ("views", f"{summary['views']}" + (" + ensemble" if summary["ensemble"] else "")),
                 ("codec", summary["codec"]),

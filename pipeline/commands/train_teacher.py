@@ -36,6 +36,7 @@ def train_teacher(
     val_split: T.ValSplit = None,
     val_max_scenes: T.ValMaxScenes = None,
     repeats: T.Repeats = None,
+    color_norm: T.ColorNormOption = None,
     resume: T.Resume = False,
 ) -> None:
     """Train a model on ground truth alone (CE + Lovasz), e.g. a teacher for the demo."""

@@ -53,6 +53,7 @@ def summarize(path_or_store: Any) -> dict[str, Any]:
         "srkd_version": reader.record.get("srkd_version"),
         "spec": spec.to_json(),
         "codec": str(spec.codec),
+        "color_norm": spec.teacher_color_norm,
         "scenes": len(reader.scene_ids),
         "uncommitted": sorted(set(root.group_keys()) - set(reader.scene_ids)),
         "points": points,

@@ -29,6 +29,7 @@ import zarr.codecs as zc
 
 from srkd.cache.codecs import Codec, CodecSpec, Encoded
 from srkd.data.layout import check_scene_id as layout_check_scene_id
+from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import DataError, CacheError, ConfigError
 
 SCHEMA_VERSION = 1
@@ -104,6 +105,10 @@ class CacheSpec:
     ensemble: bool = False
     view_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     grid_size: float = 0.02
+    color_norm: str | None = None
+    """The teacher's input colour normalisation (COLOR_NORMS key); None only in caches written
+    before it was recorded (they used "legacy"), and then left out of the fingerprint's input so
+    their fingerprints stay valid."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once here
@@ -119,6 +124,13 @@ class CacheSpec:
             raise ConfigError(f"feature_dim and views must be >= 1, got {self.feature_dim}, {self.views}")
         if not math.isfinite(self.grid_size) or self.grid_size <= 0:
             raise ConfigError(f"grid_size must be a positive number, got {self.grid_size}")
+        if self.color_norm is not None:
+            check_color_norm(self.color_norm)
+
+    @property
+    def teacher_color_norm(self) -> str:
+        """The colour normalisation the teacher's inputs had (recorded, or "legacy" if unrecorded)."""
+        return self.color_norm or LEGACY_COLOR_NORM
 
     @property
     def num_classes(self) -> int:
@@ -128,6 +140,8 @@ class CacheSpec:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["class_names"] = list(self.class_names)
         out["codec"] = self.codec.to_json()
+        if out["color_norm"] is None:
+            del out["color_norm"]
         return out
 
     @classmethod
@@ -149,8 +163,8 @@ class CacheSpec:
         """Human-readable differences, "field: <self> != <other>", one per changed (sub)field."""
         out: list[str] = []
         mine, theirs = self.to_json(), other.to_json()
-        for key in mine:
-            a, b = mine[key], theirs[key]
+        for key in sorted(set(mine) | set(theirs), key=[f.name for f in dataclasses.fields(self)].index):
+            a, b = mine.get(key), theirs.get(key)
             if a == b:
                 continue
             if isinstance(a, dict) and isinstance(b, dict):

@@ -51,10 +51,14 @@ from .transforms_base import (
     replay,
 )
 from .transforms_color import (
+    COLOR_NORMS,
+    DEFAULT_COLOR_NORM,
+    LEGACY_COLOR_NORM,
     ChromaticAutoContrast,
     ChromaticJitter,
     ChromaticTranslation,
     NormalizeColor,
+    check_color_norm,
 )
 from .transforms_geometry import (
     CenterShift,
@@ -65,10 +69,19 @@ from .transforms_geometry import (
     RandomScale,
     rotation_matrix,
 )
-from .transforms_sampling import GridSample, RandomDropout, SphereCrop, VoxelCloud, with_grid
+from .transforms_sampling import (
+    GridSample,
+    RandomDropout,
+    SphereCrop,
+    VoxelCloud,
+    with_grid,
+)
 
 __all__ = [
+    "COLOR_NORMS",
+    "DEFAULT_COLOR_NORM",
     "KINDS",
+    "LEGACY_COLOR_NORM",
     "TRANSFORMS",
     "CenterShift",
     "ChromaticAutoContrast",
@@ -88,7 +101,9 @@ __all__ = [
     "Transform",
     "VoxelCloud",
     "apply_view_then",
+    "check_color_norm",
     "check_record",
+    "fragment_transforms",
     "geometry_matrix",
     "record_from_json",
     "record_to_json",
@@ -138,6 +153,7 @@ def student_transforms(
     jitter: tuple[float, float] = (0.005, 0.02),
     elastic: bool = True,
     chromatic: bool = True,
+    color_norm: str = DEFAULT_COLOR_NORM,
 ) -> Compose:
     """Everything of the training chain after the view part (see the module docstring).
 
@@ -148,12 +164,13 @@ def student_transforms(
         jitter: (sigma, clip) in metres; sigma 0 disables it.
         elastic: include elastic distortion (Pointcept's two scales).
         chromatic: include the three chromatic transforms.
+        color_norm: the model's input colour normalisation (COLOR_NORMS key).
     """
     chain: list[Transform] = []
     if dropout[1] > 0:
         chain.append(RandomDropout(ratio=dropout[0], p=dropout[1]))
     chain.extend(_deform_and_colour(jitter, elastic, chromatic))
-    chain.extend(_tail(grid_size, max_points))
+    chain.extend(_tail(grid_size, max_points, color_norm))
     return Compose(chain)
 
 
@@ -164,6 +181,7 @@ def train_transforms(
     jitter: tuple[float, float] = (0.005, 0.02),
     elastic: bool = True,
     chromatic: bool = True,
+    color_norm: str = DEFAULT_COLOR_NORM,
     **view_options: Any,
 ) -> Compose:
     """The full ScanNet training chain in METHOD.md order (arguments as `student_transforms`;
@@ -174,7 +192,7 @@ def train_transforms(
         chain.append(RandomDropout(ratio=dropout[0], p=dropout[1]))
     chain.extend(view[1:])
     chain.extend(_deform_and_colour(jitter, elastic, chromatic))
-    chain.extend(_tail(grid_size, max_points))
+    chain.extend(_tail(grid_size, max_points, color_norm))
     return Compose(chain)
 
 
@@ -191,13 +209,19 @@ def _deform_and_colour(
     return out
 
 
-def _tail(grid_size: float, max_points: int) -> list[Transform]:
+def _tail(grid_size: float, max_points: int, color_norm: str) -> list[Transform]:
     return [
         GridSample(grid_size),
         SphereCrop(max_points),
         CenterShift(apply_z=False),
-        NormalizeColor(),
+        NormalizeColor(color_norm),
     ]
+
+
+def fragment_transforms(color_norm: str = DEFAULT_COLOR_NORM) -> Compose:
+    """Applied to each test-mode fragment, as at the end of the training chain: centre shift in
+    x/y, then the model's colour normalisation."""
+    return Compose([CenterShift(apply_z=False), NormalizeColor(color_norm)])
 
 
 def apply_view_then(

@@ -1,6 +1,6 @@
 """Colour transforms: chromatic auto-contrast / translation / jitter and colour normalisation.
 
-Colours are float32 in [0, 255] until `NormalizeColor` maps them to [-1, 1]. Defaults follow
+Colours are float32 in [0, 255] until `NormalizeColor` scales them (COLOR_NORMS). Defaults follow
 Pointcept's ScanNet training config. A cloud without colour passes through unchanged.
 """
 
@@ -14,6 +14,28 @@ from srkd.errors import ConfigError
 from srkd.types import PointCloud
 
 from .transforms_base import Transform, floats, new_seed, register_transform
+
+COLOR_NORMS: dict[str, tuple[float, float]] = {
+    "pointcept": (1.0 / 255.0, 0.0),  # color / 255 in [0, 1]: Pointcept >= v1.6.0 (2025-03)
+    "legacy": (1.0 / 127.5, -1.0),  # color / 127.5 - 1 in [-1, 1]: Pointcept < v1.6.0, srkd 0.1 files
+}
+"""Input colour normalisations as (scale, shift): ``color' = color * scale + shift``."""
+
+DEFAULT_COLOR_NORM = "pointcept"
+"""What new runs feed their models (the one home of this default)."""
+
+LEGACY_COLOR_NORM = "legacy"
+"""What checkpoints, caches and transform records that do not state a normalisation were made with."""
+
+
+def check_color_norm(name: str) -> str:
+    """`name` if it is a key of COLOR_NORMS, else ConfigError naming the choices."""
+    if name not in COLOR_NORMS:
+        raise ConfigError(
+            f"unknown colour normalisation {name!r}: use 'pointcept' (color / 255, Pointcept >= 1.6) "
+            "or 'legacy' (color / 127.5 - 1, older Pointcept checkpoints)"
+        )
+    return name
 
 
 def _check_p(p: float, what: str) -> float:
@@ -112,12 +134,21 @@ class ChromaticJitter(Transform):
 
 @register_transform
 class NormalizeColor(Transform):
-    """Map colours from [0, 255] to [-1, 1]: ``color / 127.5 - 1``. params: {}."""
+    """Scale colours from [0, 255] by a named normalisation (COLOR_NORMS): "pointcept" gives
+    ``color / 255``, "legacy" ``color / 127.5 - 1``. params: {"mode": str} (records without a
+    mode were written by srkd 0.1, which always used "legacy")."""
 
     name = "normalize_color"
     kind = "color"
 
+    def __init__(self, mode: str = DEFAULT_COLOR_NORM) -> None:
+        self.mode = check_color_norm(mode)
+
+    def sample(self, pc: PointCloud, rng: np.random.Generator) -> dict[str, Any]:
+        return {"mode": self.mode}
+
     def apply(self, pc: PointCloud, params: dict[str, Any]) -> PointCloud:
         if pc.color is None:
             return pc
-        return pc.replace(color=(pc.color.astype(np.float64) / 127.5 - 1.0).astype(np.float32))
+        scale, shift = COLOR_NORMS[check_color_norm(params.get("mode", LEGACY_COLOR_NORM))]
+        return pc.replace(color=(pc.color.astype(np.float64) * scale + shift).astype(np.float32))

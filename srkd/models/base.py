@@ -28,3 +28,6 @@ class SegmentationModel(nn.Module):
     num_classes: int
     in_channels: int
     feature_dim: int
+    recorded_args: tuple[str, ...] = ()
+    """Constructor arguments whose values srkd checkpoints always store (semantics that a preset
+    default must never silently change for a saved model); read back as attributes."""

@@ -7,14 +7,20 @@ with ``torch.load(weights_only=True)`` (no pickled code runs):
     format_version  int (FORMAT_VERSION)
     srkd_version    str, the library version that wrote it
     model_name      str, a registered preset (``srkd.models.list_models()``)
-    model_args      dict, the ``create_model`` overrides (constructor arguments)
+    model_args      dict, the ``create_model`` overrides (constructor arguments), always
+                    including the model's ``recorded_args`` (e.g. PTv3's ``unpooling``)
     class_names     list[str], K names in logit order
-    feature_spec    {"names": list[str] (e.g. ["color", "normal"]), "channels": int (C)}
+    feature_spec    {"names": list[str] (e.g. ["color", "normal"]), "channels": int (C),
+                     "color_norm": str (srkd.data.transforms.COLOR_NORMS key)}
     train_params    dict of plain values (lr, epochs, loss weights, cache fingerprint, ...)
     extra           dict of plain values (free-form: metrics, epoch, ...)
     state_dict      {parameter/buffer name: tensor} on CPU
 
 The model is rebuilt as ``create_model(model_name, **model_args)`` and loaded strictly.
+
+Format 1 (srkd 0.1) recorded neither the colour normalisation nor PTv3's unpooling; such files
+are read with what srkd 0.1 computed: colour "legacy" (color / 127.5 - 1) and unpooling "v3m2"
+(V1_DEFAULTS).
 """
 
 from __future__ import annotations
@@ -30,11 +36,14 @@ import torch
 from torch import nn
 
 import srkd
-from srkd.errors import CheckpointError
+from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
+from srkd.errors import CheckpointError, ConfigError
 from srkd.models.base import SegmentationModel
 
 FORMAT = "srkd-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+V1_DEFAULTS: dict[str, Any] = {"unpooling": "v3m2"}
+"""Values of recorded model arguments that format-1 files do not state (what srkd 0.1 built)."""
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -50,6 +59,7 @@ class CheckpointMeta:
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...]
     in_channels: int
+    color_norm: str = LEGACY_COLOR_NORM
     train_params: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -93,11 +103,15 @@ def save_checkpoint(
     model_args: Mapping[str, Any] | None = None,
     class_names: Sequence[str],
     feature_names: Sequence[str],
+    color_norm: str,
     train_params: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
     storage_dtype: torch.dtype | None = None,
 ) -> Path:
     """Write ``model`` and its description to ``path`` atomically (temp file + os.replace).
+
+    color_norm: the colour normalisation the model's inputs had (COLOR_NORMS key); evaluate,
+    cache-teacher and online distillation feed the model the same.
 
     storage_dtype: e.g. torch.float16 stores floating-point tensors at that precision (half the
     file size); loading casts them back to the model's dtype. Integer buffers are kept as they are.
@@ -114,6 +128,11 @@ def save_checkpoint(
     model_name = model_name if model_name is not None else getattr(model, "srkd_name", None)
     if model_args is None:
         model_args = getattr(model, "srkd_args", {})
+    model_args = {**model_args, **{k: getattr(model, k) for k in getattr(model, "recorded_args", ())}}
+    try:
+        color_norm = check_color_norm(color_norm)
+    except ConfigError as e:
+        raise CheckpointError(f"cannot save {path}: {e}") from None
     if not model_name or model_name not in MODELS:
         raise CheckpointError(
             f"cannot save {path}: model name {model_name!r} is not a registered preset; build the "
@@ -136,6 +155,7 @@ def save_checkpoint(
         "feature_spec": {
             "names": [str(n) for n in feature_names],
             "channels": int(getattr(model, "in_channels", -1)),
+            "color_norm": color_norm,
         },
         "train_params": _plain(dict(train_params or {}), "train_params"),
         "extra": _plain(dict(extra or {}), "extra"),
@@ -165,7 +185,7 @@ def compact_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return save_checkpoint(
         dst, model, model_name=meta.model_name, model_args=meta.model_args,
         class_names=meta.class_names, feature_names=meta.feature_names,
-        train_params=meta.train_params, extra={**meta.extra, "storage_dtype": "float16"},
+        color_norm=meta.color_norm, train_params=meta.train_params, extra={**meta.extra, "storage_dtype": "float16"},
         storage_dtype=torch.float16,
     )
 
@@ -217,6 +237,10 @@ def read_checkpoint_meta(path: str | os.PathLike, map_location: str | torch.devi
 
 def _meta(data: dict, path: Path) -> CheckpointMeta:
     spec = data["feature_spec"]
+    try:
+        color_norm = check_color_norm(spec.get("color_norm", LEGACY_COLOR_NORM))
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path}: {e}") from None
     return CheckpointMeta(
         path=path,
         format_version=data["format_version"],
@@ -226,6 +250,7 @@ def _meta(data: dict, path: Path) -> CheckpointMeta:
         class_names=tuple(data["class_names"]),
         feature_names=tuple(spec.get("names", ())),
         in_channels=int(spec.get("channels", -1)),
+        color_norm=color_norm,
         train_params=dict(data.get("train_params", {})),
         extra=dict(data.get("extra", {})),
     )
@@ -271,6 +296,9 @@ def load_checkpoint(
             f"(known: {', '.join(MODELS.names())})"
         )
     model = create_model(meta.model_name, **meta.model_args)
+    unstated = {k: V1_DEFAULTS[k] for k in getattr(model, "recorded_args", ()) if k not in meta.model_args}
+    if unstated and meta.format_version < 2:
+        model = create_model(meta.model_name, **meta.model_args, **unstated)
     try:
         result = model.load_state_dict(data["state_dict"], strict=False)
     except RuntimeError as e:  # shape mismatches

@@ -10,9 +10,15 @@ Pipeline of one forward pass (shapes for a batch of N points in M occupied voxel
     feature = last decoder output (the distilled feature), logits = seg_head(feature)
     both lifted back to the N input points, in the batch's point order.
 
+Decoder semantics follow the checkpoint: `unpooling="v3m1"` (the default, Pointcept's PT-v3m1:
+the first block of each decoder stage convolves the projected skip features in its xCPE) or
+"v3m2" (it convolves the sum, as Pointcept's later models and srkd's own presets do); see
+SerializedUnpooling. The choice is a constructor argument, so srkd checkpoints record it.
+
 Differences from Pointcept, on purpose: orders are shuffled only in training (Pointcept also
-shuffles at test time); duplicate voxels are averaged instead of being fed to the sparse conv twice;
-patches follow flash-attn's semantics on every device (see srkd/models/attention.py).
+shuffles at test time, so its own test outputs vary from run to run); duplicate voxels are
+averaged instead of being fed to the sparse conv twice; patches follow flash-attn's semantics on
+every device (see srkd/models/attention.py).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from srkd.models.ptv3_blocks import (
     PointLevel,
     SerializedPooling,
     SerializedUnpooling,
+    check_unpooling,
     make_level,
 )
 from srkd.models.serialization import ORDERS, encode, serialization_depth, serialize
@@ -67,9 +74,13 @@ def _check_lengths(name: str, values: Sequence, expected: int) -> None:
 class PointTransformerV3(SegmentationModel):
     """PTv3 U-Net + linear head. forward(PointBatch) -> ModelOutput(logits (N, K), feature (N, D)).
 
-    D = feature_dim = dec_channels[0]. Constructor arguments are plain ints/floats/tuples so a
-    checkpoint can store them and `create_model(name, **args)` rebuilds the same model.
+    D = feature_dim = dec_channels[0]. Constructor arguments are plain ints/floats/tuples/strs so
+    a checkpoint can store them and `create_model(name, **args)` rebuilds the same model.
+    unpooling: "v3m1" (Pointcept PT-v3m1 checkpoints) or "v3m2"; see SerializedUnpooling.
     """
+
+    recorded_args: tuple[str, ...] = ("unpooling",)
+    """Constructor arguments every srkd checkpoint stores explicitly (see save_checkpoint)."""
 
     def __init__(
         self,
@@ -93,8 +104,10 @@ class PointTransformerV3(SegmentationModel):
         drop_path: float = 0.3,
         shuffle_orders: bool = True,
         enable_flash: bool = True,
+        unpooling: str = "v3m1",
     ) -> None:
         super().__init__()
+        self.unpooling = check_unpooling(unpooling)
         order = (order,) if isinstance(order, str) else tuple(order)
         for o in order:
             if o not in ORDERS:
@@ -144,7 +157,7 @@ class PointTransformerV3(SegmentationModel):
         widths = list(dec_channels) + [enc_channels[-1]]
         for s in reversed(range(stages - 1)):
             stage = nn.ModuleDict()
-            stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s])
+            stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s], unpooling)
             rates = dec_rates[sum(dec_depths[:s]) : sum(dec_depths[: s + 1])][::-1]
             for i in range(dec_depths[s]):
                 stage[f"block{i}"] = Block(
@@ -201,9 +214,10 @@ PTV3_BASE: dict = dict(  # Pointcept configs/scannet/semseg-pt-v3m1-0-base.py
     enc_depths=(2, 2, 2, 6, 2), enc_channels=(32, 64, 128, 256, 512), enc_num_head=(2, 4, 8, 16, 32),
     dec_depths=(2, 2, 2, 2), dec_channels=(64, 64, 128, 256), dec_num_head=(4, 4, 8, 16),
 )
-PTV3_LARGE: dict = dict(  # Pointcept configs/scannet/semseg-pt-v3m2-0-sonata-scratch.py
+PTV3_LARGE: dict = dict(  # widths/depths of Pointcept configs/scannet/semseg-pt-v3m2-0-sonata-scratch.py
     enc_depths=(3, 3, 3, 12, 3), enc_channels=(48, 96, 192, 384, 512), enc_num_head=(3, 6, 12, 24, 32),
     dec_depths=(2, 2, 2, 2), dec_channels=(64, 96, 192, 384), dec_num_head=(4, 6, 12, 24),
+    unpooling="v3m2",
 )
 PTV3_HALF: dict = dict(  # SRKD student: every width of the base halved
     enc_depths=(2, 2, 2, 6, 2), enc_channels=(16, 32, 64, 128, 256), enc_num_head=(2, 4, 8, 16, 32),
@@ -217,7 +231,7 @@ TEST_PTV3: dict = dict(  # three stages, tiny widths and patches, for tests
 DEMO_STUDENT: dict = dict(  # the demo's student: a 4-stage PTv3 at a few percent of ptv3_half
     stride=(2, 2, 2), enc_depths=(1, 1, 1, 1), enc_channels=(16, 32, 48, 64), enc_num_head=(1, 2, 3, 4),
     enc_patch_size=(128,) * 4, dec_depths=(1, 1, 1), dec_channels=(16, 32, 48),
-    dec_num_head=(1, 2, 3), dec_patch_size=(128,) * 3, drop_path=0.0,
+    dec_num_head=(1, 2, 3), dec_patch_size=(128,) * 3, drop_path=0.0, unpooling="v3m2",
 )
 TEST_PTV3_TWO_STAGE: dict = dict(
     order=ORDERS, stride=(2,), enc_depths=(2, 2), enc_channels=(8, 16), enc_num_head=(2, 2),

@@ -18,6 +18,7 @@ from srkd.errors import ConfigError
 from srkd.models import sparse
 from srkd.models.attention import PatchLayout, SerializedAttention, patch_layout
 from srkd.models.serialization import Serialization
+from srkd.types import UNPOOLING_MODES
 
 
 def batch_norm(channels: int) -> nn.BatchNorm1d:
@@ -39,6 +40,8 @@ class PointLevel:
                 neighbour map.
     parent, cluster: the finer level this one was pooled from, and int64 (M_parent,) the row of
                 this level each parent row was merged into (None at the finest level).
+    cpe_input:  None, or float (M, C): what the next block's xCPE convolves instead of `feat`
+                (set by a PT-v3m1 unpooling, see SerializedUnpooling; the block clears it).
     """
 
     feat: torch.Tensor
@@ -50,6 +53,7 @@ class PointLevel:
     sparse_tensor: sparse.SparseTensor
     parent: PointLevel | None = None
     cluster: torch.Tensor | None = None
+    cpe_input: torch.Tensor | None = None
     _layouts: dict[int, PatchLayout] = field(default_factory=dict, repr=False)
 
     @property
@@ -174,8 +178,10 @@ class Block(nn.Module):
 
     def forward(self, level: PointLevel) -> PointLevel:
         x = level.feat
+        conv_in = x if level.cpe_input is None else level.cpe_input
+        level.cpe_input = None
         conv, linear, norm = self.cpe
-        x = x + norm(linear(conv(level.sparse_with(x)).features))
+        x = x + norm(linear(conv(level.sparse_with(conv_in)).features))
         s = level.serialization
         k = self.order_index % s.order.shape[0]
         layout = level.layout(self.attn.patch_size)
@@ -262,12 +268,29 @@ class SerializedPooling(nn.Module):
         )
 
 
+def check_unpooling(mode: str) -> str:
+    """`mode` if it is one of UNPOOLING_MODES, else ConfigError."""
+    if mode not in UNPOOLING_MODES:
+        raise ConfigError(
+            f"unknown unpooling {mode!r}: use 'v3m1' (Pointcept PT-v3m1 checkpoints) or 'v3m2'"
+        )
+    return mode
+
+
 class SerializedUnpooling(nn.Module):
     """Back to the parent level: parent.feat = P_skip(parent.feat) + P(feat)[cluster], where each
-    P is Linear -> BatchNorm -> GELU. The parent keeps its own rows, order and sparse tensor."""
+    P is Linear -> BatchNorm -> GELU. The parent keeps its own rows, order and sparse tensor.
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+    mode "v3m1" reproduces Pointcept's PT-v3m1: its unpooling updates the point's sparse-conv
+    tensor while projecting the skip features but not after adding the upsampled ones, so the
+    first block of each decoder stage convolves P_skip(skip) in its xCPE (the residual stream is
+    the sum). Every released PT-v3m1 checkpoint was trained that way. mode "v3m2" (Pointcept's
+    later models) convolves the sum.
+    """
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, mode: str = "v3m1") -> None:
         super().__init__()
+        self.mode = check_unpooling(mode)
         self.proj = nn.Sequential(nn.Linear(in_channels, out_channels), batch_norm(out_channels), nn.GELU())
         self.proj_skip = nn.Sequential(
             nn.Linear(skip_channels, out_channels), batch_norm(out_channels), nn.GELU()
@@ -277,5 +300,10 @@ class SerializedUnpooling(nn.Module):
         parent, cluster = level.parent, level.cluster
         if parent is None or cluster is None:
             raise ConfigError("SerializedUnpooling needs a level produced by SerializedPooling")
-        parent.feat = self.proj_skip(parent.feat) + self.proj(level.feat)[cluster]
+        skip = self.proj_skip(parent.feat)
+        parent.feat = skip + self.proj(level.feat)[cluster]
+        parent.cpe_input = skip if self.mode == "v3m1" else None
         return parent
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}"

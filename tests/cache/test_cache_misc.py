@@ -31,6 +31,7 @@ def test_fingerprint_is_stable_and_covers_every_setting():
         "teacher_args": {"channels": [8, 32], "depth": 2}, "teacher_sha256": "1" * 64,
         "feature_dim": 32, "codec": CodecSpec.create("float16"), "views": 1, "ensemble": False,
         "view_settings": {"augment": ["rotate_z"], "seeds": [1, 2]}, "grid_size": 0.05,
+        "color_norm": "pointcept",
     }  # fmt: skip
     for field, value in changes.items():
         other = make_spec(**{field: value})
@@ -38,6 +39,19 @@ def test_fingerprint_is_stable_and_covers_every_setting():
         diff = spec.diff(other)
         assert diff and all(line.startswith(field) for line in diff), (field, diff)
     assert spec.diff(make_spec(teacher_args={"channels": [8, 16], "depth": 3})) == ["teacher_args.depth: 2 != 3"]
+
+
+def test_caches_without_a_recorded_colour_normalisation_keep_their_fingerprint():
+    # caches of srkd 0.1 store no color_norm (their teacher saw color / 127.5 - 1): the spec read
+    # back from them must hash to the fingerprint they were written with
+    old = make_spec()
+    stored = old.to_json()
+    assert "color_norm" not in stored and old.teacher_color_norm == "legacy"
+    assert CacheSpec.from_json(stored).fingerprint() == old.fingerprint()
+    new = make_spec(color_norm="legacy")
+    assert new.teacher_color_norm == "legacy" and new.fingerprint() != old.fingerprint()
+    with pytest.raises(ConfigError, match="unknown colour normalisation"):
+        make_spec(color_norm="rgb")
 
 
 def test_spec_and_codec_values_validated():

@@ -33,8 +33,11 @@ def make_dataset(root: Path, scenes: tuple[str, ...] = SCENES, points: int = 150
     return root
 
 
-def make_teacher(path: Path, num_classes: int = 20, seed: int = 0, name: str = "test_spunet") -> Path:
-    """Save a randomly initialised tiny model as an srkd checkpoint for `num_classes` classes."""
+def make_teacher(path: Path, num_classes: int = 20, seed: int = 0, name: str = "test_spunet",
+                 color_norm: str = "legacy") -> Path:
+    """Save a randomly initialised tiny model as an srkd checkpoint for `num_classes` classes.
+    Its colour input is recorded as "legacy" by default (not the default of new runs), so the
+    tests see that caching feeds the teacher the normalisation its checkpoint records."""
     import torch
 
     from srkd.models import create_model, save_checkpoint
@@ -42,7 +45,7 @@ def make_teacher(path: Path, num_classes: int = 20, seed: int = 0, name: str = "
     torch.manual_seed(seed)
     model = create_model(name, num_classes=num_classes)
     names = SCANNET20_CLASSES if num_classes == 20 else tuple(f"c{i}" for i in range(num_classes))
-    return save_checkpoint(path, model, class_names=names, feature_names=("color", "normal"))
+    return save_checkpoint(path, model, class_names=names, feature_names=("color", "normal"), color_norm=color_norm)
 
 
 @pytest.fixture(scope="session")

@@ -87,8 +87,12 @@ def test_view0_targets_match_direct_teacher_inference(built, dataset_root: Path,
     scene = SCENES[1]
     raw = load_scene(dataset_root, "train", scene, DATASET)
     view = replay(raw, reader.view_params(scene, 0)["record"])
-    direct = infer_view(model, view, GRID, DATASET.feature_names, with_feature=True, num_points=raw.num_points)
+    assert reader.spec.color_norm == "legacy"  # what the teacher checkpoint records
+    direct = infer_view(model, view, GRID, DATASET.feature_names, with_feature=True, num_points=raw.num_points,
+                        color_norm="legacy")
     assert direct.votes.max() > 1  # the test exercises fragment averaging
+    other = infer_view(model, view, GRID, DATASET.feature_names, with_feature=True, num_points=raw.num_points,
+                       color_norm="pointcept")
     logits, feature = reader.read_all(scene, 0)
     probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
     assert np.abs(probs - direct.probs).max() < 0.02  # int8 codec error on probabilities
@@ -96,6 +100,9 @@ def test_view0_targets_match_direct_teacher_inference(built, dataset_root: Path,
         np.linalg.norm(feature, axis=1) * np.linalg.norm(direct.features, axis=1) + 1e-12
     )
     assert cos.min() > 0.98
+    # the cache holds the teacher's view of legacy colours, not of colours scaled as new runs do
+    err = np.abs(feature - direct.features).mean()
+    assert err < 0.5 * np.abs(feature - other.features).mean(), (err, np.abs(feature - other.features).mean())
     ens_logits, _ = reader.read_all(scene, "ensemble")
     mean_p = np.mean([torch.softmax(torch.from_numpy(reader.read_all(scene, v)[0]), 1).numpy() for v in range(3)], 0)
     assert np.abs(torch.softmax(torch.from_numpy(ens_logits), 1).numpy() - mean_p).max() < 0.03
@@ -265,3 +272,40 @@ def test_cli_missing_checkpoint_and_other_class_count(
     no_teacher = _cli(common)
     assert no_teacher.exit_code == 1 and "--teacher" in no_teacher.output
     assert not (tmp_path / "c").exists()  # nothing was created
+
+
+def test_cli_pointcept_ptv3_teacher_records_decoder_and_colour(
+    dataset_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from srkd.models import create_model
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SRKD_STAGES", raising=False)
+    model = create_model("test_ptv3", num_classes=20, in_channels=6)
+    ckpt = tmp_path / "model_best.pth"
+    torch.save({"state_dict": {(f"module.{k}" if k.startswith("seg_head") else f"module.backbone.{k}"): v
+                               for k, v in model.state_dict().items()}}, ckpt)
+    common = ["--teacher", str(ckpt), "--teacher-model", "test_ptv3", "--data-root", str(dataset_root),
+              "--workers", "0", "--device", "cpu", "--grid-size", str(GRID), "--max-scenes", "1"]  # fmt: skip
+    result = _cli([*common, "--out", str(tmp_path / "c1")])
+    assert result.exit_code == 0, result.output
+    spec = CacheReader(tmp_path / "c1").spec
+    assert spec.teacher_args["unpooling"] == "v3m1" and spec.color_norm == "pointcept"  # the defaults
+    result = _cli([*common, "--out", str(tmp_path / "c2"), "--unpooling", "v3m2", "--color-norm", "legacy"])
+    assert result.exit_code == 0, result.output
+    spec = CacheReader(tmp_path / "c2").spec
+    assert spec.teacher_args["unpooling"] == "v3m2" and spec.color_norm == "legacy"
+
+
+def test_cli_refuses_decoder_and_colour_options_an_srkd_checkpoint_contradicts(
+    dataset_root: Path, teacher_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SRKD_STAGES", raising=False)
+    common = ["--teacher", str(teacher_ckpt), "--data-root", str(dataset_root), "--out", str(tmp_path / "c"),
+              "--workers", "0", "--device", "cpu"]  # fmt: skip
+    unpool = _cli([*common, "--unpooling", "v3m1"])
+    assert unpool.exit_code == 1 and "--teacher-model" in unpool.output
+    colour = _cli([*common, "--color-norm", "pointcept"])
+    assert colour.exit_code == 1 and "'legacy' (recorded in the checkpoint)" in colour.output
+    assert not (tmp_path / "c").exists()

@@ -234,3 +234,29 @@ def test_colour_transforms_skip_clouds_without_colour():
     out, _ = chain(raw, np.random.default_rng(0))
     assert out.color is None
     np.testing.assert_array_equal(out.coord, raw.coord)
+
+
+@pytest.mark.parametrize("mode, lo, hi", [("pointcept", 0.0, 1.0), ("legacy", -1.0, 1.0)])
+def test_colour_normalisations_map_the_full_range(mode, lo, hi):
+    raw = make_cloud(5, 40)
+    raw = raw.replace(color=np.linspace(0, 255, raw.num_points * 3, dtype=np.float32).reshape(-1, 3))
+    out, record = T.Compose([T.NormalizeColor(mode)])(raw, np.random.default_rng(0))
+    assert out.color.min() == pytest.approx(lo) and out.color.max() == pytest.approx(hi)
+    assert record[0]["params"] == {"mode": mode}
+    np.testing.assert_array_equal(T.replay(raw, record).color, out.color)
+
+
+def test_colour_records_without_a_mode_replay_as_legacy():
+    # srkd 0.1 wrote {"name": "normalize_color", "params": {}} and always mapped to [-1, 1]
+    raw = make_cloud(6, 40)
+    old = [{"name": "normalize_color", "params": {}}]
+    np.testing.assert_allclose(T.replay(raw, old).color, raw.color / 127.5 - 1.0, atol=1e-6)
+
+
+def test_default_chains_use_the_default_colour_normalisation():
+    assert T.DEFAULT_COLOR_NORM == "pointcept"
+    for chain in (T.train_transforms(0.05), T.student_transforms(0.05), T.fragment_transforms()):
+        assert chain.transforms[-1].mode == T.DEFAULT_COLOR_NORM
+    assert T.train_transforms(0.05, color_norm="legacy").transforms[-1].mode == "legacy"
+    with pytest.raises(ConfigError, match="unknown colour normalisation 'rgb'"):
+        T.NormalizeColor("rgb")

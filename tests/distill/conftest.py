@@ -32,7 +32,7 @@ def make_teacher(path: Path, name: str = "test_spunet", seed: int = 0) -> Path:
     ds = get_dataset_spec("scannet")
     torch.manual_seed(seed)
     model = create_model(name, num_classes=ds.num_classes, in_channels=ds.feature_dim)
-    return save_checkpoint(path, model, class_names=ds.class_names, feature_names=ds.feature_names)
+    return save_checkpoint(path, model, class_names=ds.class_names, feature_names=ds.feature_names, color_norm="pointcept")
 
 
 def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensemble: bool = True,

@@ -154,3 +154,43 @@ def test_bad_mode_and_unreplayed_view_are_config_errors(cache_dir, data_root):
     batch = next(iter(loader_for(data_root, reader, "canonical", 0.0, 2)))  # views == -1
     with pytest.raises(ConfigError, match="replay a cached view"):
         CachedTargets(reader, "view")(batch)
+
+
+def test_renormalize_color_maps_between_normalisations():
+    from srkd.data.transforms import COLOR_NORMS
+    from srkd.distill import renormalize_color
+
+    raw = torch.tensor([[0.0, 127.5, 255.0, 0.3, -0.2, 0.9]])  # colour then normal
+    scale, shift = COLOR_NORMS["legacy"]
+    legacy = raw.clone()
+    legacy[:, :3] = raw[:, :3] * scale + shift
+    unit = renormalize_color(legacy, ("color", "normal"), "legacy", "pointcept")
+    torch.testing.assert_close(unit, torch.tensor([[0.0, 0.5, 1.0, 0.3, -0.2, 0.9]]))
+    torch.testing.assert_close(renormalize_color(unit, ("color", "normal"), "pointcept", "legacy"), legacy)
+    normal_first = torch.tensor([[0.3, -0.2, 0.9, 0.0, 0.5, 1.0]])
+    torch.testing.assert_close(renormalize_color(normal_first, ("normal", "color"), "pointcept", "legacy"),
+                               torch.tensor([[0.3, -0.2, 0.9, -1.0, 0.0, 1.0]]))
+    assert renormalize_color(unit, ("normal",), "pointcept", "legacy") is unit
+
+
+def test_online_teacher_gets_the_colours_it_was_trained_with():
+    from srkd.distill import OnlineTeacher
+    from srkd.models.base import ModelOutput
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, batch):
+            seen.append(batch.feat.clone())
+            return ModelOutput(logits=torch.zeros(len(batch.feat), 2), feature=torch.zeros(len(batch.feat), 1))
+
+    from srkd.data.collate import PointBatch
+
+    feat = torch.tensor([[0.0, 0.5, 1.0, 0.3, -0.2, 0.9]])  # the student's inputs: colour / 255
+    batch = PointBatch(coord=torch.zeros(1, 3), grid_coord=torch.zeros(1, 3, dtype=torch.int32), feat=feat,
+                       offset=torch.tensor([1]), origin_index=torch.tensor([0]), segment=torch.tensor([0]),
+                       scene_ids=["s"], views=torch.tensor([-1]))  # fmt: skip
+    OnlineTeacher(Probe(), feature_names=("color", "normal"), color_norms=("pointcept", "legacy"))(batch)
+    OnlineTeacher(Probe(), feature_names=("color", "normal"), color_norms=("pointcept", "pointcept"))(batch)
+    torch.testing.assert_close(seen[0], torch.tensor([[-1.0, 0.0, 1.0, 0.3, -0.2, 0.9]]))
+    assert torch.equal(seen[1], feat) and torch.equal(batch.feat, feat)  # the student's batch is untouched

@@ -11,7 +11,7 @@ import torch
 
 from srkd.errors import CheckpointError
 from srkd.models import compact_checkpoint, create_model, file_sha256, load_checkpoint, save_checkpoint
-from srkd.models.checkpoint import read_checkpoint_meta
+from srkd.models.checkpoint import FORMAT_VERSION, read_checkpoint_meta
 
 CLASSES = ["wall", "floor", "chair"]
 FEATURES = ["color", "normal"]
@@ -27,7 +27,7 @@ def saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
         tmp_path / "run" / "model.pt",
         model,
         class_names=CLASSES,
-        feature_names=FEATURES,
+        feature_names=FEATURES, color_norm="pointcept",
         train_params={"lr": np.float32(0.002), "epochs": 3, "weights": {"kl": 0.3}},
         extra={"miou": 0.5},
     )
@@ -56,7 +56,8 @@ def test_round_trip(saved: tuple[Path, torch.nn.Module]) -> None:
     assert meta.class_names == tuple(CLASSES) and meta.num_classes == 3
     assert meta.feature_names == tuple(FEATURES) and meta.in_channels == 6
     assert meta.train_params == {"lr": pytest.approx(0.002), "epochs": 3, "weights": {"kl": 0.3}}
-    assert meta.extra == {"miou": 0.5} and meta.format_version == 1
+    assert meta.extra == {"miou": 0.5} and meta.format_version == FORMAT_VERSION == 2
+    assert meta.color_norm == "pointcept"
     assert not loaded.training
     want = model.state_dict()
     got = loaded.state_dict()
@@ -118,14 +119,14 @@ def test_refuses_unknown_model_newer_format_and_wrong_weights(saved: tuple[Path,
 def test_save_refuses_bad_descriptions(tmp_path: Path) -> None:
     model = create_model("test_spunet", num_classes=3)
     with pytest.raises(CheckpointError, match="3 classes but 2 class names"):
-        save_checkpoint(tmp_path / "a.pt", model, class_names=["a", "b"], feature_names=FEATURES)
+        save_checkpoint(tmp_path / "a.pt", model, class_names=["a", "b"], feature_names=FEATURES, color_norm="pointcept")
     with pytest.raises(CheckpointError, match="not a registered preset"):
         save_checkpoint(
-            tmp_path / "a.pt", model, model_name="nope", class_names=CLASSES, feature_names=FEATURES
+            tmp_path / "a.pt", model, model_name="nope", class_names=CLASSES, feature_names=FEATURES, color_norm="pointcept"
         )
     with pytest.raises(CheckpointError, match="train_params.fn"):
         save_checkpoint(
-            tmp_path / "a.pt", model, class_names=CLASSES, feature_names=FEATURES, train_params={"fn": print}
+            tmp_path / "a.pt", model, class_names=CLASSES, feature_names=FEATURES, color_norm="pointcept", train_params={"fn": print}
         )
     assert not (tmp_path / "a.pt").exists()
 
@@ -155,9 +156,45 @@ def test_shipped_demo_teacher_is_small_safe_and_trained(tmp_path) -> None:
     assert {v.dtype for v in raw["state_dict"].values() if v.is_floating_point()} == {torch.float16}
     model, meta = load_checkpoint(DEMO_TEACHER, expect_classes=SCANNET20_CLASSES, expect_features=FEATURES)
     assert meta.model_name == "demo_teacher" and meta.train_params["method"] == "ce"
+    assert meta.format_version == 1 and meta.color_norm == "legacy"  # trained by srkd 0.1
     spec = get_dataset_spec("scannet")
     generate_dataset(tmp_path, 2, seed=99, val_fraction=0.5, n_points=6000)  # rooms of another seed
     source = ScanNetScenes(tmp_path, "val", spec)
     scores = validation_scores(model, [source.load(s) for s in source.scene_ids], spec.num_classes,
-                               meta.train_params["grid_size"], spec.feature_names)
+                               meta.train_params["grid_size"], spec.feature_names, color_norm=meta.color_norm)
     assert scores.allacc > 0.6  # an untrained model of this size scores ~0.05-0.2
+
+
+def test_ptv3_checkpoints_record_their_decoder_semantics(tmp_path: Path) -> None:
+    model = create_model("test_ptv3", unpooling="v3m2")
+    path = save_checkpoint(tmp_path / "m.pt", model, class_names=[str(i) for i in range(20)],
+                           feature_names=FEATURES, color_norm="legacy")
+    meta = read_checkpoint_meta(path)
+    assert meta.model_args["unpooling"] == "v3m2" and meta.color_norm == "legacy"
+    # a preset default is recorded too, so a later change of the default cannot alter a saved model
+    default = save_checkpoint(tmp_path / "d.pt", create_model("test_ptv3"),
+                              class_names=[str(i) for i in range(20)], feature_names=FEATURES,
+                              color_norm="pointcept")
+    assert read_checkpoint_meta(default).model_args == {"unpooling": "v3m1"}
+
+
+def test_format_1_checkpoints_load_as_srkd_0_1_built_them(tmp_path: Path) -> None:
+    # srkd 0.1 recorded neither the colour normalisation ("legacy" then) nor PTv3's unpooling
+    # (its decoder convolved the sum: "v3m2")
+    torch.manual_seed(0)
+    model = create_model("test_ptv3", unpooling="v3m2").eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, class_names=[str(i) for i in range(20)],
+                           feature_names=FEATURES, color_norm="legacy")
+    raw = torch.load(path, weights_only=True)
+    raw["format_version"] = 1
+    del raw["model_args"]["unpooling"], raw["feature_spec"]["color_norm"]
+    torch.save(raw, path)
+    loaded, meta = load_checkpoint(path)
+    assert loaded.unpooling == "v3m2" and meta.color_norm == "legacy" and meta.format_version == 1
+
+
+def test_unknown_colour_normalisation_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="unknown colour normalisation"):
+        save_checkpoint(tmp_path / "m.pt", create_model("test_spunet", num_classes=3), class_names=CLASSES,
+                        feature_names=FEATURES, color_norm="rgb")
+    assert not (tmp_path / "m.pt").exists()

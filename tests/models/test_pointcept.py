@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +107,62 @@ def test_unreadable_sources_raise(tmp_path):
         load_pointcept_checkpoint(bad, create_model("test_ptv3"))
     with pytest.raises(CheckpointError, match="no tensors"):
         load_pointcept_checkpoint({"state_dict": {"epoch": 1}}, create_model("test_ptv3"))
+
+
+class _RunsCode:
+    """Pickles as a call of `os.system`: what a malicious checkpoint would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _old_torch_training_checkpoint(model: torch.nn.Module) -> dict:
+    """A Pointcept checkpoint as torch < 2.4 wrote it: OneCycleLR's state held `anneal_func`, a
+    bound method (pickled as builtins.getattr on the whole scheduler and its optimizer)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=0.002)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.002, total_steps=10)
+    scheduler_state = {**sched.state_dict(), "anneal_func": sched._anneal_func}
+    return {"epoch": 3, "state_dict": pointcept_keys(model), "optimizer": opt.state_dict(),
+            "scheduler": scheduler_state, "best_metric_value": np.float64(0.7)}
+
+
+def test_old_torch_checkpoint_loads_its_weights_without_running_anything(tmp_path):
+    src = randomised("test_ptv3", 0)
+    path = tmp_path / "model_best.pth"
+    torch.save(_old_torch_training_checkpoint(src), path)
+    with pytest.raises(pickle.UnpicklingError):  # what made srkd refuse such files before
+        torch.load(path, weights_only=True)
+    dst = randomised("test_ptv3", 1)
+    report = load_pointcept_checkpoint(path, dst)
+    assert report.ok and "torch.optim.lr_scheduler.OneCycleLR" in report.inert
+    assert "builtins.getattr" in report.inert and "not run" in report.summary()
+    for k, v in src.state_dict().items():
+        assert torch.equal(dst.state_dict()[k], v), k
+
+
+def test_code_in_a_checkpoint_is_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    src = create_model("test_ptv3")
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": pointcept_keys(src), "hook": _RunsCode(marker)}, path)
+    report = load_pointcept_checkpoint(path, create_model("test_ptv3"))
+    assert not marker.exists() and report.ok
+    assert any(name.endswith(".system") for name in report.inert), report.inert
+
+
+def test_setting_state_on_a_trusted_object_is_refused(tmp_path):
+    from srkd.models.inert_pickle import load_inert
+
+    class SetsState:  # BUILD on a real (allow-listed) object: e.g. rewriting a function's attributes
+        def __reduce__(self):
+            return (torch.Size, ((1,),), {"x": 1})
+
+    path = tmp_path / "build.pth"
+    torch.save({"a": SetsState()}, path)
+    with pytest.raises(pickle.UnpicklingError, match="refusing to set the state"):
+        load_inert(path)
