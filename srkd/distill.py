@@ -91,31 +91,55 @@ class CachedViewProvider:
     returns its recorded geometry, which the dataset replays before the student's own chain.
 
     With `replay=False` (targets "canonical" / "ensemble") it only checks that the scene is
-    cached with the dataset's point count and returns (-1, []): the sample keeps its own view.
-    The check runs on the scene the dataset has already loaded, so it costs nothing, and it
-    catches a dataset changed since the cache was built, which gathering by index cannot.
+    cached for the data the dataset loaded and returns (-1, []): the sample keeps its own view.
+    The check runs on the scene the dataset has already loaded, once per scene and process
+    (`check_cached_scene`): it catches a dataset changed since the cache was built, which
+    gathering by index cannot.
     """
 
     def __init__(self, reader, replay: bool = True, canonical_only: bool = False) -> None:
         self.reader = reader
         self.replay = replay
         self.canonical_only = canonical_only  # replay view 0 only (training without augmentation)
+        self._checked: set[str] = set()
 
     def __call__(self, scene_id: str, pc: PointCloud, rng: np.random.Generator) -> tuple[int, Record]:
-        if scene_id not in self.reader.scene_ids:
-            raise CacheError(
-                f"scene {scene_id!r} is not in the teacher cache (or was never committed); "
-                "re-run `srkd cache-teacher` on this split"
-            )
-        if self.reader.num_points(scene_id) != pc.num_points:
-            raise CacheError(
-                f"scene {scene_id!r}: the cache has {self.reader.num_points(scene_id)} points but "
-                f"the dataset has {pc.num_points}; the data changed since the cache was built"
-            )
+        if scene_id not in self._checked:
+            check_cached_scene(self.reader, scene_id, pc)
+            self._checked.add(scene_id)
         if not self.replay:
             return -1, []
         view = 0 if self.canonical_only else int(rng.integers(self.reader.views(scene_id)))
         return view, view_record_of(self.reader.view_params(scene_id, view))
+
+
+def check_cached_scene(reader, scene_id: str, pc: PointCloud, source: str = "") -> None:
+    """CacheError unless the teacher cache `reader` holds `scene_id` built from the data in `pc`
+    (the scene as loaded): committed, the same point count, the same content hash
+    (`PointCloud.content_sha256`; caches of schema 1 record none and are checked by count only).
+    """
+    if scene_id not in reader.scene_ids:
+        raise CacheError(
+            f"scene {scene_id!r} is not in the teacher cache at {reader.where} (or was never "
+            "committed); re-run `srkd cache-teacher` on this split"
+        )
+    if reader.num_points(scene_id) != pc.num_points:
+        raise CacheError(
+            f"scene {scene_id!r}: the cache has {reader.num_points(scene_id)} points but the "
+            f"dataset has {pc.num_points}; the data changed since the cache was built"
+        )
+    reader.check_scene_data(scene_id, pc.content_sha256(), source)
+
+
+def check_cache_data(reader, scenes, scene_ids: Sequence[str], count: int = 4) -> None:
+    """Before training: `check_cached_scene` on up to `count` scenes spread over `scene_ids`
+    (loaded from `scenes`, a ScanNetScenes), so a cache used with other data fails at once; every
+    scene is checked again when training first loads it."""
+    if not scene_ids:
+        return
+    step = max(1, len(scene_ids) // count)
+    for scene_id in list(scene_ids)[::step][:count]:
+        check_cached_scene(reader, scene_id, scenes.load(scene_id), str(scenes.root))
 
 
 def view_record_of(params: dict) -> Record:

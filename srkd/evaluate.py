@@ -23,6 +23,7 @@ This module never prints: progress is reported through a `progress(done, total, 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -36,11 +37,12 @@ import torch
 from torch import nn
 
 from srkd.cache.inspect import cached_teacher_prediction
-from srkd.device import describe_device, resolve_device
 from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
 from srkd.data.transforms import DEFAULT_COLOR_NORM
+from srkd.device import describe_device, resolve_device
 from srkd.errors import CacheError, CheckpointError, ConfigError
 from srkd.inference import infer_scene, precise_views
+from srkd.locking import locked_dir
 from srkd.metrics import ConfusionAccumulator
 from srkd.report import Latency, ReportRow, SplitInfo, write_report
 from srkd.types import FEATURE_WIDTHS, PointCloud
@@ -193,6 +195,8 @@ def evaluate_models(
         pc = scenes.load(scene_id)
         points += pc.num_points
         preds: dict[str, np.ndarray] = {}
+        if cache is not None:  # before any model runs on data the cache was not built from
+            cache.check_scene_data(scene_id, pc.content_sha256(), str(scenes.root))
         views = precise_views(pc, tta)
         for m in models:
             result = infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device,
@@ -411,12 +415,14 @@ def run_evaluation(
     for m in models:
         check_model(m, spec)
     scenes = ScanNetScenes(root, split_name, spec)
-    return evaluate_models(
-        scenes, models, cache=reader, tta=tta, device=device, max_scenes=max_scenes,
-        render_scene=render_scene, latency_warmup=latency_warmup, latency_runs=latency_runs,
-        progress=progress,
-        cache_name=f"{reader.spec.teacher_name} (cache)" if reader is not None else "teacher (cache)",
-    )
+    # a cache is read under its shared lock: never rebuilt or repaired while it is scored
+    with locked_dir(cache, "teacher cache", CacheError, shared=True) if cache else contextlib.nullcontext():
+        return evaluate_models(
+            scenes, models, cache=reader, tta=tta, device=device, max_scenes=max_scenes,
+            render_scene=render_scene, latency_warmup=latency_warmup, latency_runs=latency_runs,
+            progress=progress,
+            cache_name=f"{reader.spec.teacher_name} (cache)" if reader is not None else "teacher (cache)",
+        )
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:

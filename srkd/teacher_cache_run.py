@@ -10,7 +10,13 @@ the teacher computes the next scene (at most one write pending, so at most two s
 in memory). A task hands its scene to that thread and waits only for the PREVIOUS scene's write;
 on dask the last write of each worker is awaited by a final flush task. Progress events are
 emitted when a scene is committed, so "done" always means "on disk". A scene whose write never
-finished (a lost worker, a kill) stays uncommitted and is redone by the next run.
+finished (a lost worker, a kill) stays uncommitted and is redone by the next run; a committed scene
+that is incomplete (an array or chunk missing) is redone too.
+
+One build per cache: `build_cache` holds an OS lock on the cache directory (srkd.locking) from
+planning to the last commit, so a second `srkd cache-teacher` on the same --out is refused with one
+line instead of racing the first (the lock dies with its process, so a killed build never blocks
+a re-run). Each scene records the content hash of the data its teacher saw (`data_sha256`).
 """
 
 from __future__ import annotations
@@ -24,14 +30,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from srkd.cache import CacheSpec, CacheWriter, CodecSpec, ViewTargets
+from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets
 from srkd.data.scannet import get_dataset_spec, list_scenes, load_scene
 from srkd.device import resolve_device
 from srkd.errors import CacheError, ConfigError, SrkdError
+from srkd.locking import locked_dir
 from srkd.teacher_cache import TeacherInfo, TeacherRef, ViewSettings, load_teacher, make_spec, scene_targets
 
 
@@ -68,7 +76,8 @@ class SceneDone:
 
 @dataclass
 class BuildReport:
-    """What `build_cache` did. `written` and `skipped` are scene ids (skipped = already committed)."""
+    """What `build_cache` did. `written` and `skipped` are scene ids (skipped = already committed
+    and complete); `repaired` = committed scenes found incomplete and written again."""
 
     out: Path
     fingerprint: str
@@ -76,6 +85,7 @@ class BuildReport:
     total: int
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
     points_written: int = 0
     seconds: float = 0.0
     workers: int = 0
@@ -102,11 +112,16 @@ def _worker_device(job: CacheJob) -> torch.device:
     return device
 
 
+def _teacher_key(job: CacheJob, sha256: str, device: torch.device | str) -> tuple[str, ...]:
+    ref = job.teacher
+    return (str(ref.checkpoint), str(ref.pointcept_model), repr(sorted(ref.model_args.items())),
+            str(ref.color_norm), sha256, str(device))  # fmt: skip
+
+
 def process_teacher(job: CacheJob, sha256: str) -> tuple[nn.Module, TeacherInfo]:
     """The frozen teacher of this process, loaded once per (checkpoint, sha256, device)."""
     device = _worker_device(job)
-    key = (str(job.teacher.checkpoint), str(job.teacher.pointcept_model), repr(sorted(job.teacher.model_args.items())),
-           str(job.teacher.color_norm), sha256, str(device))
+    key = _teacher_key(job, sha256, device)
     with _LOCK:
         if key not in _TEACHERS:
             if job.torch_threads:
@@ -162,10 +177,10 @@ def _behind() -> WriteBehind:
 
 def compute_scene(
     job: CacheJob, spec: CacheSpec, scene_id: str
-) -> tuple[list[ViewTargets], ViewTargets | None, SceneDone]:
+) -> tuple[list[ViewTargets], ViewTargets | None, SceneDone, str]:
     """Load one scene and run every view through this process's teacher.
 
-    Returns (views, ensemble-or-None, SceneDone event).
+    Returns (views, ensemble-or-None, SceneDone event, the scene's content hash).
     """
     start = time.perf_counter()
     model, _ = process_teacher(job, spec.teacher_sha256)
@@ -174,15 +189,15 @@ def compute_scene(
     device = next(model.parameters()).device
     views, ens = scene_targets(model, pc, job.views, job.grid_size, dataset.feature_names, device, job.ensemble,
                                color_norm=spec.teacher_color_norm)
-    return views, ens, SceneDone(scene_id, pc.num_points, time.perf_counter() - start)
+    return views, ens, SceneDone(scene_id, pc.num_points, time.perf_counter() - start), pc.content_sha256()
 
 
 def cache_scene(job: CacheJob, spec: CacheSpec, scene_id: str) -> list[SceneDone]:
     """Task body: compute scene `scene_id` and queue its write; returns the scenes committed
     meanwhile (the previous one of this process). Call `flush_writes` after the last task."""
-    views, ens, event = compute_scene(job, spec, scene_id)
+    views, ens, event, data_sha256 = compute_scene(job, spec, scene_id)
     writer = CacheWriter.open(job.out, spec)  # re-checks the root's fingerprint; never writes it
-    return _behind().put(lambda: writer.write_scene(scene_id, views, ens), event)
+    return _behind().put(lambda: writer.write_scene(scene_id, views, ens, data_sha256), event)
 
 
 def flush_writes() -> list[SceneDone]:
@@ -203,13 +218,23 @@ def _check_out_dir(out: Path) -> None:
         )
 
 
-def plan_cache(
-    job: CacheJob, overwrite: bool = False, max_scenes: int | None = None
-) -> tuple[CacheJob, CacheSpec, list[str], list[str]]:
+class Plan(NamedTuple):
+    """What a build will do: `todo` = scenes to compute (new ones and `repaired` ones: committed
+    but incomplete, see srkd.cache.schema.scene_damage); `skipped` = complete committed scenes."""
+
+    job: CacheJob
+    spec: CacheSpec
+    todo: list[str]
+    skipped: list[str]
+    repaired: dict[str, list[str]]
+
+
+def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = None) -> Plan:
     """Validate everything, create (or resume) the cache root, and list the work.
 
     Loads the teacher once on the CPU of this process (clear errors before any worker starts).
-    Returns (job with absolute paths, spec, scenes to compute, scenes already committed).
+    Returns a Plan (its job with absolute paths). Committed scenes that are incomplete are
+    recomputed, not skipped. Call it inside `build_cache`'s lock when other builds may run.
     Raises: ConfigError/DataError/CheckpointError for bad inputs; CacheError for a foreign or
     stale cache at `job.out` (listing what differs) unless `overwrite`.
     """
@@ -224,13 +249,27 @@ def plan_cache(
     if resolve_device(job.device).type == "cpu":  # reuse it for in-process scene tasks
         with _LOCK:
             _TEACHERS.clear()
-            _TEACHERS[(str(job.teacher.checkpoint), job.teacher.pointcept_model, info.sha256, "cpu")] = (model, info)
+            _TEACHERS[_teacher_key(job, info.sha256, "cpu")] = (model, info)
     spec = make_spec(dataset, job.data_root, job.split, info, job.views, job.codec, job.grid_size, job.ensemble)
     _check_out_dir(job.out)
     writer = CacheWriter.create(job.out, spec, overwrite=overwrite)
     committed = writer.committed_scenes()
-    todo = [s for s in scenes if s not in committed]
-    return job, spec, todo, [s for s in scenes if s in committed]
+    damaged = writer.damaged_scenes([s for s in scenes if s in committed])
+    todo = [s for s in scenes if s not in committed or s in damaged]
+    skipped = [s for s in scenes if s in committed and s not in damaged]
+    _check_resumed_data(job, dataset, skipped)
+    return Plan(job, spec, todo, skipped, damaged)
+
+
+def _check_resumed_data(job: CacheJob, dataset, committed: list[str], count: int = 4) -> None:  # type: ignore[no-untyped-def]
+    """A resumed build must read the data its committed scenes were built from (the data root
+    may have moved; its content may not): up to `count` of them, spread out, are hashed."""
+    if not committed:
+        return
+    reader = CacheReader(job.out, cache_bytes=0)
+    for scene_id in committed[:: max(1, len(committed) // count)][:count]:
+        pc = load_scene(job.data_root, job.split, scene_id, dataset, require_labels=False)
+        reader.check_scene_data(scene_id, pc.content_sha256(), str(job.data_root))
 
 
 def _absolute(job: CacheJob) -> CacheJob:
@@ -266,9 +305,18 @@ def build_cache(
     """
     if workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {workers}")
+    with locked_dir(Path(job.out).expanduser().resolve(), "teacher cache", CacheError):
+        return _build_locked(job, overwrite, workers, scheduler, max_scenes, on_start, on_scene)
+
+
+def _build_locked(
+    job: CacheJob, overwrite: bool, workers: int, scheduler: str | None, max_scenes: int | None,
+    on_start: Callable[[int, int], None] | None, on_scene: Callable[[SceneDone], None] | None,
+) -> BuildReport:  # fmt: skip
     start = time.perf_counter()
-    job, spec, todo, skipped = plan_cache(job, overwrite, max_scenes)
-    report = BuildReport(job.out, spec.fingerprint(), spec, len(todo) + len(skipped), skipped=skipped)
+    job, spec, todo, skipped, repaired = plan_cache(job, overwrite, max_scenes)
+    report = BuildReport(job.out, spec.fingerprint(), spec, len(todo) + len(skipped), skipped=skipped,
+                         repaired=sorted(repaired))  # fmt: skip
     if on_start:
         on_start(len(todo), len(skipped))
 

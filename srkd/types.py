@@ -9,6 +9,7 @@ always follows the point; the teacher cache is keyed by it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,6 +24,9 @@ UNPOOLING_MODES: tuple[str, ...] = ("v3m1", "v3m2")
 """PTv3 decoder semantics (srkd.models.ptv3_blocks.SerializedUnpooling): "v3m1" = Pointcept's
 PT-v3m1, whose first decoder block of each stage convolves the projected skip features in its
 positional encoding; "v3m2" = it convolves the sum (Pointcept's later models)."""
+
+CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")
+"""The fields whose content identifies a scene's data (PointCloud.content_sha256)."""
 
 IGNORE_INDEX = -1
 """Label value of points that have no ground truth (ScanNet and Pointcept convention)."""
@@ -171,3 +175,21 @@ class PointCloud:
                 )
             parts.append(value.reshape(self.num_points, -1))
         return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+
+    def content_sha256(self) -> str:
+        """Hex sha256 identifying the scene's data: the arrays a teacher sees and the labels
+        (CONTENT_FIELDS, each as name, dtype, shape and bytes; an absent field counts as absent).
+
+        Meaningful on a scene as loaded (not on a transformed view): the teacher cache records it
+        per scene and distill / evaluate compare it with the scene they load.
+        """
+        digest = hashlib.sha256()
+        for name in CONTENT_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                digest.update(f"{name}:absent;".encode())
+                continue
+            array = np.ascontiguousarray(value)
+            digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()

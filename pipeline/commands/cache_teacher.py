@@ -87,7 +87,8 @@ def cache_teacher(
             raise ConfigError("--unpooling applies to a Pointcept checkpoint loaded with --teacher-model; "
                               "an srkd checkpoint records its own")
         n_workers = int(pick(workers, params, "workers", FALLBACK["workers"]))
-        _run(settings, n_workers, scheduler, overwrite, max_scenes)
+        _run(settings, n_workers, pick(scheduler, params, "scheduler", None), overwrite,
+             pick(max_scenes, params, "max_scenes", None))
 
 
 def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool, max_scenes: Optional[int]) -> None:  # type: ignore[type-arg]
@@ -137,6 +138,9 @@ def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool
             on_start=on_start, on_scene=on_scene,
         )  # fmt: skip
     summary = summarize(report.out)
+    if report.repaired:
+        typer.echo(f"rebuilt {len(report.repaired)} committed scene(s) that were incomplete: "
+                   f"{', '.join(report.repaired[:5])}{' ...' if len(report.repaired) > 5 else ''}")
     typer.echo(
         f"cache {report.out}: wrote {len(report.written)} scene(s), skipped {len(report.skipped)} "
         f"already committed; {summary['scenes']} scenes, {summary['points']:,} points, "

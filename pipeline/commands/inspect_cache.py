@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +14,8 @@ from pipeline.commands._common import user_errors
 
 def inspect_cache(
     cache: Annotated[Path, typer.Argument(help="Teacher cache directory (written by `srkd cache-teacher`).")],
-    verify: Annotated[bool, typer.Option("--verify", help="Decode every scene, check it, and score the cached teacher against ground truth.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Decode every scene, check it against the data it was built from, and score the cached teacher against ground truth.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="With --verify: mark damaged scenes as uncommitted, so the next `srkd cache-teacher` with the same settings rebuilds them.")] = False,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root for the labels of --verify's mIoU (default: the root recorded in the cache).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and verification) as JSON instead of tables.")] = False,
 ) -> None:
@@ -21,19 +23,26 @@ def inspect_cache(
     from rich.console import Console
     from rich.table import Table
 
-    from srkd.cache.inspect import summarize, teacher_miou
-    from srkd.cache.inspect import verify as verify_cache
-    from srkd.errors import CacheError
+    from srkd.cache.inspect import summarize, teacher_miou, verify_scenes
+    from srkd.errors import CacheError, ConfigError
 
     console = Console()
     with user_errors():
         if not cache.is_dir():
             raise CacheError(f"no teacher cache at {cache} (not a directory)")
+        if repair and not verify:
+            raise ConfigError("--repair needs --verify (it marks the scenes --verify finds damaged)")
+        if data_root is not None and not data_root.is_dir():
+            raise ConfigError(f"--data-root {data_root} is not a directory")
         summary = summarize(cache)
         result: dict = {"summary": summary}
         problems: list[str] = []
         if verify:
-            problems = verify_cache(cache)
+            with _repair_lock(cache) if repair else contextlib.nullcontext():
+                root_problem, damaged = verify_scenes(cache)
+                if repair and damaged:
+                    result["marked_for_rebuild"] = _mark_for_rebuild(cache, sorted(damaged))
+            problems = ([root_problem] if root_problem else []) + [p for ps in damaged.values() for p in ps]
             result["problems"] = problems
             result["teacher"] = _score(summary, data_root, problems, teacher_miou)
         if as_json:
@@ -65,6 +74,34 @@ def inspect_cache(
             raise typer.Exit(code=1)
 
 
+def _repair_lock(cache: Path):  # type: ignore[no-untyped-def]
+    """The cache's exclusive lock, for the whole verify-then-uncommit (no build or reader runs
+    in between); refused for caches of an older schema, which cache-teacher cannot extend."""
+    from srkd.cache import SCHEMA_VERSION, CacheReader
+    from srkd.errors import CacheError
+    from srkd.locking import locked_dir
+
+    version = CacheReader(cache, cache_bytes=0).schema_version
+    if version != SCHEMA_VERSION:
+        raise CacheError(f"--repair: the cache at {cache} has schema version {version}, which "
+                         "`srkd cache-teacher` cannot extend; rebuild it with --overwrite instead")
+    return locked_dir(cache, "teacher cache", CacheError)
+
+
+def _mark_for_rebuild(cache: Path, scenes: list[str]) -> list[str]:
+    """Uncommit `scenes` (call under `_repair_lock`); the message goes to stderr (--json stays JSON)."""
+    from srkd.cache.writer import uncommit
+    from srkd.errors import CacheError
+
+    try:
+        changed = uncommit(cache, scenes)
+    except OSError as exc:
+        raise CacheError(f"--repair cannot write the cache at {cache}: {exc.strerror or exc}") from None
+    typer.echo(f"marked {len(changed)} scene(s) for rebuilding: run `srkd cache-teacher` with the "
+               "cache's settings (same --teacher, --views, ... and --out) to rebuild them", err=True)
+    return changed
+
+
 def _score(summary: dict, data_root: Optional[Path], problems: list[str], teacher_miou) -> dict:  # type: ignore[no-untyped-def]
     """The cached teacher's scores, or {"skipped": why} when labels are unavailable."""
     if problems:
@@ -83,8 +120,16 @@ def _score(summary: dict, data_root: Optional[Path], problems: list[str], teache
     if not (root / spec["split"]).is_dir():
         return {"skipped": f"no labels: {root / spec['split']} does not exist (pass --data-root)"}
 
+    from srkd.cache import CacheReader
+
+    reader = CacheReader(summary["where"], cache_bytes=0)
+    recorded = {scene: reader.data_sha256(scene) for scene in reader.scene_ids}
+
     def labels(scene: str):  # type: ignore[no-untyped-def]
-        return load_scene(root, spec["split"], scene, dataset).segment
+        pc = load_scene(root, spec["split"], scene, dataset)
+        if recorded.get(scene) not in (None, pc.content_sha256()):  # the data the teacher saw?
+            reader.check_scene_data(scene, pc.content_sha256(), str(root))
+        return pc.segment
 
     return teacher_miou(summary["where"], labels, dataset.num_classes)
 

@@ -73,24 +73,33 @@ def verify(path_or_store: Any) -> list[str]:
     scene holds its recorded views (+ ensemble), one replay record per view, every chunk present
     and readable, N rows of K logits and D features, all finite.
     """
+    root_problem, scenes = verify_scenes(path_or_store)
+    return ([root_problem] if root_problem else []) + [p for problems in scenes.values() for p in problems]
+
+
+def verify_scenes(path_or_store: Any) -> tuple[str | None, dict[str, list[str]]]:
+    """`verify`, by scene: (the root's problem or None, {scene id: its problems} for every scene
+    group that is uncommitted or damaged)."""
     try:
         reader = CacheReader(path_or_store, cache_bytes=0)
     except SrkdError as exc:
-        return [str(exc)]
-    problems: list[str] = []
+        return str(exc), {}
+    out: dict[str, list[str]] = {}
     root = reader._root
     spec = reader.spec
     for name in sorted(root.group_keys()):
         try:
             committed = root[name].attrs.get(COMMITTED) is True
         except Exception as exc:  # torn metadata
-            problems.append(f"scene {name!r}: metadata unreadable ({exc}); re-run `srkd cache-teacher`")
+            out[name] = [f"scene {name!r}: metadata unreadable ({exc}); re-run `srkd cache-teacher`"]
             continue
         if not committed:
-            problems.append(f"scene {name!r} is not committed (an interrupted write); re-run `srkd cache-teacher`")
+            out[name] = [f"scene {name!r} is not committed (an interrupted write); re-run `srkd cache-teacher`"]
             continue
-        problems.extend(_verify_scene(reader, name, spec.num_classes, spec.feature_dim))
-    return problems
+        problems = _verify_scene(reader, name, spec.num_classes, spec.feature_dim)
+        if problems:
+            out[name] = problems
+    return None, out
 
 
 def _verify_scene(reader: CacheReader, scene: str, k: int, d: int) -> list[str]:

@@ -19,6 +19,7 @@ import zarr
 from srkd.cache.codecs import make_codec
 from srkd.cache.schema import (
     COMMITTED,
+    DATA_SHA256,
     ENSEMBLE,
     CacheSpec,
     check_scene_id,
@@ -116,6 +117,30 @@ class CacheReader:
     def views(self, scene_id: str) -> int:
         """Number of cached views V of a scene (the ensemble entry not counted)."""
         return int(self._attrs(scene_id)["views"])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.record["schema_version"])
+
+    def data_sha256(self, scene_id: str) -> str | None:
+        """The content hash of the data the teacher saw for this scene (None: not recorded, in
+        caches of schema 1)."""
+        value = self._attrs(scene_id).get(DATA_SHA256)
+        return str(value) if value else None
+
+    def check_scene_data(self, scene_id: str, data_sha256: str, source: str = "") -> None:
+        """CacheError unless the scene's recorded content hash equals `data_sha256` (the hash of
+        the scene as loaded now; `source` names where it was loaded from). Scenes without a
+        recorded hash pass (caches of schema 1 cannot be checked)."""
+        recorded = self.data_sha256(scene_id)
+        if recorded is not None and recorded != data_sha256:
+            where = f" ({source})" if source else ""
+            raise CacheError(
+                f"scene {scene_id!r}{where} is not the data the teacher cache at {self.where} was "
+                f"built from (content hash {data_sha256[:12]} != cached {recorded[:12]}): the data "
+                "was changed or regenerated since, or --data-root points at another dataset; "
+                "rebuild the cache (`srkd cache-teacher --overwrite`) or use the data it was built from"
+            )
 
     def has_ensemble(self, scene_id: str) -> bool:
         return bool(self._attrs(scene_id).get(ENSEMBLE, False))

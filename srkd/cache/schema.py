@@ -5,7 +5,7 @@ Layout (see README, "Teacher cache"):
     <root>/zarr.json                      attributes["srkd_cache"] = {schema_version, fingerprint,
                                           srkd_version, spec: {dataset, data_root, split, ...}}
     <root>/<scene>/zarr.json              attributes: num_points, views, ensemble, view_params,
-                                          ensemble_params, committed (written LAST)
+                                          ensemble_params, data_sha256, committed (written LAST)
     <root>/<scene>/view_<v>/<array>       one entry per cached view v = 0..V-1
     <root>/<scene>/ensemble/<array>       optional: mean probabilities over the views
 
@@ -32,8 +32,21 @@ from srkd.data.layout import check_scene_id as layout_check_scene_id
 from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import DataError, CacheError, ConfigError
 
-SCHEMA_VERSION = 1
-"""Bumped whenever the layout changes incompatibly; readers refuse other versions."""
+SCHEMA_VERSION = 2
+"""Bumped whenever the layout changes incompatibly. Version 2: the fingerprint no longer covers the
+data root (a cache moved with its data stays valid) and each scene records `data_sha256`, the
+content hash of the data its teacher saw."""
+
+READABLE_SCHEMAS = (1, 2)
+"""Versions readers accept. Version 1 (srkd 0.1): fingerprint over every field including the data
+root, no per-scene content hash (its scenes cannot be checked against the data)."""
+
+DATA_SHA256 = "data_sha256"
+"""Scene attribute: `PointCloud.content_sha256()` of the scene the teacher saw."""
+
+LOCATION_FIELDS = ("data_root",)
+"""CacheSpec fields that say where the data was, not what it is: kept as a hint, outside the
+fingerprint (schema >= 2), so the same data at another path is the same cache."""
 
 ROOT_KEY = "srkd_cache"
 """The root attribute holding the cache's identity; a store without it is not a srkd cache."""
@@ -155,14 +168,22 @@ class CacheSpec:
         except (KeyError, TypeError, ConfigError) as exc:
             raise CacheError(f"malformed cache spec in root attributes: {exc}") from exc
 
-    def fingerprint(self) -> str:
-        """sha256 (hex) of the canonical JSON of every field."""
-        return hashlib.sha256(canonical_json(self.to_json()).encode()).hexdigest()
+    def identity(self, schema_version: int = SCHEMA_VERSION) -> dict[str, Any]:
+        """The fields that decide reuse: every field but LOCATION_FIELDS (schema 1: every field)."""
+        out = self.to_json()
+        if schema_version >= 2:
+            for name in LOCATION_FIELDS:
+                del out[name]
+        return out
+
+    def fingerprint(self, schema_version: int = SCHEMA_VERSION) -> str:
+        """sha256 (hex) of the canonical JSON of `identity(schema_version)`."""
+        return hashlib.sha256(canonical_json(self.identity(schema_version)).encode()).hexdigest()
 
     def diff(self, other: CacheSpec) -> list[str]:
         """Human-readable differences, "field: <self> != <other>", one per changed (sub)field."""
         out: list[str] = []
-        mine, theirs = self.to_json(), other.to_json()
+        mine, theirs = self.identity(), other.identity()
         for key in sorted(set(mine) | set(theirs), key=[f.name for f in dataclasses.fields(self)].index):
             a, b = mine.get(key), theirs.get(key)
             if a == b:
@@ -236,13 +257,13 @@ def read_root(group: zarr.Group, where: str) -> tuple[dict[str, Any], CacheSpec]
             "point at a cache written by `srkd cache-teacher`, or use a new directory"
         )
     version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMAS:
         raise CacheError(
-            f"the cache at {where} has schema version {version!r}, this srkd reads version "
-            f"{SCHEMA_VERSION}; rebuild it with `srkd cache-teacher --overwrite`"
+            f"the cache at {where} has schema version {version!r}, this srkd reads versions "
+            f"{', '.join(map(str, READABLE_SCHEMAS))}; rebuild it with `srkd cache-teacher --overwrite`"
         )
     spec = CacheSpec.from_json(record.get("spec", {}))
-    if record.get("fingerprint") != spec.fingerprint():
+    if record.get("fingerprint") != spec.fingerprint(version):
         raise CacheError(f"the cache at {where} has a fingerprint that does not match its own settings; it was edited or damaged")
     return record, spec
 
@@ -265,6 +286,41 @@ def committed_scene_ids(root: zarr.Group) -> set[str]:
         except Exception:  # torn/unreadable scene metadata: not committed
             continue
     return out
+
+
+def scene_damage(root: zarr.Group, scene: str, spec: CacheSpec, codec: Codec) -> list[str]:
+    """What keeps a scene from being complete, judged from metadata and chunk listings only (no
+    decoding, so it is cheap enough to run on every committed scene when a build resumes):
+    views / replay records / ensemble flag that differ from `spec`, and every array the codec
+    writes that is missing, unreadable, has another row count than the scene's N or lacks
+    chunks. Empty list = complete."""
+    try:
+        group = root[scene]
+        attrs = dict(group.attrs)
+        n = int(attrs["num_points"])
+    except Exception as exc:  # torn metadata, or not a scene group at all
+        return [f"scene {scene!r}: metadata unreadable or incomplete ({type(exc).__name__}: {exc})"]
+    problems = []
+    if attrs.get("views") != spec.views or len(attrs.get("view_params") or []) != spec.views:
+        problems.append(f"scene {scene!r}: {attrs.get('views')} views / {len(attrs.get('view_params') or [])} "
+                        f"replay records, the cache settings say {spec.views}")
+    if bool(attrs.get(ENSEMBLE)) != spec.ensemble:
+        problems.append(f"scene {scene!r}: ensemble entry presence differs from the cache settings")
+    k, d = spec.num_classes, spec.feature_dim
+    entries = [entry_name(v) for v in range(spec.views)] + ([ENSEMBLE] if spec.ensemble else [])
+    for entry in entries:
+        for kind, layout in (("point", codec.point_layout(k, d)), ("side", codec.side_layout(k, d))):
+            for name in layout:
+                where = f"scene {scene!r}, array {entry}/{name}"
+                try:
+                    arr = group[f"{entry}/{name}"]
+                    if kind == "point" and arr.shape[0] != n:
+                        problems.append(f"{where}: {arr.shape[0]} rows, the scene has {n}")
+                    elif arr.nchunks_initialized != arr.nchunks:
+                        problems.append(f"{where}: {arr.nchunks - arr.nchunks_initialized} chunk(s) missing")
+                except Exception as exc:  # zarr raises KeyError/FileNotFoundError/... for absent arrays
+                    problems.append(f"{where} is missing or unreadable ({type(exc).__name__})")
+    return problems
 
 
 def describe(path_or_store: Any) -> str:

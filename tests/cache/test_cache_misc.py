@@ -26,7 +26,7 @@ def test_fingerprint_is_stable_and_covers_every_setting():
     assert spec.fingerprint() == make_spec().fingerprint()
     assert CacheSpec.from_json(spec.to_json()) == spec
     changes = {
-        "dataset": "scannet", "data_root": "/elsewhere", "split": "val",
+        "dataset": "scannet", "split": "val",
         "class_names": tuple(f"c{i}" for i in range(20)), "teacher_name": "other",
         "teacher_args": {"channels": [8, 32], "depth": 2}, "teacher_sha256": "1" * 64,
         "feature_dim": 32, "codec": CodecSpec.create("float16"), "views": 1, "ensemble": False,
@@ -39,6 +39,16 @@ def test_fingerprint_is_stable_and_covers_every_setting():
         diff = spec.diff(other)
         assert diff and all(line.startswith(field) for line in diff), (field, diff)
     assert spec.diff(make_spec(teacher_args={"channels": [8, 16], "depth": 3})) == ["teacher_args.depth: 2 != 3"]
+
+
+def test_the_data_root_is_a_hint_not_part_of_the_identity():
+    # the same data at another path (a copied project, a cluster mount) is the same cache; the
+    # data itself is identified per scene by its content hash (data_sha256)
+    spec, moved = make_spec(), make_spec(data_root="/mnt/elsewhere")
+    assert moved.fingerprint() == spec.fingerprint() and spec.diff(moved) == []
+    assert moved.to_json()["data_root"] == "/mnt/elsewhere"  # still recorded, as a hint
+    # schema 1 (srkd 0.1) caches hashed the root too: their stored fingerprints stay verifiable
+    assert moved.fingerprint(schema_version=1) != spec.fingerprint(schema_version=1)
 
 
 def test_caches_without_a_recorded_colour_normalisation_keep_their_fingerprint():

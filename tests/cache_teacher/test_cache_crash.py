@@ -56,10 +56,9 @@ def assert_scenes_equal(cache: Path, reference: Path, scenes) -> None:  # type: 
         assert a.view_params(scene, 1) == b.view_params(scene, 1)
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_equals_clean_build(clean, tmp_path: Path) -> None:
-    job, per_scene = clean
-    out = tmp_path / "cache"
+def _cli(job: CacheJob, out: Path) -> tuple[list[str], dict[str, str]]:
+    """The `srkd cache-teacher` command line that rebuilds `job` (lossless, 2 views) into `out`,
+    and its environment (this checkout's code, one thread, no stages.yaml settings)."""
     cmd = [
         sys.executable, "-m", "cli", "cache-teacher", "--teacher", str(job.teacher.checkpoint),
         "--data-root", str(job.data_root), "--out", str(out), "--views", "2", "--seed", "11",
@@ -68,6 +67,14 @@ def test_sigkill_at_random_moments_then_resume_equals_clean_build(clean, tmp_pat
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("SRKD_STAGES", None)
     env.pop("SRKD_SET", None)
+    return cmd, env
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_equals_clean_build(clean, tmp_path: Path) -> None:
+    job, per_scene = clean
+    out = tmp_path / "cache"
+    cmd, env = _cli(job, out)
     rng = np.random.default_rng(20240611)
     killed = 0
     for trial in range(3):
@@ -102,4 +109,27 @@ def test_sigkill_at_random_moments_then_resume_equals_clean_build(clean, tmp_pat
     assert final.returncode == 0, final.stderr
     assert verify(out) == []
     assert CacheReader(out).scene_ids == SCENES
+    assert_scenes_equal(out, job.out, SCENES)
+
+
+@pytest.mark.slow
+def test_four_builds_of_one_cache_give_a_clean_build(clean, tmp_path: Path) -> None:
+    """Four `srkd cache-teacher` processes on one --out, two started together and two staggered:
+    one builds, each other either finds the work done or is refused in one line while the cache
+    is being written; never a corrupt or differing scene."""
+    job, _ = clean
+    out = tmp_path / "cache"
+    cmd, env = _cli(job, out)
+    procs = []
+    for delay in (0.0, 0.0, 1.0, 1.0):  # seconds before each start
+        time.sleep(delay)
+        procs.append(subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+    outputs = [p.communicate(timeout=300) for p in procs]  # reads both pipes: none can fill up
+    results = [(p.returncode, *out) for p, out in zip(procs, outputs, strict=True)]
+    for rc, _stdout, stderr in results:
+        assert "Traceback" not in stderr, stderr
+        assert rc == 0 or "by another srkd process" in stderr, (rc, stderr)
+    assert any(rc == 0 for rc, _, _ in results)
+    assert verify(out) == [] and CacheReader(out).scene_ids == SCENES
     assert_scenes_equal(out, job.out, SCENES)

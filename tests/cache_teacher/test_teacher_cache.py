@@ -193,7 +193,7 @@ def test_pointcept_checkpoint_with_teacher_model(dataset_root: Path, tmp_path: P
     ckpt = tmp_path / "model_best.pth"
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, ckpt)
     job = job_for(dataset_root, ckpt, tmp_path / "c", teacher=TeacherRef(ckpt, "test_spunet"))
-    _, spec, todo, _ = plan_cache(job)
+    _, spec, todo, _, _ = plan_cache(job)
     assert spec.teacher_name == "test_spunet" and spec.teacher_args == {"num_classes": 20, "in_channels": 6}
     assert todo == list(SCENES)
     with pytest.raises(CheckpointError):  # another class count does not fit the head

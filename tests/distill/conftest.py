@@ -61,7 +61,7 @@ def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensem
 
             k = len(class_names)
             targets = [t._replace(logits=np.resize(t.logits, (len(t.logits), k))) for t in targets]
-        writer.write_scene(scene, targets, ens)
+        writer.write_scene(scene, targets, ens, pc.content_sha256())
     return out
 
 

@@ -159,3 +159,45 @@ def test_cache_without_ensemble_or_missing_scenes(data_root, teacher_ckpt, in_tm
     assert res.exit_code == 1 and "holds no ensemble entry" in res.output
     res = invoke(["distill", "--cache", cache])
     assert res.exit_code == 1 and "2 of 4 scenes" in res.output and "srkd cache-teacher" in res.output
+
+
+def _copy_with_new_content(src: Path, dst: Path, seed: int) -> Path:
+    """`src`'s layout (same scenes, same point counts) with other values in every coord.npy."""
+    import shutil
+
+    import numpy as np
+
+    shutil.copytree(src, dst)
+    rng = np.random.default_rng(seed)
+    for coord in sorted(dst.glob("*/*/coord.npy")):
+        values = np.load(coord)
+        np.save(coord, (values + rng.normal(0, 0.01, values.shape)).astype(values.dtype))
+    return dst
+
+
+def test_cache_used_with_other_data_is_refused_naming_the_scene(stage_one, data_root, in_tmp):
+    other = _copy_with_new_content(data_root, in_tmp / "regenerated", seed=5)
+    res = invoke(["distill", "--cache", stage_one / "cache", "--data-root", other])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "is not the data the teacher cache" in res.output and "synthetic_0000" in res.output
+    assert not (in_tmp / "runs").exists() or not any((in_tmp / "runs").rglob("model.pt"))
+
+
+def test_cache_moved_with_its_data_distils_without_a_rebuild(stage_one, data_root, in_tmp):
+    import shutil
+
+    moved_data = shutil.copytree(data_root, in_tmp / "elsewhere" / "data")
+    moved_cache = shutil.copytree(stage_one / "cache", in_tmp / "elsewhere" / "cache")
+    res = invoke(["distill", "--cache", moved_cache, "--data-root", moved_data, "--out", in_tmp / "run"])
+    assert res.exit_code == 0, res.output
+    assert (in_tmp / "run" / "model.pt").is_file()
+    # without --data-root the cache's recorded root is only a hint; a missing one is named
+    from srkd.cache import CacheReader
+
+    recorded = Path(CacheReader(moved_cache).spec.data_root)
+    shutil.move(recorded, in_tmp / "gone")
+    try:
+        res = invoke(["distill", "--cache", moved_cache, "--out", in_tmp / "run2"])
+        assert res.exit_code == 1 and "does not exist here" in res.output and "--data-root" in res.output
+    finally:
+        shutil.move(in_tmp / "gone", recorded)
