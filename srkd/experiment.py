@@ -6,6 +6,7 @@ the training loop; the loop itself (srkd/train.py) knows none of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -26,19 +27,22 @@ from srkd.data.transforms import (
     student_transforms,
     train_transforms,
 )
+from srkd.device import resolve_device
 from srkd.distill import (
     CachedTargets,
     CachedViewProvider,
     OnlineTeacher,
+    check_cache_data,
     make_loss_fn,
     validation_scores,
 )
-from srkd.device import resolve_device
 from srkd.errors import CacheError, ConfigError
+from srkd.locking import locked_dir
 from srkd.losses.combined import TEACHER_TERMS
 from srkd.losses.recipes import recipe
 from srkd.models import create_model, save_checkpoint
 from srkd.train import OptimConfig, TrainConfig, TrainResult, train
+from srkd.train_state import STATE_FILE, prepare_run_dir
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,13 @@ def _open_cache(cfg: RunConfig):
             f"--dataset {cfg.dataset} does not match the cache {cfg.cache}, which was built for "
             f"{spec.dataset!r} ({spec.num_classes} classes); drop --dataset or use a matching cache"
         )
-    # the cache decides dataset, data root and split unless the user overrides them explicitly
+    # the cache decides dataset, data root and split unless the user overrides them explicitly;
+    # its data root is only a hint (the data is checked by content, scene by scene)
+    if cfg.data_root is None and not Path(spec.data_root).is_dir():
+        raise ConfigError(
+            f"the cache {cfg.cache} was built from {spec.data_root}, which does not exist here; "
+            "pass --data-root with the same data at its new location"
+        )
     cfg = replace(
         cfg,
         dataset=spec.dataset,
@@ -172,7 +182,16 @@ def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device, read
 def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
         on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train `cfg.model` as configured; writes `cfg.out`/model.pt (best), model_last.pt,
-    train_state.pt (for --resume) and log.jsonl."""
+    train_state.pt (for --resume) and log.jsonl.
+
+    The main process holds a lock on the run folder while it trains (srkd.locking): a second run
+    into the same --out (or a re-run racing a leftover process) is refused with one line."""
+    with contextlib.ExitStack() as held:
+        return _run(cfg, on_step, on_start, held)
+
+
+def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
+         on_start: Callable[[dict[str, Any]], None] | None, held: contextlib.ExitStack) -> TrainResult:
     check_color_norm(cfg.color_norm)
     reader = None
     if cfg.cache is not None:
@@ -186,6 +205,15 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
         )
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
+    # --resume with nothing to resume starts a new run (job scripts that always pass --resume
+    # work on their first launch); the start info says so
+    fresh_resume = cfg.resume and not (Path(cfg.out) / STATE_FILE).is_file()
+    cfg = replace(cfg, resume=cfg.resume and not fresh_resume)
+    if dist_info.is_main:  # a read-only --out fails before any work
+        prepare_run_dir(Path(cfg.out), cfg.resume)
+        held.enter_context(locked_dir(Path(cfg.out), "run folder", ConfigError))
+        if reader is not None:  # read under its shared lock: never rebuilt while a run reads it
+            held.enter_context(locked_dir(Path(cfg.cache), "teacher cache", CacheError, shared=True))
     if device.type == "cuda":
         if dist_info.world > 1 or device.index is None:  # torchrun: one GPU per local rank
             device = torch.device("cuda", dist_info.local_rank if dist_info.world > 1 else 0)
@@ -223,6 +251,7 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
                 f"{cfg.train_split} are not in the cache {cfg.cache} (e.g. {', '.join(missing[:3])}); "
                 "run `srkd cache-teacher` again to add them"
             )
+        check_cache_data(reader, train_source, train_source.scene_ids)
     view_mode = reader is not None and cfg.targets == "view"
     if not cfg.augment:  # the scene as stored, centre-shifted like every view (and like validation)
         chain = student_transforms(cfg.grid_size, cfg.max_points, dropout=(0.0, 0.0),
@@ -308,13 +337,28 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
     if on_start:
         on_start({"steps": tcfg.total_steps, "steps_per_epoch": steps, "device": str(device),
                   "world": dist_info.world, "dataset": cfg.dataset, "data_root": str(cfg.data_root),
-                  "losses": list(rec.weights.active())})
+                  "losses": list(rec.weights.active()),
+                  "resume_note": (f"--resume: no {STATE_FILE} in {cfg.out}, starting a new run"
+                                  if fresh_resume else None)})
     return train(
         model, make_loss_fn(step_loss), batches_for_epoch, tcfg, Path(cfg.out), save_model,
         targets_fn=targets_fn, evaluate_fn=evaluate_fn if dist_info.is_main else None,
         extra_modules=[loss], resume=cfg.resume, on_step=on_step, device=device,
-        is_main=dist_info.is_main,
+        is_main=dist_info.is_main, run_info=_resume_identity(train_params),
     )
+
+
+RESUMABLE_CHANGES = ("out", "resume", "device", "workers", "eval_every", "checkpoint_every",
+                     "cache", "data_root")
+"""RunConfig fields a `--resume` may change: where things run and files lie, not what is
+trained (a moved cache is still matched by its fingerprint, moved data by the cache's check)."""
+
+
+def _resume_identity(train_params: dict[str, Any]) -> dict[str, Any]:
+    """What a resumed run must share with the run that saved train_state.pt: every recorded
+    train parameter (model and args, data, loss recipe, optimiser, epochs, ...) but
+    RESUMABLE_CHANGES, as plain values."""
+    return _plain({k: v for k, v in train_params.items() if k not in RESUMABLE_CHANGES})
 
 
 def _plain(value: Any) -> Any:

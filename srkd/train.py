@@ -9,23 +9,30 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from srkd.data.collate import PointBatch
 from srkd.errors import ConfigError
 from srkd.models.base import ModelOutput
+from srkd.train_state import (
+    STATE_FILE,
+    atomic_write,
+    check_state_fits,
+    load_state,
+    prepare_run_dir,
+    read_state,
+    save_model_file,
+    save_state,
+    write_error,
+)
 
-STATE_FILE = "train_state.pt"
 LOG_FILE = "log.jsonl"
 
 
@@ -132,6 +139,7 @@ def train(
     on_step: Callable[[dict[str, Any]], None] | None = None,
     device: torch.device | str = "cpu",
     is_main: bool = True,
+    run_info: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train `model` for cfg.epochs; returns the final step and the best validation mIoU.
 
@@ -141,10 +149,18 @@ def train(
         save_model: writes a self-describing checkpoint (model.pt = best by val mIoU, or the last
             one when there is no validation; model_last.pt = last).
         extra_modules: trainable modules besides the model (e.g. the FeatMSE projection).
+        resume: continue from out_dir/train_state.pt, which must exist and belong to this run.
         is_main: only the main process (rank 0) writes files.
+        run_info: plain values that identify the run (model name and args, data, loss, ...);
+            saved in train_state.pt, and a resume refuses a state saved with other values.
+
+    Raises CheckpointError when the state to resume is unreadable or belongs to another run, or
+    when a file of the run cannot be written (disk full, ...; every file is replaced atomically,
+    so the last complete train state stays); ConfigError when out_dir cannot hold the run.
     """
     device = torch.device(device)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if is_main:
+        prepare_run_dir(out_dir, resume)
     extra = extra_modules or []
     core = model.module if hasattr(model, "module") else model  # unwrap DDP for saving
     opt = build_optimizer([model, *extra], cfg.optim)
@@ -153,13 +169,18 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, best, last_metrics = 0, None, {}
     state_path = out_dir / STATE_FILE
-    if resume and state_path.exists():
-        step, best = _load_state(state_path, core, extra, opt, sched, scaler)
+    identity = {**(run_info or {}), "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch}
+    if resume:
+        state = read_state(state_path)
+        check_state_fits(state, state_path, identity)
+        step, best = load_state(state, state_path, core, extra, opt, sched, scaler)
         if is_main:  # the steps after the checkpoint are trained again: log them once
             _truncate_log(out_dir, step)
-    else:  # a fresh run (also `--resume` with nothing to resume)
+    else:  # a fresh run replaces whatever an earlier run left to resume from
         torch.manual_seed(cfg.seed)
-        (out_dir / LOG_FILE).unlink(missing_ok=True)
+        if is_main:
+            (out_dir / LOG_FILE).unlink(missing_ok=True)
+            state_path.unlink(missing_ok=True)
 
     while step < cfg.total_steps:
         epoch, first = divmod(step, cfg.steps_per_epoch)
@@ -202,7 +223,7 @@ def train(
             if is_main and (step % cfg.checkpoint_every == 0 or step == cfg.total_steps) and not (
                 epoch_end and _evaluates(cfg, step, evaluate_fn)
             ):
-                _save_state(state_path, core, extra, opt, sched, scaler, step, best)
+                save_state(state_path, core, extra, opt, sched, scaler, step, best, identity)
             if epoch_end:
                 break
         epoch_done = step // cfg.steps_per_epoch
@@ -215,14 +236,15 @@ def train(
             if best is None or miou > best:
                 best = miou
                 if is_main:
-                    save_model(out_dir / "model.pt", core, {"step": step, "val": last_metrics})
+                    save_model_file(save_model, out_dir / "model.pt", core,
+                                    {"step": step, "val": last_metrics})
             if is_main:  # persist `best` so a resumed run does not overwrite a better model
-                _save_state(state_path, core, extra, opt, sched, scaler, step, best)
+                save_state(state_path, core, extra, opt, sched, scaler, step, best, identity)
     if is_main:
         meta = {"step": step, "val": last_metrics}
-        save_model(out_dir / "model_last.pt", core, meta)
+        save_model_file(save_model, out_dir / "model_last.pt", core, meta)
         if evaluate_fn is None or best is None:
-            save_model(out_dir / "model.pt", core, meta)
+            save_model_file(save_model, out_dir / "model.pt", core, meta)
     return TrainResult(step=step, best_metric=best, last_metrics=last_metrics)
 
 
@@ -246,54 +268,13 @@ def _truncate_log(out_dir: Path, step: int) -> None:
                 keep.append(line)
         except (ValueError, AttributeError, TypeError):
             break  # a torn last line from the crash
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in keep))
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write("".join(f"{line}\n" for line in keep).encode()))
 
 
 def _append_log(out_dir: Path, record: dict[str, Any]) -> None:
-    with (out_dir / LOG_FILE).open("a") as f:
-        f.write(json.dumps(record, default=float) + "\n")
-
-
-def _save_state(path, model, extra, opt, sched, scaler, step: int, best: float | None) -> None:
-    """Everything needed to continue exactly: written to a temp file, then renamed."""
-    state = {
-        "model": model.state_dict(),
-        "extra": [m.state_dict() for m in extra],
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict(),
-        "step": step,
-        "best": best,
-        "rng_torch": torch.get_rng_state(),
-        "rng_numpy": json.dumps(np.random.get_state(legacy=False), default=_np_default),
-        "rng_python": json.dumps(random.getstate()),
-    }
-    if torch.cuda.is_available():
-        state["rng_cuda"] = torch.cuda.get_rng_state_all()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _np_default(value: Any) -> Any:
-    return value.tolist() if isinstance(value, np.ndarray) else int(value)
-
-
-def _load_state(path, model, extra, opt, sched, scaler) -> tuple[int, float | None]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    for module, sd in zip(extra, state["extra"], strict=True):
-        module.load_state_dict(sd)
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng_torch"])
-    if "rng_cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
-    np_state = json.loads(state["rng_numpy"])
-    np.random.set_state(np_state)
-    py_state = json.loads(state["rng_python"])
-    random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
-    return int(state["step"]), state["best"]
+    path = out_dir / LOG_FILE
+    try:  # a torn last line (disk full, crash) is dropped by _truncate_log on resume
+        with path.open("a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+    except OSError as e:
+        raise write_error(path, e) from None

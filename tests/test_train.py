@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from srkd.data.collate import VoxelSample, collate
+from srkd.errors import CheckpointError
 from srkd.models.base import ModelOutput, SegmentationModel
-from srkd.train import OptimConfig, TrainConfig, build_optimizer, train
+from srkd.train import STATE_FILE, OptimConfig, TrainConfig, build_optimizer, train
 
 
 class TinyModel(SegmentationModel):
@@ -51,7 +52,7 @@ def saver(path, model, meta):
     torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
 
 
-def run(tmp_path, resume=False, crash_at=None, evaluate=None):
+def run(tmp_path, resume=False, crash_at=None, evaluate=None, epochs=3, run_info=None):
     torch.manual_seed(0)
     model = TinyModel()
 
@@ -59,9 +60,9 @@ def run(tmp_path, resume=False, crash_at=None, evaluate=None):
         if crash_at is not None and record["step"] == crash_at:
             raise KeyboardInterrupt
 
-    cfg = TrainConfig(epochs=3, steps_per_epoch=3, checkpoint_every=2, amp=False)
+    cfg = TrainConfig(epochs=epochs, steps_per_epoch=3, checkpoint_every=2, amp=False)
     result = train(model, ce, batches, cfg, tmp_path, saver, resume=resume, on_step=on_step,
-                   evaluate_fn=evaluate)
+                   evaluate_fn=evaluate, run_info=run_info)
     return model, result
 
 
@@ -94,3 +95,38 @@ def test_block_parameters_get_a_tenth_of_the_lr():
     lrs = sorted(g["lr"] for g in opt.param_groups)
     assert lrs == pytest.approx([0.001, 0.01])
     assert sum(p.numel() for p in opt.param_groups[1]["params"]) == 6 * 4 + 4
+
+
+def test_resume_refuses_the_state_of_another_run_naming_each_difference(tmp_path):
+    info = {"model": "tiny", "model_args": {"width": 4}, "lr": 0.1}
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, crash_at=5, run_info=info)
+    before = (tmp_path / STATE_FILE).read_bytes()
+    other = {"model": "tiny2", "model_args": {"width": 8}, "lr": 0.1}
+    with pytest.raises(CheckpointError, match=r"belongs to another run \(saved -> now: model: "
+                                              r"'tiny' -> 'tiny2'; model_args.width: 4 -> 8\)"):
+        run(tmp_path, resume=True, run_info=other)
+    assert (tmp_path / STATE_FILE).read_bytes() == before
+
+
+def test_resume_with_other_epochs_mid_run_is_refused(tmp_path):
+    """OneCycle's rate depends on the total steps: the total cannot change mid-run either."""
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, crash_at=5)  # saved at step 4 of 9
+    with pytest.raises(CheckpointError, match=r"a 3-epoch run \(stopped at step 4 of 9\).* resume "
+                                              r"with --epochs 3, or start a new 4-epoch run"):
+        run(tmp_path, resume=True, epochs=4)
+
+
+def test_a_state_without_a_run_record_still_resumes(tmp_path):
+    """train_state.pt files written before the run record existed resume as before."""
+    clean, _ = run(tmp_path / "clean")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "old", crash_at=5)
+    path = tmp_path / "old" / STATE_FILE
+    state = torch.load(path, weights_only=True)
+    torch.save({k: v for k, v in state.items() if k not in ("format", "format_version", "run")}, path)
+    resumed, result = run(tmp_path / "old", resume=True)
+    assert result.step == 9
+    for a, b in zip(clean.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)

@@ -25,7 +25,7 @@ Mix3d = Annotated[Optional[float], typer.Option("--mix3d", help="Mix3D probabili
 Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Use the ScanNet training augmentations.")]
 Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:N].")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state.pt.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state.pt, which must exist and come from a run with the same settings (the one-cycle schedule fixes --epochs).")]
 DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root in the Pointcept layout.")]
 Dataset = Annotated[Optional[str], typer.Option("--dataset", help="scannet or scannet200.")]
 ValSplit = Annotated[Optional[str], typer.Option("--val-split", help="Split scored during training ('' = none).")]
@@ -114,6 +114,8 @@ def run_with_progress(cfg, title: str) -> None:
             f" x{info['world']}, dataset {info['dataset']} at {info['data_root']}, "
             f"loss terms: {', '.join(info['losses'])}"
         )
+        if info.get("resume_note"):
+            console.print(info["resume_note"])
         state["task"] = progress.add_task(title, total=info["steps"], info="")
 
     def on_step(record: dict[str, Any]) -> None:

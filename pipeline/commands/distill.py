@@ -59,6 +59,8 @@ def distill(
                   "teacher_color_norm": ("teacher_color_norm", None),
                   "dataset": ("dataset", None)}  # None: the cache's dataset (scannet without one)
         values = T.config_values("distill", cli, fields)
+        if cache is None and online_teacher is None:  # stages.yaml's teacher, unless the CLI gave one
+            online_teacher = Path(d["online_teacher"]) if d.get("online_teacher") else None
         if cache is None and online_teacher is None:
             cache = d.get("cache")
         if cache is None and online_teacher is None and values["method"] != "ce":

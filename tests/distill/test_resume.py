@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from srkd.errors import CheckpointError
 from srkd.experiment import RunConfig, run
 from srkd.train import STATE_FILE
+from srkd.train_state import read_state
 
 
 class Killed(Exception):
@@ -76,5 +78,19 @@ def test_killed_then_resumed_run_equals_the_uninterrupted_one(kill_at, uninterru
 
 
 def test_resume_without_state_starts_fresh(cache_dir, tmp_path):
-    result = run(config(tmp_path / "fresh", cache_dir, resume=True, epochs=1, val_split=None))
+    # job scripts that always pass --resume (cluster requeue) must work on their first launch
+    notes = []
+    result = run(config(tmp_path / "fresh", cache_dir, resume=True, epochs=1, val_split=None),
+                 on_start=lambda info: notes.append(info["resume_note"]))
     assert result.step == 2 and (tmp_path / "fresh" / "model.pt").is_file()
+    assert notes == [f"--resume: no train_state.pt in {tmp_path / 'fresh'}, starting a new run"]
+
+
+def test_resume_with_other_model_args_names_them(cache_dir, tmp_path):
+    out = tmp_path / "run"
+    run(config(out, cache_dir, model="test_spunet", epochs=1, val_split=None))
+    with pytest.raises(CheckpointError, match=r"belongs to another run.*model_args\.base_channels: "
+                                              r"\(absent\) -> 12"):
+        run(config(out, cache_dir, model="test_spunet", model_args={"base_channels": 12}, epochs=1,
+                   val_split=None, resume=True))
+    assert not list(out.glob("*.tmp")) and read_state(out / STATE_FILE)["step"] == 2
