@@ -34,5 +34,16 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (SrkdError, FileNotFoundError) as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {_message(exc)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None
+
+
+def _message(exc: BaseException) -> str:
+    """The error's own message. A DataLoader worker re-raises an error as the same type with the
+    worker's traceback as its text ("Caught DataError in DataLoader worker process 0. Original
+    Traceback ..."): keep only the original message, its last line."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    return last.removeprefix(f"{type(exc).__module__}.{type(exc).__name__}: ")

@@ -31,6 +31,8 @@ def generate_synthetic(
     """Generate a synthetic ScanNet-20 dataset of furnished rooms (train/val splits).
 
     Unset options come from stages.yaml's params.data (root, scenes, seed, val_fraction, points).
+    A run that fails part-way leaves <out>/unfinished.json instead of <out>/synthetic.json;
+    readers refuse such a folder, and re-running the same command finishes it.
     """
     import numpy as np
     from rich.console import Console
@@ -41,7 +43,8 @@ def generate_synthetic(
     from srkd.data.synthetic import generate_dataset, split_sizes
 
     from pipeline.params import command_defaults, pick
-    from srkd.errors import ConfigError
+    from srkd.data.layout import UNFINISHED
+    from srkd.errors import ConfigError, DataError
 
     console = Console(stderr=True)
     with user_errors():
@@ -68,7 +71,16 @@ def generate_synthetic(
             def on_scene(path: Path) -> None:
                 progress.update(task, advance=1, description=f"{path.parent.name}/{path.name}")
 
-            paths = generate_dataset(out, scenes, seed, val_fraction, points, workers, on_scene)
+            try:
+                paths = generate_dataset(out, scenes, seed, val_fraction, points, workers, on_scene)
+            except OSError as exc:  # e.g. a full disk: one line, and say what was left behind
+                left = (
+                    f"; the folder is marked unfinished ({UNFINISHED}): fix the cause and re-run "
+                    "the same command"
+                    if (out / UNFINISHED).is_file()
+                    else ""
+                )
+                raise DataError(f"writing the dataset to {out} failed ({exc}){left}") from None
 
         counts = np.zeros(len(SCANNET20_CLASSES) + 1, dtype=np.int64)  # last slot: ignore (-1)
         for path in paths:

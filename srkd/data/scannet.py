@@ -8,6 +8,11 @@ A scene folder holds one row per point in each of
     segment200.npy  int (N,), ScanNet200 labels 0..199, -1 = ignore
     instance.npy    int (N,), instance id, -1 = none (optional)
 A dataset name ("scannet", "scannet200") picks which segment file becomes `PointCloud.segment`.
+
+What the reader refuses (each a DataError or ConfigError naming the value or the file): a split that
+is not a plain folder name under the root (`layout.check_split`), a root whose writer left its
+`layout.UNFINISHED` marker, and a scene with a missing, malformed or non-finite (NaN / inf) coord,
+color or normal file, or labels out of range.
 """
 
 from __future__ import annotations
@@ -23,11 +28,10 @@ from srkd.data.classes import (
     SCANNET200_CLASSES,
     SCANNET200_COLORS,
 )
-from srkd.data.layout import SCENE_FILES, check_scene_id
+from srkd.data.layout import SCENE_FILES, UNFINISHED, check_scene_id, check_split
 from srkd.errors import DataError
 from srkd.registry import Registry
 from srkd.types import FEATURE_WIDTHS, PointCloud
-
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,19 @@ def _existing_splits(root: Path) -> list[str]:
 
 
 def list_scenes(root: Path, split: str) -> list[str]:
-    """Sorted scene folder names under `<root>/<split>/` (hidden / temporary folders skipped)."""
+    """Sorted scene folder names under `<root>/<split>/` (hidden / temporary folders skipped).
+
+    Raises ConfigError for a split that is not a plain folder name, DataError for a missing root,
+    split or scene folder, or a root marked unfinished by its writer.
+    """
     root = Path(root)
-    split_dir = root / split
+    split_dir = root / check_split(split)
     if not root.is_dir():
         raise DataError(
             f"dataset root {root} does not exist; point it at a folder with <split>/<scene>/ "
             "subfolders (create one with `srkd prepare scannet` or `srkd generate-synthetic`)"
         )
+    _check_finished(root)
     if not split_dir.is_dir():
         have = ", ".join(_existing_splits(root)) or "none"
         raise DataError(
@@ -98,6 +107,34 @@ def list_scenes(root: Path, split: str) -> list[str]:
             "<scene_id>/ with coord.npy, color.npy, normal.npy and the label files"
         )
     return scenes
+
+
+def _check_finished(root: Path) -> None:
+    """DataError when `root` holds the UNFINISHED marker of a writer that stopped part-way."""
+    marker = root / UNFINISHED
+    if marker.exists():
+        raise DataError(
+            f"dataset root {root} is unfinished ({marker} exists): the command that wrote it "
+            "stopped before writing every scene; re-run it with the same options to finish it, "
+            "or delete the folder"
+        )
+
+
+def _check_finite(arr: np.ndarray, path: Path, scene_id: str) -> None:
+    """DataError naming `path` when the float array `arr` (N, 3) holds NaN or inf values.
+
+    Costs one `np.isfinite` pass over an array already in memory; integer arrays are skipped.
+    """
+    if arr.dtype.kind != "f" or np.isfinite(arr).all():
+        return
+    bad = ~np.isfinite(arr)
+    rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1))
+    raise DataError(
+        f"scene {scene_id!r}: {path.absolute()} holds {int(bad.sum())} non-finite {path.stem} "
+        f"value(s) (NaN or inf) in {len(rows)} of {len(arr)} points, first at point {rows[0]}; "
+        "repair or re-create this file (e.g. re-run `srkd prepare scannet` or "
+        "`srkd generate-synthetic`), or move the scene folder out of the split"
+    )
 
 
 def _load_npy(path: Path, scene_id: str, width: int | None, n: int | None) -> np.ndarray:
@@ -150,10 +187,11 @@ def load_scene(
         num_classes = spec.num_classes.
     Raises:
         DataError naming the file for a missing or malformed file, a wrong shape or length, a
-        non-finite coordinate or normal, a label out of range, or an empty scene.
+        NaN or inf in coord, color or normal, a label out of range, or an empty scene;
+        ConfigError for a split that is not a plain folder name (DataError for such a scene id).
     """
     check_scene_id(scene_id)
-    scene_dir = Path(root) / split / scene_id
+    scene_dir = Path(root) / check_split(split) / scene_id
     if not scene_dir.is_dir():
         raise DataError(
             f"scene folder {scene_dir} does not exist; list the available scenes with "
@@ -185,12 +223,8 @@ def load_scene(
         )
     color = _load_npy(scene_dir / "color.npy", scene_id, 3, n)
     normal = _load_npy(scene_dir / "normal.npy", scene_id, 3, n)
-    if not np.isfinite(normal).all():
-        bad = int(np.argwhere(~np.isfinite(normal))[0, 0])
-        raise DataError(
-            f"scene {scene_id!r}: {scene_dir / 'normal.npy'} has a non-finite normal "
-            f"{normal[bad].tolist()} at point {bad}"
-        )
+    for stem, arr in (("coord", coord), ("color", color), ("normal", normal)):
+        _check_finite(arr, scene_dir / f"{stem}.npy", scene_id)
     seg_path = scene_dir / f"{spec.segment_file}.npy"
     segment = _load_npy(seg_path, scene_id, None, n) if seg_path.is_file() else None
     inst_path = scene_dir / "instance.npy"

@@ -14,19 +14,22 @@ passed through a simulated scanner:
 
 Scene i draws from `np.random.default_rng([seed, i])` only, so scenes can be generated in any
 order or in parallel with identical results. `generate_dataset` writes the scenes in the
-Pointcept ScanNet layout (see srkd.data.layout) with a train/val split.
+Pointcept ScanNet layout (see srkd.data.layout) with a train/val split; a run that fails part-way
+leaves its folder marked unfinished, never a `synthetic.json` claiming scenes that are missing.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
-from srkd.data.layout import write_scene
+from srkd.data.layout import UNFINISHED, write_scene
 from srkd.data.synthetic_geometry import (
     SampledPoints,
     Surfaces,
@@ -199,6 +202,15 @@ def generate_dataset(
     `out/synthetic.json` records the parameters; regenerating into the same folder with the same
     parameters rewrites identical files, while a folder holding anything else is refused.
 
+    A failed run never leaves a folder that looks complete. While scenes are written, the manifest
+    sits in the root as `layout.UNFINISHED` (unfinished.json), which every reader refuses
+    (`srkd.data.scannet.list_scenes`); each scene folder appears whole or not at all
+    (`layout.write_scene`); only when every scene is written does one atomic rename turn the
+    marker into `synthetic.json`. Re-running with the same parameters finishes (rewrites) an
+    unfinished folder. This in-place scheme was chosen over generating into a temporary sibling
+    folder and renaming it onto `out`: `out` may already exist (an empty folder made by the user,
+    or this very dataset being regenerated), which a folder rename cannot replace atomically.
+
     Args:
         out: dataset root (created if missing).
         scenes, seed, val_fraction, n_points: see `split_sizes` and `generate_scene`.
@@ -206,6 +218,9 @@ def generate_dataset(
         progress: called with each written scene folder, in completion order.
     Returns:
         The scene folders, in scene-index order.
+    Raises:
+        ConfigError for bad parameters (before anything is written); DataError for an `out` that
+        holds something else. Any error while writing leaves `out` marked unfinished.
     """
     n_train, _ = split_sizes(scenes, val_fraction)
     _check_int("seed", seed, 0)
@@ -222,49 +237,102 @@ def generate_dataset(
     }
     _claim(out, manifest)
     jobs = [("train" if i < n_train else "val", i) for i in range(scenes)]
-    paths: list[Path | None] = [None] * scenes
     if workers == 1:
-        for split, i in jobs:
-            paths[i] = _write_one(out, split, seed, i, n_points)
-            if progress:
-                progress(paths[i])
+        paths = _write_serial(out, jobs, seed, n_points, progress)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {
-                pool.submit(_write_one, out, split, seed, i, n_points): i for split, i in jobs
-            }
+        paths = _write_parallel(out, jobs, seed, n_points, workers, progress)
+    os.replace(out / UNFINISHED, out / MANIFEST)  # the dataset is complete from here on
+    return paths
+
+
+Jobs = list[tuple[str, int]]
+"""(split, scene index) of every scene to write."""
+
+
+def _write_serial(
+    out: Path, jobs: Jobs, seed: int, n_points: int, progress: Callable[[Path], None] | None
+) -> list[Path]:
+    """Write the scenes one after the other in this process; their folders in job order."""
+    paths = []
+    for split, i in jobs:
+        paths.append(_write_one(out, split, seed, i, n_points))
+        if progress:
+            progress(paths[-1])
+    return paths
+
+
+def _write_parallel(
+    out: Path,
+    jobs: Jobs,
+    seed: int,
+    n_points: int,
+    workers: int,
+    progress: Callable[[Path], None] | None,
+) -> list[Path]:
+    """Write the scenes in `workers` processes; their folders in job order. The first failure
+    cancels the scenes not yet started and is re-raised."""
+    paths: list[Path | None] = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(_write_one, out, split, seed, i, n_points): k
+            for k, (split, i) in enumerate(jobs)
+        }
+        try:
             for fut in as_completed(futures):
                 paths[futures[fut]] = fut.result()
                 if progress:
                     progress(paths[futures[fut]])
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return [p for p in paths if p is not None]
 
 
 def _claim(out: Path, manifest: dict) -> None:
-    """Refuse an `out` folder that holds something other than this very dataset; else mark it."""
-    path = out / MANIFEST
+    """Refuse an `out` folder that holds something other than this very dataset (finished or
+    not); else mark it unfinished: the manifest goes to `out/UNFINISHED` and a previous
+    `out/synthetic.json` is removed (in that order, so the root is always recognisable)."""
     if out.exists() and not out.is_dir():
         raise DataError(f"output path {out} exists and is not a folder; choose another --out")
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataError(
-                f"{path} is unreadable ({exc}); delete {out} or choose another --out"
-            ) from None
-        if old != manifest:
-            diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
-            raise DataError(
-                f"{out} holds a synthetic dataset generated with other parameters "
-                f"(old, new: {diff}); delete it or choose another --out"
-            )
-    elif out.is_dir() and any(out.iterdir()):
+    found = [out / name for name in (MANIFEST, UNFINISHED) if (out / name).is_file()]
+    for path in found:
+        _check_same(path, manifest, out)
+    if not found and out.is_dir() and any(out.iterdir()):
         raise DataError(
             f"{out} is not empty and is not a synthetic dataset (no {MANIFEST}); "
             "choose an empty or new folder for --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_json_atomic(out / UNFINISHED, manifest)
+    (out / MANIFEST).unlink(missing_ok=True)
+
+
+def _check_same(path: Path, manifest: dict, out: Path) -> None:
+    """DataError unless the manifest stored at `path` equals `manifest`."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        msg = f"{path} is unreadable ({exc}); delete {out} or choose another --out"
+        raise DataError(msg) from None
+    if old != manifest:
+        what = "an unfinished" if path.name == UNFINISHED else "a"
+        diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
+        raise DataError(
+            f"{out} holds {what} synthetic dataset generated with other parameters "
+            f"(old, new: {diff}); delete it or choose another --out"
+        )
+
+
+def _write_json_atomic(path: Path, value: dict) -> None:
+    """Write `value` as indented JSON to `path` via a temporary sibling and one rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(value, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
