@@ -3,6 +3,12 @@
 A stage's fingerprint is its cmd, the content hash of each dep, the values of its declared params
 and the srkd version. stages.lock records the fingerprint of each stage's last successful run;
 `why_run` compares the current state against it and says, in words, what changed.
+
+stages.lock is written atomically (a temporary sibling, fsync, then os.replace), so a crash or an
+interrupt leaves the previous lock or the new one, never a torn file. A lock that is nevertheless
+unreadable (edited by hand, a merge conflict, a disk fault) is an error, not "no lock": treating
+it as absent would silently re-run every stage, hours of training included, so the user decides
+(restore it, e.g. from version control, or delete it to re-run every stage).
 """
 
 from __future__ import annotations
@@ -16,8 +22,13 @@ from typing import Any
 
 from pipeline.spec import Stage, lookup
 from srkd import __version__
+from srkd.errors import DataError
 
 LOCK_VERSION = 1
+
+
+class LockError(DataError):
+    """stages.lock exists but cannot be read as a lock file."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ class HashCache:
         key = str(path)
         stamp = [st.st_size, st.st_mtime_ns]
         hit = self.entries.get(key)
-        if hit and hit[0] == stamp:
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == stamp:
             return hit[1]
         h = hashlib.sha256()
         with path.open("rb") as f:
@@ -113,17 +124,44 @@ def output_hashes(stage: Stage, root: Path, hashes: HashCache) -> dict[str, str]
 
 
 def read_lock(path: Path) -> dict[str, Any]:
-    """stages.lock as a dict ({} when absent or from another lock version)."""
+    """stages.lock as a dict (an empty lock when absent or from another lock version).
+
+    Raises LockError naming the file and what to do when it is not a readable lock.
+    """
     if not path.is_file():
-        return {"version": LOCK_VERSION, "stages": {}, "hashes": {}}
-    data = json.loads(path.read_text())
+        return _empty_lock()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LockError(f"{path}: not a readable stages.lock ({exc}); restore it (e.g. from "
+                        f"version control) or delete it to re-run every stage") from None
+    if not isinstance(data, dict):
+        raise LockError(f"{path}: not a stages.lock (a JSON object was expected); "
+                        "delete it to re-run every stage")
     if data.get("version") != LOCK_VERSION:
-        return {"version": LOCK_VERSION, "stages": {}, "hashes": {}}
+        return _empty_lock()
+    for key, entry_type in (("stages", dict), ("hashes", list)):
+        entries = data.get(key)
+        if not isinstance(entries, dict) or not all(isinstance(v, entry_type) for v in entries.values()):
+            raise LockError(f"{path}: its {key!r} entry is damaged; restore the file (e.g. from "
+                            f"version control) or delete it to re-run every stage")
     return data
 
 
 def write_lock(path: Path, data: dict[str, Any]) -> None:
-    """Atomically write stages.lock."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write stages.lock atomically: a temporary sibling (removed on any failure, an interrupt
+    included), flushed to disk, then renamed over the old lock."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _empty_lock() -> dict[str, Any]:
+    return {"version": LOCK_VERSION, "stages": {}, "hashes": {}}

@@ -49,6 +49,8 @@ class PipelineSpec:
     path: Path
     params: dict[str, Any]
     stages: dict[str, Stage] = field(default_factory=dict)
+    param_lines: dict[str, int] = field(default_factory=dict)
+    """Line (1-based) of every key under `params`, by dotted key ('distill.epochs')."""
 
     def param(self, key: str) -> Any:
         """Value of a dotted key such as 'distill.epochs'; ConfigError if it is not defined."""
@@ -115,12 +117,13 @@ def load_spec(path: Path) -> PipelineSpec:
     params = _to_python(top["params"][1]) if "params" in top else {}
     if not isinstance(params, dict):
         raise ConfigError(f"{path}:{_line(top['params'][1])}: 'params' must be a mapping")
+    param_lines = _key_lines(top["params"][1], path, "params") if "params" in top else {}
     if "stages" not in top:
         raise ConfigError(f"{path}: no 'stages' section")
     stages: dict[str, Stage] = {}
     for name, (_, node) in _mapping(top["stages"][1], path, "stages").items():
         stages[name] = _stage(name, node, path, params)
-    spec = PipelineSpec(path=path, params=params, stages=stages)
+    spec = PipelineSpec(path=path, params=params, stages=stages, param_lines=param_lines)
     spec.order(list(stages))  # reject cycles early (manual stages too)
     return spec
 
@@ -200,6 +203,18 @@ def _mapping(node: yaml.Node, path: Path, where: str) -> dict[str, tuple[yaml.No
             raise ConfigError(f"{path}:{_line(knode)}: {where}: key {key!r} appears twice")
         out[key] = (knode, vnode)
     return out
+
+
+def _key_lines(node: yaml.Node, path: Path, where: str, prefix: str = "") -> dict[str, int]:
+    """Dotted key -> line of every key in a nested mapping; a key given twice is an error
+    (plain YAML loading would silently keep the last value)."""
+    lines: dict[str, int] = {}
+    for key, (knode, vnode) in _mapping(node, path, where).items():
+        dotted = prefix + str(key)
+        lines[dotted] = _line(knode)
+        if isinstance(vnode, yaml.MappingNode):
+            lines.update(_key_lines(vnode, path, f"params.{dotted}", dotted + "."))
+    return lines
 
 
 def _to_python(node: yaml.Node) -> Any:

@@ -68,6 +68,11 @@ def evaluate(
         out_dir = Path(pick(out, params, "out", DEFAULT_OUT))
         use_tta = bool(pick(tta, params, "tta", True))
         split = pick(split, params, "split", None)
+        data_root = pick(data_root, params, "data_root", None)
+        dataset = pick(dataset, params, "dataset", None)
+        grid_size = pick(grid_size, params, "grid_size", None)
+        max_scenes = pick(max_scenes, params, "max_scenes", None)
+        render_scene = pick(render_scene, params, "render_scene", None)
 
         from srkd.device import configure_threads
         from srkd.evaluate import run_evaluation, write_evaluation
@@ -86,7 +91,7 @@ def evaluate(
 
             evaluation = run_evaluation(
                 checkpoints, cache=Path(cache) if cache is not None else None, dataset=dataset,
-                data_root=data_root, split=split, grid_size=grid_size, tta=use_tta,
+                data_root=Path(data_root) if data_root is not None else None, split=split, grid_size=grid_size, tta=use_tta,
                 device=device.value, max_scenes=max_scenes, render_scene=render_scene,
                 latency_runs=latency_runs, progress=on_progress,
             )

@@ -17,20 +17,28 @@ def run(
     file: Annotated[Path, typer.Option("--file", help="The pipeline file.")] = Path("stages.yaml"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would run and why, run nothing.")] = False,
 ) -> None:
-    """Run the pipeline in stages.yaml: each stage only if its cmd, deps or params changed."""
+    """Run the pipeline in stages.yaml: each stage only if its cmd, deps or params changed.
+
+    Each stage runs in its own process group, which is stopped as a whole when `srkd run` is
+    interrupted (exit code 128 + signal number) or killed (see pipeline.runner).
+    """
     from rich.console import Console
 
     from pipeline.params import parse_overrides
-    from pipeline.runner import run_pipeline
+    from pipeline.runner import RunInterrupted, run_pipeline
     from pipeline.spec import load_spec
 
     console = Console(stderr=True)
     with user_errors():
         spec = load_spec(file)
-        results = run_pipeline(
-            spec, targets=stage or None, force=force, overrides=parse_overrides(set_ or []),
-            dry_run=dry_run, log=console.print,
-        )
+        try:
+            results = run_pipeline(
+                spec, targets=stage or None, force=force, overrides=parse_overrides(set_ or []),
+                dry_run=dry_run, log=console.print,
+            )
+        except RunInterrupted as exc:  # one red line like any error, but the signal's exit code
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=exc.exit_code) from None
         ran = [r.name for r in results if r.ran]
         console.print(f"{'would run' if dry_run else 'ran'} {len(ran)} of {len(results)} stages"
                       + (f": {', '.join(ran)}" if ran else ""))

@@ -200,3 +200,29 @@ stages:
     assert (tmp_path / "cache/log").read_text() == "xx"
     run_pipeline(spec, overrides={"cache.views": 2})  # other inputs: start from scratch
     assert (tmp_path / "cache/log").read_text() == "x"
+
+
+def test_one_run_per_project_folder_and_held_outputs_are_not_cleared(tmp_path):
+    from srkd.errors import CacheError
+    from srkd.locking import locked_dir
+
+    spec = load_spec(write_spec(tmp_path))
+    with (locked_dir(tmp_path, "pipeline folder", CacheError),  # as another `srkd run` holds it
+          pytest.raises(StageFailed, match=r"pipeline folder .* by another srkd process")):
+        run_pipeline(spec)
+    assert runs(tmp_path) == []
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "partial.txt").write_text("being written")
+    dir_spec = load_spec(write_spec(tmp_path, f"""\
+stages:
+  writer:
+    cmd: {PY} -c "import os; os.makedirs('out', exist_ok=True); open('out/done.txt','w').write('x')"
+    outs: [out]
+"""))
+    with (locked_dir(out_dir, "run folder", CacheError),  # a leftover process still writes it
+          pytest.raises(StageFailed, match=r"stage 'writer' output .* by another srkd process")):
+        run_pipeline(dir_spec)
+    assert (out_dir / "partial.txt").read_text() == "being written"  # not cleared under it
+    run_pipeline(dir_spec)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["done.txt"]

@@ -1,0 +1,216 @@
+"""`srkd run` owns its stages: a killed or interrupted runner leaves no stage process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.runner import RunInterrupted, StageFailed, _SignalGuard, run_pipeline
+from pipeline.spec import load_spec
+from pipeline.supervise import _Stop, _wait_child
+
+PY = sys.executable
+
+# The stage starts a child (standing in for DataLoader or dask workers); both append to a
+# heartbeat file every 0.1 s until a file `go` exists. `out/partial.txt` is a half-written output.
+# Both give up after 90 s, so a regression cannot leave them running for ever.
+WORKER = """\
+import os, subprocess, sys, time
+give_up = time.monotonic() + 90
+if sys.argv[1] == "child":
+    while time.monotonic() < give_up:
+        with open("hb_child", "a") as f:
+            f.write("c")
+        time.sleep(0.1)
+    sys.exit(1)
+child = subprocess.Popen([sys.executable, __file__, "child"])
+os.makedirs("out", exist_ok=True)
+open("out/partial.txt", "w").write("half")
+open("pids", "w").write(f"{os.getpid()} {child.pid}")
+while not os.path.exists("go"):
+    with open("hb_stage", "a") as f:
+        f.write("s")
+    time.sleep(0.1)
+    if time.monotonic() > give_up:
+        sys.exit(1)
+child.terminate()
+child.wait()
+os.remove("out/partial.txt")
+open("out/result.txt", "w").write("done")
+"""
+
+SPEC = f"""\
+stages:
+  work:
+    cmd: {PY} worker.py stage
+    outs: [out]
+  report:
+    cmd: {PY} -c "open('report.txt','w').write(open('out/result.txt').read().upper())"
+    deps: [out]
+    outs: [report.txt]
+"""
+
+
+def project(folder: Path) -> Path:
+    """A project folder holding worker.py and stages.yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "worker.py").write_text(WORKER)
+    (folder / "stages.yaml").write_text(SPEC)
+    return folder
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():  # Linux: read the state letter
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def start_runner(folder: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """`srkd run` in a subprocess (its own session), once the stage and its child beat."""
+    runner = subprocess.Popen([PY, "-m", "cli", "run"], cwd=folder, start_new_session=True,
+                              stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: size(folder / "hb_stage") >= 3 and size(folder / "hb_child") >= 3,
+             what="the stage and its child to start")
+    return runner, [int(p) for p in (folder / "pids").read_text().split()]
+
+
+def assert_stopped(folder: Path, pids: list[int]) -> None:
+    """Every stage process is gone within a few seconds, and the heartbeats stand still."""
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=20.0, what="the stage to stop")
+    before = size(folder / "hb_stage"), size(folder / "hb_child")
+    time.sleep(0.5)
+    assert (size(folder / "hb_stage"), size(folder / "hb_child")) == before
+
+
+def assert_rerun_matches_clean_run(folder: Path, tmp_path: Path) -> None:
+    """After `go`, a re-run finishes both stages with the outputs of an undisturbed run."""
+    (folder / "go").write_text("")
+    results = run_pipeline(load_spec(folder / "stages.yaml"))
+    assert [r.name for r in results if r.ran] == ["work", "report"]
+    clean = tmp_path / "clean"
+    project(clean)
+    (clean / "go").write_text("")
+    run_pipeline(load_spec(clean / "stages.yaml"))
+    for name in ("report.txt",):
+        assert (folder / name).read_text() == (clean / name).read_text() == "DONE"
+    assert sorted(p.name for p in (folder / "out").iterdir()) == ["result.txt"]
+
+
+def test_sigkill_of_the_runner_stops_the_stage_and_its_children(tmp_path):
+    # nothing can catch SIGKILL: the stage's supervisor gets the parent-death signal (Linux) or
+    # notices its parent is gone, and stops the stage's whole process group
+    folder = project(tmp_path / "run")
+    runner, pids = start_runner(folder)
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait(timeout=30)
+    assert_stopped(folder, pids)
+    assert_rerun_matches_clean_run(folder, tmp_path)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_runner_stops_the_stage_and_exits_nonzero(tmp_path, signum):
+    folder = project(tmp_path / "run")
+    runner, pids = start_runner(folder)
+    # SIGINT as a terminal's Ctrl-C sends it (to the foreground group); the stage has its own
+    os.killpg(runner.pid, signum)
+    _, stderr = runner.communicate(timeout=60)
+    assert runner.returncode == 128 + signum
+    assert f"stopped by {signal.Signals(signum).name} while stage 'work' ran" in stderr
+    assert "Traceback" not in stderr
+    assert_stopped(folder, pids)
+    assert not (folder / "stages.lock").exists()  # the interrupted stage is not recorded
+    assert_rerun_matches_clean_run(folder, tmp_path)
+
+
+def test_processes_a_finished_stage_leaves_behind_are_killed(tmp_path):
+    # a stage that exits but leaves a background process (still writing) does not outlive
+    # its turn: the runner kills what is left of the stage's process group
+    leak = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
+            "'import time; time.sleep(90)']); open('bg.pid', 'w').write(str(p.pid)); "
+            "open('done.txt', 'w').write('x')")
+    (tmp_path / "stages.yaml").write_text(
+        f'stages:\n  leaky:\n    cmd: {PY} -c "{leak}"\n    outs: [done.txt]\n')
+    run_pipeline(load_spec(tmp_path / "stages.yaml"))
+    background = int((tmp_path / "bg.pid").read_text())
+    wait_for(lambda: not alive(background), timeout=10.0, what="the left-behind process to die")
+
+
+def test_stage_exit_status_is_reported(tmp_path):
+    cases = {
+        "killed": (f'{PY} -c "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"',
+                   "killed by SIGKILL"),
+        "missing": ("no-such-program-srkd --x", "exit code 127"),
+    }
+    for name, (cmd, words) in cases.items():
+        (tmp_path / "stages.yaml").write_text(f"stages:\n  {name}:\n    cmd: {cmd}\n")
+        with pytest.raises(StageFailed, match=words):
+            run_pipeline(load_spec(tmp_path / "stages.yaml"))
+
+
+def test_in_process_run_turns_sigterm_into_run_interrupted(tmp_path):
+    # run_pipeline called from Python (the main thread): the same stop, as an exception
+    folder = project(tmp_path / "run")
+
+    def sigterm_once_beating() -> None:  # a thread: SIGALRM belongs to pytest-timeout
+        wait_for(lambda: size(folder / "hb_stage") >= 3 and size(folder / "hb_child") >= 3)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=sigterm_once_beating, daemon=True)
+    sender.start()
+    with pytest.raises(RunInterrupted, match="while stage 'work' ran") as info:
+        run_pipeline(load_spec(folder / "stages.yaml"))
+    sender.join()
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the runner's handlers are gone
+    assert_stopped(folder, [int(p) for p in (folder / "pids").read_text().split()])
+
+
+def test_signals_ignored_at_start_stay_ignored():
+    # `nohup srkd run`: a hangup must not stop the run
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with _SignalGuard():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_supervisor_notices_a_dead_runner_by_polling():
+    # where there is no parent-death signal (not Linux) the supervisor polls its parent pid
+    child = subprocess.Popen([PY, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(_Stop):
+            _wait_child(child, runner_pid=-1, poll=0.1)  # -1 is nobody's parent
+        assert _wait_child(subprocess.Popen([PY, "-c", "pass"]), os.getppid(), poll=0.1) == 0
+    finally:
+        child.kill()
+        child.wait()
