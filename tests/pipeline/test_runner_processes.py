@@ -92,10 +92,17 @@ def size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+def _default_stop_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start_runner(folder: Path) -> tuple[subprocess.Popen[str], list[int]]:
     """`srkd run` in a subprocess (its own session), once the stage and its child beat."""
+    # SIGINT and SIGHUP start at their defaults, as in a terminal: a test run in the background
+    # (`cmd &`, nohup) inherits them ignored, and the runner rightly keeps ignoring them
     runner = subprocess.Popen([PY, "-m", "cli", "run"], cwd=folder, start_new_session=True,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=_default_stop_signals)  # noqa: PLW1509
     wait_for(lambda: size(folder / "hb_stage") >= 3 and size(folder / "hb_child") >= 3,
              what="the stage and its child to start")
     return runner, [int(p) for p in (folder / "pids").read_text().split()]
