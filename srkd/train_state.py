@@ -12,7 +12,7 @@ train_state.pt is one ``torch.save`` dict of tensors and plain values, so it loa
     step, best               int steps done, float | None best validation mIoU
     rng_torch, rng_numpy, rng_python (+ rng_cuda)   every random stream, to continue exactly
 
-Files of srkd <= 0.2 lack format and run; they are loaded without the run check.
+Files written before this format (srkd 0.1) lack format and run; they load without the run check.
 """
 
 from __future__ import annotations
