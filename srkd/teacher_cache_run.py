@@ -257,6 +257,8 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
     damaged = writer.damaged_scenes([s for s in scenes if s in committed])
     todo = [s for s in scenes if s not in committed or s in damaged]
     skipped = [s for s in scenes if s in committed and s not in damaged]
+    if todo:  # before any teacher work: an old-schema cache can be complete, not extended
+        writer.check_extendable()
     _check_resumed_data(job, dataset, skipped)
     return Plan(job, spec, todo, skipped, damaged)
 

@@ -95,10 +95,11 @@ class CacheWriter:
     worker processes (never writes the root).
     """
 
-    def __init__(self, group: zarr.Group, spec: CacheSpec, where: str) -> None:
+    def __init__(self, group: zarr.Group, spec: CacheSpec, where: str, schema_version: int = SCHEMA_VERSION) -> None:
         self._group = group
         self.spec = spec
         self.where = where
+        self.schema_version = schema_version
         self._codec = make_codec(spec.codec)
 
     @classmethod
@@ -142,15 +143,19 @@ class CacheWriter:
             raise CacheError(f"no cache at {where}; create it first (CacheWriter.create)")
         group = zarr.open_group(store, mode="r+", use_consolidated=False)
         record, found = read_root(group, where)
-        if record["schema_version"] != SCHEMA_VERSION:
-            raise CacheError(
-                f"the cache at {where} was written by an older srkd (schema version "
-                f"{record['schema_version']}); it can still be read, but not extended: rebuild it "
-                "with `srkd cache-teacher --overwrite`, or write to a new --out"
-            )
         if found.fingerprint() != spec.fingerprint():
             raise CacheError(stale_message(where, found, spec))
-        return cls(group, spec, where)
+        return cls(group, spec, where, schema_version=int(record["schema_version"]))
+
+    def check_extendable(self) -> None:
+        """CacheError unless new scenes may be written: a cache of an older schema can be read
+        (and found complete) but not extended, since its scenes would mix two layouts."""
+        if self.schema_version != SCHEMA_VERSION:
+            raise CacheError(
+                f"the cache at {self.where} was written by an older srkd (schema version "
+                f"{self.schema_version}); it can still be read, but not extended or repaired: "
+                "rebuild it with `srkd cache-teacher --overwrite`, or write to a new --out"
+            )
 
     def committed_scenes(self) -> set[str]:
         """Ids of the scenes whose committed marker is set."""
@@ -172,6 +177,7 @@ class CacheWriter:
         Raises CacheError (the scene left uncommitted) when an array is not there after writing.
         """
         check_scene_id(scene_id)
+        self.check_extendable()
         entries = self._validate(scene_id, views, ensemble)
         # Encode everything before touching the store: a bad input never clears a good scene.
         encoded = {name: self._codec.encode(t.logits, t.feature) for name, t in entries.items()}

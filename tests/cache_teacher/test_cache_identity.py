@@ -123,8 +123,12 @@ def test_schema_1_caches_are_read_but_not_extended(fresh) -> None:
     assert reader.schema_version == 1 and reader.scene_ids == SCENES
     assert reader.data_sha256(SCENES[0]) is None
     reader.check_scene_data(SCENES[0], "f" * 64)  # unverifiable: accepted (point counts still checked)
+    assert build_cache(fresh, workers=0).skipped == list(SCENES)  # complete: used as it is
+    shutil.rmtree(fresh.out / SCENES[0])
+    with pytest.raises(CacheError, match="older srkd"):  # but not extended
+        build_cache(fresh, workers=0)
     with pytest.raises(CacheError, match="older srkd"):
-        CacheWriter.open(fresh.out, spec)
+        CacheWriter.open(fresh.out, spec).write_scene(SCENES[0], [], None)
 
 
 def test_a_second_build_of_one_cache_is_refused_while_the_first_holds_it(fresh) -> None:
