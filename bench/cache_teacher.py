@@ -96,7 +96,7 @@ def bench_model(name: str, data_root: Path, split: str, args: argparse.Namespace
     points = 0
     # warm-up (first-call allocations) on the first scene, untimed
     scene_targets(model, load_scene(data_root, split, scenes[0], dataset), views, args.grid_size,
-                  dataset.feature_names, "cpu", ensemble)  # fmt: skip
+                  dataset.feature_names, "cpu", ensemble, color_norm=info.color_norm)  # fmt: skip
 
     def bare_run() -> float:
         nonlocal points
@@ -104,7 +104,8 @@ def bench_model(name: str, data_root: Path, split: str, args: argparse.Namespace
         start, cpu0 = time.perf_counter(), time.process_time()
         for scene in scenes:
             pc = load_scene(data_root, split, scene, dataset)
-            scene_targets(model, pc, views, args.grid_size, dataset.feature_names, "cpu", ensemble)
+            scene_targets(model, pc, views, args.grid_size, dataset.feature_names, "cpu", ensemble,
+                          color_norm=info.color_norm)
             points += pc.num_points
         cpu.append(time.process_time() - cpu0)
         return time.perf_counter() - start

@@ -225,10 +225,10 @@ def score_teacher(root: Path, teacher: Path, grid_size: float) -> dict[str, floa
     from srkd.models import load_checkpoint
 
     spec = get_dataset_spec("scannet")
-    model, _ = load_checkpoint(teacher, expect_classes=spec.num_classes)
+    model, meta = load_checkpoint(teacher, expect_classes=spec.num_classes)
     source = ScanNetScenes(root, "val", spec)
     scores = validation_scores(model, [source.load(s) for s in source.scene_ids], spec.num_classes,
-                               grid_size, spec.feature_names)  # fmt: skip
+                               grid_size, spec.feature_names, color_norm=meta.color_norm)  # fmt: skip
     return {"mIoU": scores.miou, "mAcc": scores.macc, "allAcc": scores.allacc,
             "params": sum(p.numel() for p in model.parameters())}
 

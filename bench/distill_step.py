@@ -124,7 +124,8 @@ def build_cache(root: Path, cache: Path, teacher, device) -> float:
     source = ScanNetScenes(root, "train", ds)
     start = time.perf_counter()
     for scene in source.scene_ids:
-        targets, _ = scene_targets(teacher, source.load(scene), views, GRID, ds.feature_names, device)
+        targets, _ = scene_targets(teacher, source.load(scene), views, GRID, ds.feature_names, device,
+                                   color_norm=info.color_norm)
         writer.write_scene(scene, targets)
     return time.perf_counter() - start
 

@@ -222,7 +222,8 @@ def validation_scores(
     grid_size: float,
     feature_names: Sequence[str],
     device: torch.device | str = "cpu",
-    color_norm: str = DEFAULT_COLOR_NORM,
+    *,
+    color_norm: str,
 ) -> SegmentationScores:
     """Single-pass (no TTA) precise validation over every original point of `scenes`, with the
     model's input `color_norm`."""

@@ -306,7 +306,7 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
 
         def evaluate_fn(m: nn.Module) -> dict[str, Any]:
             scores = validation_scores(m, val_scenes, ds.num_classes, cfg.grid_size,
-                                       ds.feature_names, device, cfg.color_norm)
+                                       ds.feature_names, device, color_norm=cfg.color_norm)
             return {"mIoU": scores.miou, "mAcc": scores.macc, "allAcc": scores.allacc,
                     "scenes": len(val_scenes)}
 

@@ -19,7 +19,6 @@ from torch import nn
 from srkd.data.collate import collate
 from srkd.data.dataset import make_fragments
 from srkd.data.transforms import (
-    DEFAULT_COLOR_NORM,
     Record,
     fragment_transforms,
     replay,
@@ -80,10 +79,11 @@ def infer_view(
     grid_size: float,
     feature_names: Sequence[str],
     device: torch.device | str = "cpu",
+    *,
+    color_norm: str,
     with_feature: bool = False,
     amp: bool = False,
     num_points: int | None = None,
-    color_norm: str = DEFAULT_COLOR_NORM,
 ) -> SceneInference:
     """Run `model` over every point of one (already augmented) view, fragment by fragment.
 
@@ -91,7 +91,9 @@ def infer_view(
         view: the scene after the view's geometric transforms; `origin_index` maps its points to
             the N original points.
         num_points: N, the size of the original scene (default: max origin_index + 1).
-        color_norm: the model's input colour normalisation (srkd.data.transforms.COLOR_NORMS).
+        color_norm: the model's input colour normalisation (srkd.data.transforms.COLOR_NORMS;
+            a checkpoint's `CheckpointMeta.color_norm`). Required: a wrong one silently costs
+            accuracy.
     Returns:
         Sums over fragments, indexed by ORIGINAL point.
     """
@@ -125,8 +127,9 @@ def infer_scene(
     grid_size: float,
     feature_names: Sequence[str],
     device: torch.device | str = "cpu",
+    *,
+    color_norm: str,
     amp: bool = False,
-    color_norm: str = DEFAULT_COLOR_NORM,
 ) -> SceneInference:
     """Precise inference: the sum of `infer_view` over `views` (records replayed on `pc`, e.g.
     `precise_views(pc)`), with the model's input `color_norm`."""

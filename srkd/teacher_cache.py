@@ -239,7 +239,8 @@ def scene_targets(
     feature_names: Sequence[str],
     device: torch.device | str = "cpu",
     ensemble: bool = False,
-    color_norm: str = DEFAULT_COLOR_NORM,
+    *,
+    color_norm: str,
 ) -> tuple[list[ViewTargets], ViewTargets | None]:
     """Every view of one scene through the teacher (eval, no grad, fp16 autocast on CUDA).
 

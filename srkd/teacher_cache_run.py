@@ -253,6 +253,7 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
     spec = make_spec(dataset, job.data_root, job.split, info, job.views, job.codec, job.grid_size, job.ensemble)
     _check_out_dir(job.out)
     writer = CacheWriter.create(job.out, spec, overwrite=overwrite)
+    spec = writer.spec  # as the cache records it (a cache of srkd 0.1 leaves color_norm unstated)
     committed = writer.committed_scenes()
     damaged = writer.damaged_scenes([s for s in scenes if s in committed])
     todo = [s for s in scenes if s not in committed or s in damaged]

@@ -122,12 +122,12 @@ def test_every_view_and_fragment_votes(data_root: Path) -> None:
         per_view = np.zeros(pc.num_points, np.int64)
         for f in frags:
             np.add.at(per_view, view.origin_index[f], 1)
-        got = infer_view(model, view, GRID, ("color", "normal"), num_points=pc.num_points)
+        got = infer_view(model, view, GRID, ("color", "normal"), num_points=pc.num_points, color_norm="pointcept")
         assert (got.votes >= 1).all()  # each view covers every point
         np.testing.assert_array_equal(got.votes, per_view)
         expected += per_view
     assert max(len(grid_sample(pc.coord, GRID, mode="test").fragments), 1) > 1  # fragments exist
-    total = infer_scene(model, pc, views, GRID, ("color", "normal"))
+    total = infer_scene(model, pc, views, GRID, ("color", "normal"), color_norm="pointcept")
     np.testing.assert_array_equal(total.votes, expected)
     assert total.votes.sum() == fragment_points
     np.testing.assert_array_equal(total.predictions()[pc.segment >= 0], pc.segment[pc.segment >= 0])
@@ -236,7 +236,8 @@ def test_latency_is_a_median_of_timed_runs_within_a_budget(data_root: Path) -> N
     assert lat.ms_per_scene > 0 and "median of 2 runs after 1 warm-up" in lat.method
     assert lat.device == f"cpu ({torch.get_num_threads()} threads)"
     # warm-up runs plus timed runs, each one view over every point (1 vote per fragment point)
-    per_pass = infer_scene(model, pc, precise_views(pc, tta=False), GRID, ("color", "normal")).votes.sum()
+    per_pass = infer_scene(model, pc, precise_views(pc, tta=False), GRID, ("color", "normal"),
+                           color_norm="pointcept").votes.sum()
     model.points_seen = 0
     lat = measure_latency(m, pc, torch.device("cpu"), warmup=1, runs=8, budget_s=0.0)
     assert "median of 3 runs" in lat.method and model.points_seen == 4 * per_pass

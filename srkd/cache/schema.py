@@ -268,6 +268,14 @@ def read_root(group: zarr.Group, where: str) -> tuple[dict[str, Any], CacheSpec]
     return record, spec
 
 
+def as_recorded(wanted: CacheSpec, found: CacheSpec) -> CacheSpec:
+    """`wanted` in the terms `found` (a cache's recorded spec) uses: a cache written before the
+    colour normalisation was recorded (None) means "legacy", so a "legacy" request matches it."""
+    if found.color_norm is None and wanted.color_norm == LEGACY_COLOR_NORM:
+        return dataclasses.replace(wanted, color_norm=None)
+    return wanted
+
+
 def stale_message(where: str, found: CacheSpec, wanted: CacheSpec) -> str:
     lines = "; ".join(found.diff(wanted))
     return (

@@ -35,6 +35,7 @@ from srkd.cache.schema import (
     SCHEMA_VERSION,
     CacheSpec,
     ViewTargets,
+    as_recorded,
     canonical_json,
     check_scene_id,
     committed_scene_ids,
@@ -143,6 +144,7 @@ class CacheWriter:
             raise CacheError(f"no cache at {where}; create it first (CacheWriter.create)")
         group = zarr.open_group(store, mode="r+", use_consolidated=False)
         record, found = read_root(group, where)
+        spec = as_recorded(spec, found)
         if found.fingerprint() != spec.fingerprint():
             raise CacheError(stale_message(where, found, spec))
         return cls(group, spec, where, schema_version=int(record["schema_version"]))

@@ -62,6 +62,11 @@ def test_caches_without_a_recorded_colour_normalisation_keep_their_fingerprint()
     assert new.teacher_color_norm == "legacy" and new.fingerprint() != old.fingerprint()
     with pytest.raises(ConfigError, match="unknown colour normalisation"):
         make_spec(color_norm="rgb")
+    # a "legacy" request resumes such a cache (it is what its teacher saw); "pointcept" does not
+    from srkd.cache.schema import as_recorded
+
+    assert as_recorded(new, old).fingerprint() == old.fingerprint()
+    assert as_recorded(make_spec(color_norm="pointcept"), old).fingerprint() != old.fingerprint()
 
 
 def test_spec_and_codec_values_validated():

@@ -55,7 +55,8 @@ def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensem
     source = ScanNetScenes(data_root, split, ds)
     for scene in source.scene_ids[:scenes]:
         pc = source.load(scene)
-        targets, ens = scene_targets(model, pc, settings, GRID, ds.feature_names, "cpu", ensemble)
+        targets, ens = scene_targets(model, pc, settings, GRID, ds.feature_names, "cpu", ensemble,
+                                     color_norm=info.color_norm)
         if class_names is not None:
             import numpy as np
 
