@@ -31,6 +31,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _show_version(value: bool) -> None:
+    if value:
+        import srkd
+
+        typer.echo(f"srkd {srkd.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Print the srkd version and exit."),
+) -> None:
+    """Offline teacher-cache knowledge distillation (SRKD) for 3D point-cloud segmentation."""
+
+
 for _name, _target in COMMANDS:
     _module, _attr = _target.split(":")
     _obj = getattr(importlib.import_module(_module), _attr)

@@ -75,3 +75,13 @@ def test_cli_help_lists_commands_without_heavy_imports():
 
     for name, _ in cli.COMMANDS:
         assert name in out.stdout
+
+
+def test_cli_version():
+    from typer.testing import CliRunner
+
+    import cli
+    import srkd
+
+    res = CliRunner().invoke(cli.app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"srkd {srkd.__version__}"
