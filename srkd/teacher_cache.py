@@ -159,6 +159,7 @@ def load_teacher(ref: TeacherRef, dataset: DatasetSpec, device: torch.device | s
     than `dataset` provides, weights that do not fit the model.
     """
     from srkd.models import create_model, load_checkpoint, load_pointcept_checkpoint
+    from srkd.models.base import recorded_values
 
     sha = checkpoint_sha256(ref)
     path = Path(ref.checkpoint)
@@ -178,7 +179,7 @@ def load_teacher(ref: TeacherRef, dataset: DatasetSpec, device: torch.device | s
         model = create_model(ref.pointcept_model, **args)
         load_pointcept_checkpoint(path, model, strict=True)
         name = ref.pointcept_model
-        args.update({k: getattr(model, k) for k in getattr(model, "recorded_args", ())})
+        args.update(recorded_values(model))
     if int(getattr(model, "num_classes", dataset.num_classes)) != dataset.num_classes:
         raise CheckpointError(
             f"teacher {path} predicts {model.num_classes} classes, dataset {dataset.name!r} has "

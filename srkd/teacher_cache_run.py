@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets
-from srkd.data.scannet import get_dataset_spec, list_scenes, load_scene
+from srkd.data.scannet import ScanNetScenes, get_dataset_spec, list_scenes, load_scene
 from srkd.device import resolve_device
 from srkd.errors import CacheError, ConfigError, SrkdError
 from srkd.locking import locked_dir
@@ -264,15 +264,14 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
     return Plan(job, spec, todo, skipped, damaged)
 
 
-def _check_resumed_data(job: CacheJob, dataset, committed: list[str], count: int = 4) -> None:  # type: ignore[no-untyped-def]
+def _check_resumed_data(job: CacheJob, dataset, committed: list[str]) -> None:  # type: ignore[no-untyped-def]
     """A resumed build must read the data its committed scenes were built from (the data root
-    may have moved; its content may not): up to `count` of them, spread out, are hashed."""
-    if not committed:
-        return
-    reader = CacheReader(job.out, cache_bytes=0)
-    for scene_id in committed[:: max(1, len(committed) // count)][:count]:
-        pc = load_scene(job.data_root, job.split, scene_id, dataset, require_labels=False)
-        reader.check_scene_data(scene_id, pc.content_sha256(), str(job.data_root))
+    may have moved; its content may not): a sample of them is checked as distill checks it."""
+    if committed:
+        from srkd.distill import check_cache_data
+
+        scenes = ScanNetScenes(job.data_root, job.split, dataset, require_labels=False)
+        check_cache_data(CacheReader(job.out, cache_bytes=0), scenes, committed)
 
 
 def _absolute(job: CacheJob) -> CacheJob:

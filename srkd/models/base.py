@@ -21,6 +21,11 @@ class ModelOutput:
     feature: torch.Tensor
 
 
+def recorded_values(model: nn.Module) -> dict:
+    """{name: value} of the model's `recorded_args` (what a checkpoint must state explicitly)."""
+    return {k: getattr(model, k) for k in getattr(model, "recorded_args", ())}
+
+
 class SegmentationModel(nn.Module):
     """Base class: subclasses set `num_classes`, `in_channels`, `feature_dim` and implement
     `forward(batch: PointBatch) -> ModelOutput` with outputs in the batch's point order."""

@@ -38,7 +38,7 @@ from torch import nn
 import srkd
 from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CheckpointError, ConfigError
-from srkd.models.base import SegmentationModel
+from srkd.models.base import SegmentationModel, recorded_values
 
 FORMAT = "srkd-checkpoint"
 FORMAT_VERSION = 2
@@ -128,7 +128,7 @@ def save_checkpoint(
     model_name = model_name if model_name is not None else getattr(model, "srkd_name", None)
     if model_args is None:
         model_args = getattr(model, "srkd_args", {})
-    model_args = {**model_args, **{k: getattr(model, k) for k in getattr(model, "recorded_args", ())}}
+    model_args = {**model_args, **recorded_values(model)}
     try:
         color_norm = check_color_norm(color_norm)
     except ConfigError as e:
