@@ -17,7 +17,7 @@ import numpy as np
 
 from srkd.errors import DataError
 
-FEATURE_WIDTHS: dict[str, int] = {"coord": 3, "color": 3, "normal": 3}
+FEATURE_WIDTHS: dict[str, int] = {"coord": 3, "color": 3, "normal": 3, "strength": 1}
 """Channels of each (N, C) per-point field that can be a model input."""
 
 UNPOOLING_MODES: tuple[str, ...] = ("v3m1", "v3m2")
@@ -27,6 +27,10 @@ positional encoding; "v3m2" = it convolves the sum (Pointcept's later models).""
 
 CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")
 """The fields whose content identifies a scene's data (PointCloud.content_sha256)."""
+
+OPTIONAL_CONTENT_FIELDS: tuple[str, ...] = ("strength",)
+"""Content fields hashed only when present (so that the identity of scenes without them, e.g. every
+ScanNet scene, is the same as before the field existed)."""
 
 IGNORE_INDEX = -1
 """Label value of points that have no ground truth (ScanNet and Pointcept convention)."""
@@ -41,6 +45,8 @@ class PointCloud:
         origin_index: int64 (N,), index of the point in the scene as stored on disk.
         color:        float32 (N, 3) in [0, 255] (as read) or normalised by a transform; optional.
         normal:       float32 (N, 3), unit vectors; optional.
+        strength:     float32 (N, 1), lidar return intensity scaled to [0, 1] (outdoor scans);
+                      optional.
         segment:      int64 (N,), class id in [0, num_classes) or -1 = ignore; optional.
         instance:     int64 (N,), instance id or -1 = none; optional.
         scene_id:     name of the scene (used in error messages and as the cache key).
@@ -55,6 +61,7 @@ class PointCloud:
     scene_id: str = "scene"
     color: np.ndarray | None = None
     normal: np.ndarray | None = None
+    strength: np.ndarray | None = None
     segment: np.ndarray | None = None
     instance: np.ndarray | None = None
     num_classes: int = 0
@@ -64,6 +71,7 @@ class PointCloud:
         "origin_index",
         "color",
         "normal",
+        "strength",
         "segment",
         "instance",
     )
@@ -72,6 +80,7 @@ class PointCloud:
         "origin_index": np.int64,
         "color": np.float32,
         "normal": np.float32,
+        "strength": np.float32,
         "segment": np.int64,
         "instance": np.int64,
     }
@@ -178,7 +187,8 @@ class PointCloud:
 
     def content_sha256(self) -> str:
         """Hex sha256 identifying the scene's data: the arrays a teacher sees and the labels
-        (CONTENT_FIELDS, each as name, dtype, shape and bytes; an absent field counts as absent).
+        (CONTENT_FIELDS, each as name, dtype, shape and bytes; an absent field counts as absent; then
+        OPTIONAL_CONTENT_FIELDS, only those present).
 
         Meaningful on a scene as loaded (not on a transformed view): the teacher cache records it
         per scene and distill / evaluate compare it with the scene they load.
@@ -188,8 +198,17 @@ class PointCloud:
             value = getattr(self, name)
             if value is None:
                 digest.update(f"{name}:absent;".encode())
-                continue
-            array = np.ascontiguousarray(value)
-            digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
-            digest.update(array.tobytes())
+            else:
+                _digest_array(digest, name, value)
+        for name in OPTIONAL_CONTENT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                _digest_array(digest, name, value)
         return digest.hexdigest()
+
+
+def _digest_array(digest: Any, name: str, value: np.ndarray) -> None:
+    """Feed one named array (name, dtype, shape, then its bytes) into a hashlib digest."""
+    array = np.ascontiguousarray(value)
+    digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+    digest.update(array.tobytes())
