@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from pipeline.spec import Stage, lookup
 from srkd import __version__
 from srkd.errors import DataError
+from srkd.io import atomic_write_json
 
 LOCK_VERSION = 1
 
@@ -149,18 +149,9 @@ def read_lock(path: Path) -> dict[str, Any]:
 
 
 def write_lock(path: Path, data: dict[str, Any]) -> None:
-    """Write stages.lock atomically: a temporary sibling (removed on any failure, an interrupt
-    included), flushed to disk, then renamed over the old lock."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write stages.lock atomically (srkd.io.atomic_write_json: a temporary sibling, removed on any
+    failure, an interrupt included, flushed to disk, then renamed over the old lock)."""
+    atomic_write_json(path, data, indent=1, sort_keys=True)
 
 
 def _empty_lock() -> dict[str, Any]:

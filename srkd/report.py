@@ -1,8 +1,10 @@
 """Evaluation reports: `metrics.json` (machine-readable) and `report.md` (comparison tables).
 
 One `ReportRow` per evaluated model (a checkpoint, or the teacher scored from its cache). All rows
-of one report must share the class list. Files are written atomically (temporary sibling, then
-`os.replace`), so a crash never leaves a half-written report that looks complete.
+of one report must share the class list. Files are written atomically (srkd.io: temporary sibling,
+then `os.replace`; mode 0644 under the usual umask), so a crash never leaves a half-written report
+that looks complete. A report folder lists the files srkd wrote there (OWNED_FILES); a new report
+removes the previous report's files it does not rewrite and nothing else.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import json
 import math
 import numbers
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from srkd.errors import ConfigError, DataError
+from srkd.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: F401 (atomic_write: srkd.plots)
 from srkd.metrics import SegmentationScores, check_class_names, default_class_names
 
 METRICS_FORMAT = "srkd-metrics"
@@ -160,25 +162,10 @@ def check_rows(
     return rows, check_class_names(class_names, k)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary sibling of `path`, then rename it onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write a UTF-8 text file atomically; returns the path."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+OWNED_FILES = ".srkd-report.json"
+"""The list, in a report folder, of the files the last `write_report` there wrote: the next report
+into the same folder removes those it does not rewrite, so no stale picture of another model stays
+next to a new report."""
 
 
 def metrics_dict(
@@ -325,6 +312,7 @@ def write_report(
     rows, names = check_rows(rows, class_names)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    previous = _owned_files(out_dir)
     written = {"metrics": write_metrics_json(out_dir / "metrics.json", rows, names)}
     pictures: dict[str, Path] = {}
     if plots:
@@ -352,7 +340,29 @@ def write_report(
             rel = os.path.relpath(Path(path).resolve(), out_dir.resolve())
             text += f"### {title}\n\n![{title}]({Path(rel).as_posix()})\n\n"
     written["report"] = atomic_write_text(out_dir / "report.md", text)
+    _replace_owned(out_dir, previous, [*written.values(), *(images or {}).values()])
     return written
+
+
+def _owned_files(out_dir: Path) -> list[str]:
+    """Names of the files the previous report in `out_dir` wrote (its OWNED_FILES list); [] when
+    there is none or it is unreadable (then nothing is cleared: only files srkd listed go)."""
+    try:
+        names = json.loads((out_dir / OWNED_FILES).read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [n for n in names if isinstance(n, str) and n == Path(n).name and not n.startswith(".")]
+
+
+def _replace_owned(out_dir: Path, previous: Sequence[str], written: Sequence[Path]) -> None:
+    """Delete the previous report's files that this report did not rewrite (e.g. the confusion
+    picture of a model no longer evaluated), then record this report's files in OWNED_FILES.
+    Files srkd did not write (a user's notes, other tools' output) are never touched."""
+    out = out_dir.resolve()
+    mine = sorted({Path(p).name for p in written if Path(p).resolve().parent == out})
+    for name in set(previous) - set(mine):
+        (out_dir / name).unlink(missing_ok=True)
+    atomic_write_json(out_dir / OWNED_FILES, {"written_by": "srkd evaluate", "files": mine})
 
 
 def _file_stem(name: str) -> str:

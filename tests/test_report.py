@@ -11,6 +11,7 @@ from srkd.data.classes import SCANNET20_CLASSES, SCANNET20_COLORS
 from srkd.errors import ConfigError, DataError
 from srkd.metrics import SegmentationScores, confusion_matrix
 from srkd.report import (
+    OWNED_FILES,
     Latency,
     ReportRow,
     SplitInfo,
@@ -66,11 +67,36 @@ def test_write_report_writes_everything(tmp_path, rows):
     # the first model's name has a '|': its file name is sanitised, and no temp files remain
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["metrics.json", "report.md", "class_iou.png", "confusion_teacher_cache.png",
-         "confusion_student-srkd.png", "confusion_student-alone.png"]  # fmt: skip
+         "confusion_student-srkd.png", "confusion_student-alone.png", OWNED_FILES]  # fmt: skip
     )
     md = written["report"].read_text()
     assert "![IoU per class](class_iou.png)" in md
     assert "confusion_student-alone.png" in md
+
+
+def test_a_new_report_removes_only_the_previous_reports_files(tmp_path, rows):
+    """Reporting fewer models into the same folder removes the other models' pictures (no stale
+    PNG next to the new report) but keeps files srkd did not write; files are 0644, not 0600."""
+    import os
+
+    old_umask = os.umask(0o022)
+    try:
+        out = tmp_path / "eval"
+        write_report(out, rows)
+        (out / "notes.txt").write_text("mine")
+        (out / "confusion_by_hand.png").write_bytes(PNG_MAGIC)
+        written = write_report(out, rows[1:2], plots=True)
+    finally:
+        os.umask(old_umask)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["metrics.json", "report.md", "class_iou.png", "confusion_student-srkd.png", OWNED_FILES,
+         "notes.txt", "confusion_by_hand.png"]  # fmt: skip
+    )
+    assert json.loads((out / OWNED_FILES).read_text())["files"] == sorted(
+        p.name for p in written.values()
+    )
+    for path in written.values():
+        assert path.stat().st_mode & 0o777 == 0o644, path
 
 
 def test_markdown_has_every_model_and_class(rows):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -40,6 +39,7 @@ from srkd.data.synthetic_geometry import (
 from srkd.data.synthetic_materials import Ctx
 from srkd.data.synthetic_room import build_room
 from srkd.errors import ConfigError, DataError
+from srkd.io import atomic_write_json
 from srkd.types import IGNORE_INDEX
 
 GENERATOR_VERSION = 1
@@ -303,7 +303,7 @@ def _claim(out: Path, manifest: dict) -> None:
             "choose an empty or new folder for --out"
         )
     out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out / UNFINISHED, manifest)
+    atomic_write_json(out / UNFINISHED, manifest)
     (out / MANIFEST).unlink(missing_ok=True)
 
 
@@ -321,18 +321,6 @@ def _check_same(path: Path, manifest: dict, out: Path) -> None:
             f"{out} holds {what} synthetic dataset generated with other parameters "
             f"(old, new: {diff}); delete it or choose another --out"
         )
-
-
-def _write_json_atomic(path: Path, value: dict) -> None:
-    """Write `value` as indented JSON to `path` via a temporary sibling and one rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(value, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

@@ -38,6 +38,7 @@ from torch import nn
 import srkd
 from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CheckpointError, ConfigError
+from srkd.io import atomic_write
 from srkd.models.base import SegmentationModel, recorded_values
 
 FORMAT = "srkd-checkpoint"
@@ -108,7 +109,7 @@ def save_checkpoint(
     extra: Mapping[str, Any] | None = None,
     storage_dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write ``model`` and its description to ``path`` atomically (temp file + os.replace).
+    """Write ``model`` and its description to ``path`` atomically (srkd.io.atomic_write).
 
     color_norm: the colour normalisation the model's inputs had (COLOR_NORMS key); evaluate,
     cache-teacher and online distillation feed the model the same.
@@ -161,17 +162,8 @@ def save_checkpoint(
         "extra": _plain(dict(extra or {}), "extra"),
         "state_dict": {k: _stored(v.detach().cpu(), storage_dtype) for k, v in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # readers see the old file or the complete new one, never a torn one
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    # readers see the old file or the complete new one, never a torn one
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
