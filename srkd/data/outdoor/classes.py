@@ -107,10 +107,7 @@ _SEMANTICKITTI_IGNORED: tuple[int, ...] = (0, 1, 52, 99)
 SEMANTICKITTI_LEARNING_MAP: dict[int, int] = {
     **{raw: IGNORE_LABEL for raw in _SEMANTICKITTI_IGNORED},
     **{raw: label for label, raw in enumerate(SEMANTICKITTI19_RAW_IDS)},
-    **{
-        raw: SEMANTICKITTI19_RAW_IDS.index(into)
-        for raw, into in _SEMANTICKITTI_MERGED.items()
-    },
+    **{raw: SEMANTICKITTI19_RAW_IDS.index(into) for raw, into in _SEMANTICKITTI_MERGED.items()},
 }
 """Every raw semantic id of the release (34 ids) -> label 0..18, or -1 (ignore)."""
 

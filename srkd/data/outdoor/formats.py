@@ -44,23 +44,17 @@ def read_records(path: Path, dtype: str, width: int, what: str, fix: str) -> np.
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise DataError(
-            f"{what} {path} is missing or unreadable ({exc.strerror}); {fix}"
-        ) from None
+        raise DataError(f"{what} {path} is missing or unreadable ({exc.strerror}); {fix}") from None
     if size % record:
         raise DataError(
             f"{what} {path} is truncated or not in this format: {size} bytes is not a whole "
             f"number of {record}-byte records ({width} x {np.dtype(dtype).name}); {fix}"
         )
-    data = np.fromfile(path, dtype=dtype).astype(
-        np.dtype(dtype).newbyteorder("="), copy=False
-    )
+    data = np.fromfile(path, dtype=dtype).astype(np.dtype(dtype).newbyteorder("="), copy=False)
     return data if width == 1 else data.reshape(-1, width)
 
 
-def check_label_count(
-    labels: np.ndarray, points: int, path: Path, scan: Path, fix: str
-) -> None:
+def check_label_count(labels: np.ndarray, points: int, path: Path, scan: Path, fix: str) -> None:
     """DataError naming both files when a label file's length differs from its scan's."""
     if len(labels) != points:
         raise DataError(
@@ -69,9 +63,7 @@ def check_label_count(
         )
 
 
-def map_raw_labels(
-    raw: np.ndarray, table: np.ndarray, path: Path, known: str
-) -> np.ndarray:
+def map_raw_labels(raw: np.ndarray, table: np.ndarray, path: Path, known: str) -> np.ndarray:
     """Map raw ids to training labels with a dense table (srkd.data.outdoor.classes.lookup_table).
 
     Args:
@@ -102,9 +94,7 @@ def map_raw_labels(
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> Path:
     """Call `write(file)` on a temporary sibling of `path`, then rename it onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -30,12 +30,14 @@ keyframes). Points keep their order, so origin_index = arange(N) with the keyfra
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from srkd.data.layout import check_scene_id
 from srkd.data.outdoor.classes import (
     NUSCENES16_CLASSES,
     NUSCENES_RAW_TO_16,
@@ -52,7 +54,9 @@ from srkd.data.outdoor.nuscenes_splits import (
     nuscenes_split_scenes,
 )
 from srkd.data.outdoor.nuscenes_tables import (
+    LIDAR_CHANNEL,
     LidarIndex,
+    blob_path,
     build_index,
     lidarseg_files,
     release_root,
@@ -78,7 +82,7 @@ _FIX = "download this part of the nuScenes release again"
 
 
 def _check_options(
-    split: str, spec: Any, sweeps: int, scenes: Sequence[str] | None
+    split: str, spec: Any, sweeps: int, scenes: Sequence[str] | None, version: str | None
 ) -> None:
     if getattr(spec, "num_classes", None) != len(NUSCENES16_CLASSES):
         raise ConfigError(
@@ -91,23 +95,27 @@ def _check_options(
             f"nuScenes split {split!r} is not one of {', '.join(SPLIT_VERSIONS)}; or pass "
             "scenes=('scene-0061', ...) to read chosen scenes"
         )
-    if (
-        isinstance(sweeps, bool)
-        or not isinstance(sweeps, int)
-        or not 1 <= sweeps <= MAX_SWEEPS
-    ):
+    if version is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(version)):
+        raise ConfigError(
+            f"nuScenes version {version!r} is not a metadata folder name (e.g. v1.0-trainval)"
+        )
+    if isinstance(sweeps, bool) or not isinstance(sweeps, int) or not 1 <= sweeps <= MAX_SWEEPS:
         raise ConfigError(
             f"sweeps={sweeps!r}: give the number of lidar scans per scene, 1 (the keyframe "
             f"alone) to {MAX_SWEEPS} (e.g. 10: the keyframe and the 9 scans before it)"
         )
 
 
-def _split_scene_names(
-    index: LidarIndex, split: str, scenes: Sequence[str] | None
-) -> list[str]:
+def _split_scene_names(index: LidarIndex, split: str, scenes: Sequence[str] | None) -> list[str]:
     """The scene names to read: all of the official split (or of `scenes`), each in the tables."""
     wanted = list(scenes) if scenes is not None else list(nuscenes_split_scenes(split))
     missing = [name for name in wanted if name not in index.keyframes]
+    empty = [name for name in wanted if not index.keyframes.get(name, True)]
+    if empty:
+        raise DataError(
+            f"scene(s) {', '.join(empty[:3])} of {index.release / index.version} have no "
+            f"{LIDAR_CHANNEL} keyframe in sample_data.json; {_FIX}"
+        )
     if missing:
         what = f"split {split!r}" if scenes is None else "the scenes asked for"
         total = len(wanted) if scenes is not None else NUSCENES_SPLIT_SIZES[split]
@@ -169,7 +177,7 @@ class NuScenesScenes:
         version: str | None = None,
         scenes: Sequence[str] | None = None,
     ) -> None:
-        _check_options(split, spec, sweeps, scenes)
+        _check_options(split, spec, sweeps, scenes, version)
         self.root, self.split, self.spec = Path(root), split, spec
         self.require_labels, self.sweeps = require_labels, sweeps
         self.version = version or SPLIT_VERSIONS.get(split, "v1.0-trainval")
@@ -182,12 +190,10 @@ class NuScenesScenes:
         self._keyframes: dict[str, dict[str, Any]] = {}
         for name in _split_scene_names(self._index, split, scenes):
             for number, record in enumerate(self._index.keyframes[name]):
-                self._keyframes[f"{name}_{number:03d}"] = record
+                self._keyframes[check_scene_id(f"{name}_{number:03d}")] = record
         self.scene_ids: list[str] = sorted(self._keyframes)
         if not self.scene_ids:
-            raise DataError(
-                f"the scenes of split {split!r} in {self.release} have no keyframes"
-            )
+            raise DataError(f"the scenes of split {split!r} in {self.release} have no keyframes")
 
     def __len__(self) -> int:
         return len(self.scene_ids)
@@ -212,17 +218,15 @@ class NuScenesScenes:
 
     def lidar_path(self, record: dict[str, Any]) -> Path:
         """The scan file of a sample_data record; DataError naming it when it is absent."""
-        path = self.release / str(record.get("filename", ""))
-        if not record.get("filename") or not path.is_file():
+        path = blob_path(self.release, record.get("filename"), "sample_data", self.version)
+        if not path.is_file():
             raise DataError(
                 f"nuScenes lidar scan {path} (sample_data {record.get('token')!r} of "
                 f"{self.version}) is missing; {_FIX} (the samples/ and sweeps/ blobs)"
             )
         return path
 
-    def _labels_of(
-        self, record: dict[str, Any], scan: Path, points: int
-    ) -> np.ndarray | None:
+    def _labels_of(self, record: dict[str, Any], scan: Path, points: int) -> np.ndarray | None:
         relative = None if self._labels is None else self._labels.get(record["token"])
         if relative is None:
             if self.require_labels:
@@ -232,7 +236,7 @@ class NuScenesScenes:
                     "nuScenes-lidarseg expansion, or pass require_labels=False"
                 )
             return None
-        path = self.release / relative
+        path = blob_path(self.release, relative, "lidarseg", self.version)
         if not path.is_file():
             raise DataError(f"nuScenes-lidarseg label file {path} is missing; {_FIX}")
         return read_lidarseg(path, scan, points)
@@ -265,15 +269,11 @@ class NuScenesScenes:
             for record in self._previous_scans(key):
                 xyz, s = read_lidar(self.lidar_path(record))
                 m = global_to_key @ self._index.sensor_to_global(record)
-                coords.append(
-                    (xyz.astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
-                )
+                coords.append((xyz.astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32))
                 strengths.append(s)
         n_key, n = len(coord), sum(len(c) for c in coords)
         if segment is not None and n > n_key:
-            segment = np.concatenate(
-                [segment, np.full(n - n_key, IGNORE_INDEX, np.int64)]
-            )
+            segment = np.concatenate([segment, np.full(n - n_key, IGNORE_INDEX, np.int64)])
         try:
             return PointCloud(
                 coord=np.concatenate(coords),

@@ -52,7 +52,5 @@ NUSCENES_SPLIT_SIZES: dict[str, int] = {
 def nuscenes_split_scenes(split: str) -> tuple[str, ...]:
     """Sorted scene names (e.g. "scene-0061") of an official split; KeyError for another name."""
     return tuple(
-        f"scene-{number:04d}"
-        for first, last in _RANGES[split]
-        for number in range(first, last + 1)
+        f"scene-{number:04d}" for first, last in _RANGES[split] for number in range(first, last + 1)
     )

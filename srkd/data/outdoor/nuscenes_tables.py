@@ -44,11 +44,7 @@ def release_root(root: Path, version: str) -> Path:
     for candidate in (root, root / "raw"):
         if (candidate / version).is_dir():
             return candidate
-    found = (
-        sorted(p.name for p in root.glob("v1.0-*") if p.is_dir())
-        if root.is_dir()
-        else []
-    )
+    found = sorted(p.name for p in root.glob("v1.0-*") if p.is_dir()) if root.is_dir() else []
     raise DataError(
         f"nuScenes root {root} has no metadata folder {version}/ (nor raw/{version}/); found "
         f"{', '.join(found) or 'none'}; point the root at the unpacked release, or pick the "
@@ -60,37 +56,28 @@ def load_table(release: Path, version: str, name: str) -> list[dict[str, Any]]:
     """The records of `<release>/<version>/<name>.json`; DataError if missing or malformed."""
     path = release / version / f"{name}.json"
     if not path.is_file():
-        extra = (
-            " (part of the nuScenes-lidarseg expansion)" if name == "lidarseg" else ""
-        )
+        extra = " (part of the nuScenes-lidarseg expansion)" if name == "lidarseg" else ""
         raise DataError(f"nuScenes table {path} is missing{extra}; {_FIX}")
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"nuScenes table {path} is not valid JSON ({exc}); {_FIX}"
-        ) from None
+        raise DataError(f"nuScenes table {path} is not valid JSON ({exc}); {_FIX}") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise DataError(f"nuScenes table {path} is not a JSON list of records; {_FIX}")
     return records
 
 
-def by_token(
-    records: list[dict[str, Any]], table: str, path: Path
-) -> dict[str, dict[str, Any]]:
+def by_token(records: list[dict[str, Any]], table: str, path: Path) -> dict[str, dict[str, Any]]:
     """token -> record; DataError naming the table when a record has no token."""
     try:
         return {r["token"]: r for r in records}
     except KeyError:
         raise DataError(
-            f"nuScenes table {path / (table + '.json')} has a record without "
-            f"'token'; {_FIX}"
+            f"nuScenes table {path / (table + '.json')} has a record without 'token'; {_FIX}"
         ) from None
 
 
-def field(
-    record: dict[str, Any], key: str, table: str, release: Path, version: str
-) -> Any:
+def field(record: dict[str, Any], key: str, table: str, release: Path, version: str) -> Any:
     """record[key]; DataError naming the table file and the key when it is absent."""
     try:
         return record[key]
@@ -99,6 +86,18 @@ def field(
             f"nuScenes table {release / version / (table + '.json')}: record "
             f"{record.get('token', '?')!r} has no field {key!r}; {_FIX}"
         ) from None
+
+
+def blob_path(release: Path, relative: Any, table: str, version: str) -> Path:
+    """`release / relative` for a file name taken from a table; DataError if the name is empty,
+    absolute or climbs out of the release with '..' (a table may come from anywhere)."""
+    parts = Path(str(relative or "")).parts
+    if not parts or Path(str(relative)).is_absolute() or ".." in parts:
+        raise DataError(
+            f"nuScenes table {release / version / (table + '.json')} names file {relative!r}; "
+            f"file names must be paths inside the release folder {release}; {_FIX}"
+        )
+    return release.joinpath(*parts)
 
 
 def check_categories(records: list[dict[str, Any]], path: Path) -> None:
@@ -128,9 +127,7 @@ def quaternion_matrix(wxyz: Any, where: str) -> np.ndarray:
     q = np.asarray(wxyz, dtype=np.float64)
     norm = float(np.linalg.norm(q)) if q.shape == (4,) else 0.0
     if not np.isfinite(norm) or norm < 1e-12:
-        raise DataError(
-            f"{where}: rotation {wxyz!r} is not a quaternion (w, x, y, z); {_FIX}"
-        )
+        raise DataError(f"{where}: rotation {wxyz!r} is not a quaternion (w, x, y, z); {_FIX}")
     w, x, y, z = q / norm
     return np.array(
         [
@@ -145,9 +142,7 @@ def rigid(translation: Any, rotation: Any, where: str) -> np.ndarray:
     """float64 (4, 4) homogeneous transform x -> R x + t of a table record's pose."""
     t = np.asarray(translation, dtype=np.float64)
     if t.shape != (3,) or not np.isfinite(t).all():
-        raise DataError(
-            f"{where}: translation {translation!r} is not 3 finite numbers; {_FIX}"
-        )
+        raise DataError(f"{where}: translation {translation!r} is not 3 finite numbers; {_FIX}")
     m = np.eye(4)
     m[:3, :3] = quaternion_matrix(rotation, where)
     m[:3, 3] = t
@@ -187,13 +182,10 @@ class LidarIndex:
         where = f"{self.release / self.version}: sample_data {record.get('token')!r}"
         if cs_token not in self.sensor_poses or pose_token not in self.ego_poses:
             raise DataError(
-                f"{where} points to a calibrated_sensor or ego_pose that the "
-                f"tables lack; {_FIX}"
+                f"{where} points to a calibrated_sensor or ego_pose that the tables lack; {_FIX}"
             )
         cs, pose = self.sensor_poses[cs_token], self.ego_poses[pose_token]
-        sensor = rigid(
-            cs.get("translation"), cs.get("rotation"), f"{where} calibrated_sensor"
-        )
+        sensor = rigid(cs.get("translation"), cs.get("rotation"), f"{where} calibrated_sensor")
         ego = rigid(pose.get("translation"), pose.get("rotation"), f"{where} ego_pose")
         return ego @ sensor
 
@@ -225,12 +217,8 @@ def build_index(release: Path, version: str) -> LidarIndex:
         if get(r, "calibrated_sensor_token", "sample_data") in lidar_calibs
     }
     samples = by_token(tables["sample"], "sample", folder)
-    scene_names = {
-        get(r, "token", "scene"): get(r, "name", "scene") for r in tables["scene"]
-    }
-    keyframes: dict[str, list[dict[str, Any]]] = {
-        name: [] for name in scene_names.values()
-    }
+    scene_names = {get(r, "token", "scene"): get(r, "name", "scene") for r in tables["scene"]}
+    keyframes: dict[str, list[dict[str, Any]]] = {name: [] for name in scene_names.values()}
     for record in lidar.values():
         if not get(record, "is_key_frame", "sample_data"):
             continue
@@ -246,25 +234,17 @@ def build_index(release: Path, version: str) -> LidarIndex:
         records.sort(key=lambda r: get(r, "timestamp", "sample_data"))
     used_poses = {get(r, "ego_pose_token", "sample_data") for r in lidar.values()}
     ego_poses = {
-        t: r
-        for t, r in by_token(tables["ego_pose"], "ego_pose", folder).items()
-        if t in used_poses
+        t: r for t, r in by_token(tables["ego_pose"], "ego_pose", folder).items() if t in used_poses
     }
     if not lidar:
-        raise DataError(
-            f"nuScenes tables in {folder} list no {LIDAR_CHANNEL} scans; {_FIX}"
-        )
-    return LidarIndex(
-        release, version, scene_names, keyframes, lidar, sensor_poses, ego_poses
-    )
+        raise DataError(f"nuScenes tables in {folder} list no {LIDAR_CHANNEL} scans; {_FIX}")
+    return LidarIndex(release, version, scene_names, keyframes, lidar, sensor_poses, ego_poses)
 
 
 def lidarseg_files(release: Path, version: str) -> dict[str, str]:
     """sample_data token -> label file (relative to the release) from `lidarseg.json`, after
     checking `category.json`'s raw ids (check_categories)."""
-    check_categories(
-        load_table(release, version, "category"), release / version / "category.json"
-    )
+    check_categories(load_table(release, version, "category"), release / version / "category.json")
     get = lambda r, key: field(r, key, "lidarseg", release, version)
     return {
         get(r, "sample_data_token"): get(r, "filename")

@@ -78,9 +78,7 @@ def split_sequences(split: str, sequences: Sequence[str] | None) -> tuple[str, .
 def _list_frames(seq_dir: Path) -> list[str]:
     velodyne = seq_dir / "velodyne"
     if not velodyne.is_dir():
-        raise DataError(
-            f"sequence folder {seq_dir} has no velodyne/ folder of .bin scans; {_FIX}"
-        )
+        raise DataError(f"sequence folder {seq_dir} has no velodyne/ folder of .bin scans; {_FIX}")
     frames = sorted(p.name[:-4] for p in velodyne.iterdir() if _FRAME.match(p.name))
     if not frames:
         raise DataError(f"{velodyne} holds no FFFFFF.bin scans; {_FIX}")

@@ -105,12 +105,8 @@ def matrix_quaternion(matrix: np.ndarray) -> list[float]:
 
 def _pose(matrix: np.ndarray | None, what: str) -> np.ndarray:
     m = np.eye(4) if matrix is None else np.asarray(matrix, dtype=np.float64)
-    if m.shape != (4, 4) or not np.allclose(
-        m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-6
-    ):
-        raise ConfigError(
-            f"{what}: pose must be a rigid (4, 4) transform, got {m.tolist()}"
-        )
+    if m.shape != (4, 4) or not np.allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-6):
+        raise ConfigError(f"{what}: pose must be a rigid (4, 4) transform, got {m.tolist()}")
     return m
 
 
@@ -126,9 +122,7 @@ def _check_scan(scan: LidarScan, lo: float, hi: float, what: str) -> None:
             f"{what}: coord must be (N, 3) with N > 0 and intensity (N,), got "
             f"{coord.shape} and {intensity.shape}"
         )
-    if not (
-        np.isfinite(coord).all() and (intensity >= lo).all() and (intensity <= hi).all()
-    ):
+    if not (np.isfinite(coord).all() and (intensity >= lo).all() and (intensity <= hi).all()):
         raise ConfigError(f"{what}: coord must be finite and intensity in [{lo}, {hi}]")
     if scan.labels is not None and np.shape(scan.labels) != (len(coord),):
         raise ConfigError(
@@ -136,58 +130,59 @@ def _check_scan(scan: LidarScan, lo: float, hi: float, what: str) -> None:
         )
 
 
-def _nuscenes_scan(
-    root: Path, version: str, scene: NuScenesScene, i: int, sample: str, tables: dict
-) -> None:
-    """Write scan i of a scene (points, labels) and append its records; `sample` is the token
-    of the sample it belongs to."""
+def _neighbours(tokens: Sequence[str], i: int) -> dict[str, str]:
+    """The `prev` / `next` fields of record i of a time-ordered chain ("" at the ends)."""
+    return {
+        "prev": tokens[i - 1] if i > 0 else "",
+        "next": tokens[i + 1] if i + 1 < len(tokens) else "",
+    }
+
+
+def _nuscenes_scan(root: Path, version: str, scene: NuScenesScene, i: int, tables: dict) -> None:
+    """Write scan i of a scene (points, labels) and append its sample_data, ego_pose and
+    lidarseg records."""
     scan, what = scene.scans[i], f"nuScenes scene {scene.name!r} scan {i}"
     _check_scan(scan, 0.0, 255.0, what)
-    sd, folder = (
-        token(version, scene.name, "sd", i),
-        "samples" if scan.is_key_frame else "sweeps",
-    )
+    sd = token(version, scene.name, "sd", i)
+    folder = "samples" if scan.is_key_frame else "sweeps"
     filename = f"{folder}/{LIDAR_CHANNEL}/{scene.name}__{LIDAR_CHANNEL}__{scan.timestamp}.pcd.bin"
-    points = np.zeros((len(scan.coord), 5), np.float32)
+    points = np.zeros((len(scan.coord), 5), np.float32)  # ring index (5th column) left 0
     points[:, :3], points[:, 3] = scan.coord, scan.intensity
     write_records(root / filename, points, "<f4")
     if scan.labels is not None:
         raw = np.asarray(scan.labels)
-        if (
-            not scan.is_key_frame
-            or raw.min() < 0
-            or raw.max() >= len(NUSCENES_RAW_CATEGORIES)
-        ):
-            raise ConfigError(
-                f"{what}: labels must be raw lidarseg ids 0..31, on keyframes only"
-            )
+        if not scan.is_key_frame or raw.min() < 0 or raw.max() >= len(NUSCENES_RAW_CATEGORIES):
+            raise ConfigError(f"{what}: labels must be raw lidarseg ids 0..31, on keyframes only")
         label_file = f"lidarseg/{version}/{sd}_lidarseg.bin"
         write_records(root / label_file, raw, "<u1")
-        tables["lidarseg"].append(
-            {"token": sd, "sample_data_token": sd, "filename": label_file}
-        )
-    pose = _pose(scan.pose, what)
+        tables["lidarseg"].append({"token": sd, "sample_data_token": sd, "filename": label_file})
+    pose, stamp = _pose(scan.pose, what), int(scan.timestamp)
+    rotation, translation = matrix_quaternion(pose), pose[:3, 3].tolist()
     tables["ego_pose"].append(
-        {
-            "token": sd,
-            "timestamp": int(scan.timestamp),
-            "rotation": matrix_quaternion(pose),
-            "translation": pose[:3, 3].tolist(),
-        }
+        {"token": sd, "timestamp": stamp, "rotation": rotation, "translation": translation}
     )
-    tables["sample_data"].append({
-        "token": sd, "sample_token": sample, "ego_pose_token": sd, "calibrated_sensor_token": token(version, scene.name, "cs"),
-        "timestamp": int(scan.timestamp), "fileformat": "pcd", "is_key_frame": bool(scan.is_key_frame),
-        "height": 0, "width": 0, "filename": filename,
-        "prev": token(version, scene.name, "sd", i - 1) if i else "",
-        "next": token(version, scene.name, "sd", i + 1) if i + 1 < len(scene.scans) else "",
-    })  # fmt: skip
+    keys = [k for k, s in enumerate(scene.scans) if s.is_key_frame]
+    owner = min([k for k in keys if k >= i] or keys[-1:])  # a sweep belongs to the next keyframe
+    chain = [token(version, scene.name, "sd", k) for k in range(len(scene.scans))]
+    tables["sample_data"].append(
+        dict(
+            token=sd,
+            sample_token=token(version, scene.name, "sample", owner),
+            ego_pose_token=sd,
+            calibrated_sensor_token=token(version, scene.name, "cs"),
+            timestamp=stamp,
+            fileformat="pcd",
+            is_key_frame=bool(scan.is_key_frame),
+            height=0,
+            width=0,
+            filename=filename,
+            **_neighbours(chain, i),
+        )
+    )
 
 
-def _nuscenes_scene(
-    root: Path, version: str, scene: NuScenesScene, tables: dict
-) -> None:
-    """Write one scene's scans and append its scene, sample, sensor and log records."""
+def _nuscenes_scene(root: Path, version: str, scene: NuScenesScene, tables: dict) -> None:
+    """Write one scene's scans and append its scene, sample, calibrated_sensor and log records."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", scene.name) or not scene.scans:
         raise ConfigError(
             f"nuScenes scene name {scene.name!r} must be a plain name (e.g. "
@@ -195,45 +190,54 @@ def _nuscenes_scene(
         )
     keys = [i for i, s in enumerate(scene.scans) if s.is_key_frame]
     if not keys:
-        raise ConfigError(
-            f"nuScenes scene {scene.name!r} has no keyframe (is_key_frame=True)"
-        )
-    sample = {i: token(version, scene.name, "sample", i) for i in keys}
-    for i in range(
-        len(scene.scans)
-    ):  # a sweep belongs to the next keyframe (the devkit's rule)
-        owner = min([k for k in keys if k >= i] or [keys[-1]])
-        _nuscenes_scan(root, version, scene, i, sample[owner], tables)
-    scene_token = token(version, scene.name)
+        raise ConfigError(f"nuScenes scene {scene.name!r} has no keyframe (is_key_frame=True)")
+    for i in range(len(scene.scans)):
+        _nuscenes_scan(root, version, scene, i, tables)
+    scene_token, log_token = token(version, scene.name), token(version, scene.name, "log")
+    samples = [token(version, scene.name, "sample", i) for i in keys]
     for n, i in enumerate(keys):
-        tables["sample"].append({
-            "token": sample[i], "timestamp": int(scene.scans[i].timestamp), "scene_token": scene_token,
-            "prev": sample[keys[n - 1]] if n else "", "next": sample[keys[n + 1]] if n + 1 < len(keys) else "",
-        })  # fmt: skip
+        stamp = int(scene.scans[i].timestamp)
+        tables["sample"].append(
+            dict(
+                token=samples[n],
+                timestamp=stamp,
+                scene_token=scene_token,
+                **_neighbours(samples, n),
+            )
+        )
     cs = _pose(scene.lidar_to_ego, f"nuScenes scene {scene.name!r} lidar_to_ego")
-    tables["calibrated_sensor"].append({
-        "token": token(version, scene.name, "cs"), "sensor_token": token(version, LIDAR_CHANNEL),
-        "translation": cs[:3, 3].tolist(), "rotation": matrix_quaternion(cs), "camera_intrinsic": [],
-    })  # fmt: skip
+    tables["calibrated_sensor"].append(
+        {
+            "token": token(version, scene.name, "cs"),
+            "sensor_token": token(version, LIDAR_CHANNEL),
+            "translation": cs[:3, 3].tolist(),
+            "rotation": matrix_quaternion(cs),
+            "camera_intrinsic": [],
+        }
+    )
     tables["log"].append(
         {
-            "token": token(version, scene.name, "log"),
+            "token": log_token,
             "logfile": scene.name,
             "vehicle": "srkd",
             "date_captured": "",
             "location": "",
         }
     )
-    tables["scene"].append({
-        "token": scene_token, "log_token": token(version, scene.name, "log"), "nbr_samples": len(keys),
-        "first_sample_token": sample[keys[0]], "last_sample_token": sample[keys[-1]],
-        "name": scene.name, "description": "written by srkd.data.outdoor.writers",
-    })  # fmt: skip
+    tables["scene"].append(
+        {
+            "token": scene_token,
+            "log_token": log_token,
+            "nbr_samples": len(keys),
+            "first_sample_token": samples[0],
+            "last_sample_token": samples[-1],
+            "name": scene.name,
+            "description": "written by srkd.data.outdoor.writers",
+        }
+    )
 
 
-def write_nuscenes(
-    root: Path, scenes: Sequence[NuScenesScene], version: str = "v1.0-mini"
-) -> Path:
+def write_nuscenes(root: Path, scenes: Sequence[NuScenesScene], version: str = "v1.0-mini") -> Path:
     """Write scenes as a nuScenes-lidarseg release: scans, label files, JSON tables.
 
     Args:
@@ -280,9 +284,7 @@ def write_nuscenes(
     return root
 
 
-def write_semantickitti(
-    root: Path, sequences: Mapping[str, Sequence[LidarScan]]
-) -> Path:
+def write_semantickitti(root: Path, sequences: Mapping[str, Sequence[LidarScan]]) -> Path:
     """Write sequences in the SemanticKITTI layout.
 
     Args:
@@ -298,41 +300,28 @@ def write_semantickitti(
     with unfinished_root(root, "srkd.data.outdoor.writers.write_semantickitti"):
         for seq, scans in sequences.items():
             if not re.fullmatch(r"\d{2}", seq):
-                raise ConfigError(
-                    f"SemanticKITTI sequence name {seq!r} must be two digits"
-                )
+                raise ConfigError(f"SemanticKITTI sequence name {seq!r} must be two digits")
             poses = []
             for frame, scan in enumerate(scans):
                 what = f"SemanticKITTI sequence {seq} scan {frame}"
                 _check_scan(scan, 0.0, 1.0, what)
                 base = root / "sequences" / seq
-                points = np.concatenate(
-                    [scan.coord, np.asarray(scan.intensity)[:, None]], axis=1
-                )
+                points = np.concatenate([scan.coord, np.asarray(scan.intensity)[:, None]], axis=1)
                 write_records(base / "velodyne" / f"{frame:06d}.bin", points, "<f4")
                 if scan.labels is not None:
                     sem = np.asarray(scan.labels, dtype=np.int64)
                     inst = (
-                        np.zeros_like(sem)
-                        if scan.instance is None
-                        else np.asarray(scan.instance)
+                        np.zeros_like(sem) if scan.instance is None else np.asarray(scan.instance)
                     )
-                    if (
-                        not np.isin(sem, known).all()
-                        or inst.min() < 0
-                        or inst.max() > 0xFFFF
-                    ):
+                    if not np.isin(sem, known).all() or inst.min() < 0 or inst.max() > 0xFFFF:
                         raise ConfigError(
-                            f"{what}: labels must be raw SemanticKITTI ids and "
-                            "instances 0..65535"
+                            f"{what}: labels must be raw SemanticKITTI ids and instances 0..65535"
                         )
                     write_records(
                         base / "labels" / f"{frame:06d}.label",
                         sem.astype(np.uint32) | (inst.astype(np.uint32) << 16),
                         "<u4",
                     )
-                poses.append(
-                    " ".join(f"{v:.9e}" for v in _pose(scan.pose, what)[:3].ravel())
-                )
+                poses.append(" ".join(f"{v:.9e}" for v in _pose(scan.pose, what)[:3].ravel()))
             write_text(root / "sequences" / seq / "poses.txt", "\n".join(poses) + "\n")
     return root

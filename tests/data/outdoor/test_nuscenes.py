@@ -36,9 +36,7 @@ VERSION = "v1.0-mini"
 
 def rotation(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
     """float64 (3, 3) rotation Rz(yaw) @ Ry(pitch) @ Rx(roll)."""
-    cz, sz, cy, sy, cx, sx = (
-        f(a) for a in (yaw, pitch, roll) for f in (np.cos, np.sin)
-    )
+    cz, sz, cy, sy, cx, sx = (f(a) for a in (yaw, pitch, roll) for f in (np.cos, np.sin))
     rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
     ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
@@ -51,9 +49,7 @@ def rigid(yaw: float, t: tuple[float, float, float], pitch: float = 0.0) -> np.n
     return m
 
 
-def scan(
-    rng: np.random.Generator, n: int, key: bool, t: int, pose=None, labels=True
-) -> LidarScan:
+def scan(rng: np.random.Generator, n: int, key: bool, t: int, pose=None, labels=True) -> LidarScan:
     raw = rng.integers(0, 32, n).astype(np.uint8) if key and labels else None
     return LidarScan(
         coord=rng.normal(0, 10, (n, 3)).astype(np.float32),
@@ -73,9 +69,7 @@ def scene(
             t += 50_000
         scans.append(scan(rng, n + k, True, t, rigid(0.3 * k, (k, 2.0 * k, 0))))
         t += 50_000
-    return NuScenesScene(
-        name, scans, lidar_to_ego=rigid(0.5, (0.9, 0.0, 1.8), pitch=0.02)
-    )
+    return NuScenesScene(name, scans, lidar_to_ego=rigid(0.5, (0.9, 0.0, 1.8), pitch=0.02))
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +90,7 @@ def test_class_tables_match_the_devkit() -> None:
     assert counts[0] == 12 and counts[1 + NUSCENES16_CLASSES.index("pedestrian")] == 4
     assert counts[1 + NUSCENES16_CLASSES.index("bus")] == 2 and (counts[1:] >= 1).all()
     assert (
-        NUSCENES_RAW_TO_16[17] == NUSCENES16_CLASSES.index("car")
-        and NUSCENES_RAW_TO_16[31] == -1
+        NUSCENES_RAW_TO_16[17] == NUSCENES16_CLASSES.index("car") and NUSCENES_RAW_TO_16[31] == -1
     )
 
 
@@ -105,14 +98,9 @@ def test_official_splits_have_the_published_sizes_and_do_not_overlap() -> None:
     sets = {name: set(nuscenes_split_scenes(name)) for name in NUSCENES_SPLIT_SIZES}
     assert {k: len(v) for k, v in sets.items()} == NUSCENES_SPLIT_SIZES
     assert not (
-        sets["train"] & sets["val"]
-        or sets["train"] & sets["test"]
-        or sets["val"] & sets["test"]
+        sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"]
     )
-    assert (
-        sets["mini_train"] <= sets["train"] | sets["val"]
-        and sets["mini_val"] <= sets["val"]
-    )
+    assert sets["mini_train"] <= sets["train"] | sets["val"] and sets["mini_val"] <= sets["val"]
     assert "scene-0061" in sets["mini_train"] and "scene-0103" in sets["mini_val"]
 
 
@@ -141,9 +129,7 @@ def test_round_trip_official_mini_splits(mini) -> None:
         "scene-0916_001",
     ]
     assert len(NuScenesScenes(root, "mini_train", SPEC)) == 16
-    written = [s for s in scenes[8].scans if s.is_key_frame][
-        1
-    ]  # scene-0103, 2nd keyframe
+    written = [s for s in scenes[8].scans if s.is_key_frame][1]  # scene-0103, 2nd keyframe
     pc = val.load("scene-0103_001")
     np.testing.assert_array_equal(pc.coord, written.coord)
     np.testing.assert_allclose(pc.strength[:, 0], written.intensity / 255, rtol=1e-6)
@@ -168,9 +154,7 @@ def test_writer_is_deterministic_and_leaves_no_marker(mini, tmp_path) -> None:
 def test_pointcept_data_root_and_custom_scene_list(mini, tmp_path) -> None:
     _, scenes = mini
     write_nuscenes(tmp_path / "raw", scenes[:2], version=VERSION)
-    reader = NuScenesScenes(
-        tmp_path, "custom", SPEC, version=VERSION, scenes=[scenes[1].name]
-    )
+    reader = NuScenesScenes(tmp_path, "custom", SPEC, version=VERSION, scenes=[scenes[1].name])
     assert reader.release == tmp_path / "raw" and len(reader) == 2
     with pytest.raises(
         DataError,
@@ -200,12 +184,10 @@ def test_sweeps_bring_a_world_fixed_point_to_one_keyframe_coordinate(tmp_path) -
                 is_key_frame=i == 3,
             )
         )
-    write_nuscenes(
-        tmp_path, [NuScenesScene("scene-0061", scans, lidar_to_ego=cs)], version=VERSION
+    write_nuscenes(tmp_path, [NuScenesScene("scene-0061", scans, lidar_to_ego=cs)], version=VERSION)
+    pc = NuScenesScenes(tmp_path, "x", SPEC, version=VERSION, scenes=["scene-0061"], sweeps=4).load(
+        "scene-0061_000"
     )
-    pc = NuScenesScenes(
-        tmp_path, "x", SPEC, version=VERSION, scenes=["scene-0061"], sweeps=4
-    ).load("scene-0061_000")
     assert pc.num_points == 120
     stacked = pc.coord.reshape(4, 30, 3)
     for copy in stacked[1:]:
@@ -213,12 +195,8 @@ def test_sweeps_bring_a_world_fixed_point_to_one_keyframe_coordinate(tmp_path) -
     assert (pc.segment[:30] == NUSCENES16_CLASSES.index("car")).all() and (
         pc.segment[30:] == -1
     ).all()
-    few = NuScenesScenes(
-        tmp_path, "x", SPEC, version=VERSION, scenes=["scene-0061"], sweeps=10
-    )
-    assert (
-        few.load("scene-0061_000").num_points == 120
-    )  # only 3 scans exist before the keyframe
+    few = NuScenesScenes(tmp_path, "x", SPEC, version=VERSION, scenes=["scene-0061"], sweeps=10)
+    assert few.load("scene-0061_000").num_points == 120  # only 3 scans exist before the keyframe
 
 
 def _copy(mini, tmp_path) -> tuple[Path, NuScenesScenes]:
@@ -227,14 +205,10 @@ def _copy(mini, tmp_path) -> tuple[Path, NuScenesScenes]:
     return tmp_path, NuScenesScenes(tmp_path, "mini_val", SPEC)
 
 
-def _scan_and_labels(
-    root: Path, reader: NuScenesScenes, scene_id: str
-) -> tuple[Path, Path]:
+def _scan_and_labels(root: Path, reader: NuScenesScenes, scene_id: str) -> tuple[Path, Path]:
     record = reader._keyframe(scene_id)
     labels = json.loads((root / VERSION / "lidarseg.json").read_text())
-    label = next(
-        r["filename"] for r in labels if r["sample_data_token"] == record["token"]
-    )
+    label = next(r["filename"] for r in labels if r["sample_data_token"] == record["token"])
     return root / record["filename"], root / label
 
 
@@ -253,14 +227,10 @@ def test_label_count_and_unknown_raw_id_are_named(mini, tmp_path) -> None:
     _, label_path = _scan_and_labels(root, reader, "scene-0103_000")
     good = label_path.read_bytes()
     label_path.write_bytes(good[:-1])
-    with pytest.raises(
-        DataError, match=r"holds 49 labels but its scan .* holds 50 points"
-    ):
+    with pytest.raises(DataError, match=r"holds 49 labels but its scan .* holds 50 points"):
         reader.load("scene-0103_000")
     label_path.write_bytes(bytes([40]) + good[1:])
-    with pytest.raises(
-        DataError, match=rf"{label_path.name} holds raw id\(s\) 40 \(1 points\)"
-    ):
+    with pytest.raises(DataError, match=rf"{label_path.name} holds raw id\(s\) 40 \(1 points\)"):
         reader.load("scene-0103_000")
 
 
@@ -271,9 +241,7 @@ def test_missing_tables_and_files_are_named(mini, tmp_path) -> None:
     with pytest.raises(DataError, match=rf"label file .*{label_path.name} is missing"):
         reader.load("scene-0916_001")
     scan_path.unlink()
-    with pytest.raises(
-        DataError, match=rf"lidar scan .*{scan_path.name} .* is missing"
-    ):
+    with pytest.raises(DataError, match=rf"lidar scan .*{scan_path.name} .* is missing"):
         reader.load("scene-0916_001")
     (root / VERSION / "lidarseg.json").unlink()
     with pytest.raises(
@@ -293,9 +261,7 @@ def test_wrong_category_table_and_bad_intensity_are_refused(mini, tmp_path) -> N
     points = np.fromfile(scan_path, "<f4").reshape(-1, 5)
     points[4, 3] = 300.0
     points.tofile(scan_path)
-    with pytest.raises(
-        DataError, match=r"intensity .* must be in \[0, 255\], point 4 has 300"
-    ):
+    with pytest.raises(DataError, match=r"intensity .* must be in \[0, 255\], point 4 has 300"):
         reader.load("scene-0103_000")
     path = root / VERSION / "category.json"
     cats = json.loads(path.read_text())
@@ -314,16 +280,27 @@ def test_bad_options_and_unfinished_root(mini, tmp_path) -> None:
     with pytest.raises(ConfigError, match="split 'trian'"):
         NuScenesScenes(root, "trian", SPEC)
     with pytest.raises(ConfigError, match="20 classes"):
-        NuScenesScenes(
-            root, "mini_val", SimpleNamespace(name="scannet", num_classes=20)
-        )
+        NuScenesScenes(root, "mini_val", SimpleNamespace(name="scannet", num_classes=20))
     with pytest.raises(DataError, match="no metadata folder v1.0-trainval/"):
         NuScenesScenes(root, "val", SPEC)
     bad = NuScenesScene("scene-0103", [scan(np.random.default_rng(0), 5, True, 0)])
-    broken = NuScenesScene(
-        "scene-0916", [LidarScan(np.zeros((5, 3)), np.full(5, 999.0))]
-    )
+    broken = NuScenesScene("scene-0916", [LidarScan(np.zeros((5, 3)), np.full(5, 999.0))])
     with pytest.raises(ConfigError, match=r"intensity in \[0.0, 255.0\]"):
         write_nuscenes(tmp_path, [bad, broken], version=VERSION)
     with pytest.raises(DataError, match=rf"{UNFINISHED} exists"):
         NuScenesScenes(tmp_path, "mini_val", SPEC)
+
+
+def test_table_file_names_cannot_leave_the_release(mini, tmp_path) -> None:
+    root, _ = _copy(mini, tmp_path)
+    path = root / VERSION / "sample_data.json"
+    records = json.loads(path.read_text())
+    key = next(r for r in records if r["is_key_frame"])
+    key["filename"] = "../../etc/passwd"
+    path.write_text(json.dumps(records))
+    reader = NuScenesScenes(root, "mini_val", SPEC)
+    scene_id = next(i for i in reader.scene_ids if reader._keyframe(i)["token"] == key["token"])
+    with pytest.raises(DataError, match=r"names file '../../etc/passwd'; file names must be paths"):
+        reader.load(scene_id)
+    with pytest.raises(ConfigError, match="version '../v1.0-mini' is not a metadata folder"):
+        NuScenesScenes(root, "mini_val", SPEC, version="../v1.0-mini")

@@ -22,9 +22,7 @@ from srkd.errors import ConfigError, DataError
 
 SPEC = SimpleNamespace(name="semantickitti", num_classes=19)
 REPO = Path(__file__).resolve().parents[3]
-SAMPLE = (
-    REPO.parent / "shared" / "data" / "semantickitti_sample"
-)  # like tests/conftest.py
+SAMPLE = REPO.parent / "shared" / "data" / "semantickitti_sample"  # like tests/conftest.py
 RAW_IDS = np.array(sorted(SEMANTICKITTI_LEARNING_MAP))
 
 
@@ -43,9 +41,7 @@ def kitti_scan(seed: int, n: int = 40) -> LidarScan:
 def kitti(tmp_path_factory) -> tuple[Path, dict[str, list[LidarScan]]]:
     root = tmp_path_factory.mktemp("kitti")
     sequences = {"08": [kitti_scan(0), kitti_scan(1, 41)], "11": [kitti_scan(2)]}
-    sequences["11"] = [
-        LidarScan(s.coord, s.intensity) for s in sequences["11"]
-    ]  # test: no labels
+    sequences["11"] = [LidarScan(s.coord, s.intensity) for s in sequences["11"]]  # test: no labels
     write_semantickitti(root, sequences)
     return root, sequences
 
@@ -70,9 +66,9 @@ def test_learning_map_matches_semantic_kitti_yaml() -> None:
     assert [SEMANTICKITTI_LEARNING_MAP[r] for r in (0, 1, 52, 99)] == [-1] * 4
     assert SEMANTICKITTI_LEARNING_MAP[60] == SEMANTICKITTI19_CLASSES.index("road")
     seqs = [s for split in SEMANTICKITTI_SPLITS.values() for s in split]
-    assert sorted(seqs) == [f"{i:02d}" for i in range(22)] and SEMANTICKITTI_SPLITS[
-        "val"
-    ] == ("08",)
+    assert sorted(seqs) == [f"{i:02d}" for i in range(22)] and SEMANTICKITTI_SPLITS["val"] == (
+        "08",
+    )
 
 
 def test_round_trip(kitti) -> None:
@@ -100,19 +96,13 @@ def test_pointcept_data_root(kitti, tmp_path) -> None:
     assert len(SemanticKittiScenes(tmp_path, "val", SPEC)) == 2
 
 
-@pytest.mark.skipif(
-    not SAMPLE.is_dir(), reason="the real SemanticKITTI sample is not present"
-)
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason="the real SemanticKITTI sample is not present")
 def test_real_sample_scan() -> None:
     scenes = SemanticKittiScenes(SAMPLE, "train", SPEC, sequences=("00",))
     assert scenes.scene_ids == ["00_000000"]
     pc = scenes.load("00_000000")
     assert pc.num_points == 123_389 and pc.coord.dtype == np.float32
-    assert (
-        0.0 <= pc.strength.min()
-        and pc.strength.max() <= 1.0
-        and pc.strength.max() > 0.5
-    )
+    assert 0.0 <= pc.strength.min() and pc.strength.max() <= 1.0 and pc.strength.max() > 0.5
     histogram = dict(
         zip(
             SEMANTICKITTI19_CLASSES,
@@ -121,16 +111,10 @@ def test_real_sample_scan() -> None:
     )
     # raw: car 544 + moving-car 990, person 23 + moving-person 138; ignore = unlabeled 4458 +
     # outlier 5 + other-structure 809 + other-object 1652
-    assert (
-        histogram["car"] == 1534
-        and histogram["person"] == 161
-        and histogram["road"] == 20975
-    )
+    assert histogram["car"] == 1534 and histogram["person"] == 161 and histogram["road"] == 20975
     assert histogram["terrain"] == 30925 and histogram["vegetation"] == 24514
     assert histogram["truck"] == 0 and int((pc.segment == -1).sum()) == 6924
-    with pytest.raises(
-        DataError, match=r"needs sequence folder\(s\) 01, 02.* holds only 00"
-    ):
+    with pytest.raises(DataError, match=r"needs sequence folder\(s\) 01, 02.* holds only 00"):
         SemanticKittiScenes(SAMPLE, "train", SPEC)
 
 
@@ -166,9 +150,7 @@ def test_unknown_raw_id_missing_labels_and_bad_remission(kitti, tmp_path) -> Non
     words = np.fromfile(label, "<u4")
     words[3] = (7 << 16) | 7
     words.tofile(label)
-    with pytest.raises(
-        DataError, match=r"000000.label holds raw id\(s\) 7 \(1 points\)"
-    ):
+    with pytest.raises(DataError, match=r"000000.label holds raw id\(s\) 7 \(1 points\)"):
         reader.load("08_000000")
     label.unlink()
     with pytest.raises(
@@ -181,9 +163,7 @@ def test_unknown_raw_id_missing_labels_and_bad_remission(kitti, tmp_path) -> Non
     points = np.fromfile(scan, "<f4").reshape(-1, 4)
     points[2, 3] = 37.0
     points.tofile(scan)
-    with pytest.raises(
-        DataError, match=r"remission .* must be in \[0, 1\], point 2 has 37"
-    ):
+    with pytest.raises(DataError, match=r"remission .* must be in \[0, 1\], point 2 has 37"):
         reader.load("08_000001")
 
 
@@ -192,9 +172,7 @@ def test_bad_split_spec_scene_and_layout(kitti, tmp_path) -> None:
     with pytest.raises(ConfigError, match="split 'valid'"):
         SemanticKittiScenes(root, "valid", SPEC)
     with pytest.raises(ConfigError, match="16 classes"):
-        SemanticKittiScenes(
-            root, "val", SimpleNamespace(name="nuscenes", num_classes=16)
-        )
+        SemanticKittiScenes(root, "val", SimpleNamespace(name="nuscenes", num_classes=16))
     with pytest.raises(ConfigError, match="two-digit"):
         SemanticKittiScenes(root, "val", SPEC, sequences=["8"])
     with pytest.raises(DataError, match=r"needs sequence folder\(s\) 00, 01"):
