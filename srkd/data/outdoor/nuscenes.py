@@ -22,10 +22,11 @@ option `version` overrides). The option `scenes=("scene-0061", ...)` reads a use
 scenes instead of the official list (a custom split).
 
 Features: strength = intensity / 255 in [0, 1] (Pointcept's convention). With `sweeps=k` the
-k - 1 previous LIDAR_TOP scans (fewer at a scene's start) are moved into the keyframe's lidar frame
-(sweep lidar -> ego -> global -> keyframe ego -> keyframe lidar, by calibrated_sensor and
-ego_pose) and appended after the keyframe's points; they carry label -1 (nuScenes labels only
-keyframes). Points keep their order, so origin_index = arange(N) with the keyframe first.
+k - 1 previous LIDAR_TOP scans (fewer at a scene's start; nothing is duplicated) are moved into
+the keyframe's lidar frame (sweep lidar -> ego -> global -> keyframe ego -> keyframe lidar, by
+calibrated_sensor and ego_pose, the devkit's `from_file_multisweep` chain), less their points
+within SWEEP_MIN_DISTANCE of their sensor, and appended after the keyframe's points; they carry
+label -1 (nuScenes labels only keyframes). origin_index = arange(N) with the keyframe first.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ SPLIT_VERSIONS: dict[str, str] = {
 MAX_SWEEPS = 30
 """Most scans one scene may stack (the keyframe included); 10 is the common choice (20 Hz lidar,
 0.5 s), more only blurs moving objects."""
+
+SWEEP_MIN_DISTANCE = 1.0
+"""Sweep points with |x| and |y| both under this many metres in their own lidar frame are
+dropped: returns from the ego vehicle itself, which would smear along the path once moved into
+the keyframe's frame (the devkit's `from_file_multisweep` rule, min_distance=1.0). Keyframe points
+are all kept: each carries a label and is scored."""
 
 _LABEL_TABLE = lookup_table(NUSCENES_RAW_TO_16, 256)
 _FIX = "download this part of the nuScenes release again"
@@ -268,6 +275,8 @@ class NuScenesScenes:
             global_to_key = np.linalg.inv(self._index.sensor_to_global(key))
             for record in self._previous_scans(key):
                 xyz, s = read_lidar(self.lidar_path(record))
+                far = (np.abs(xyz[:, :2]) >= SWEEP_MIN_DISTANCE).any(axis=1)
+                xyz, s = xyz[far], s[far]
                 m = global_to_key @ self._index.sensor_to_global(record)
                 coords.append((xyz.astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32))
                 strengths.append(s)

@@ -56,7 +56,12 @@ def load_table(release: Path, version: str, name: str) -> list[dict[str, Any]]:
     """The records of `<release>/<version>/<name>.json`; DataError if missing or malformed."""
     path = release / version / f"{name}.json"
     if not path.is_file():
-        extra = " (part of the nuScenes-lidarseg expansion)" if name == "lidarseg" else ""
+        extra = (
+            " (part of the nuScenes-lidarseg expansion; unlabelled data such as the test split "
+            "reads with require_labels=False)"
+            if name == "lidarseg"
+            else ""
+        )
         raise DataError(f"nuScenes table {path} is missing{extra}; {_FIX}")
     try:
         records = json.loads(path.read_text(encoding="utf-8"))

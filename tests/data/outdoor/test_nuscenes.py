@@ -165,38 +165,48 @@ def test_pointcept_data_root_and_custom_scene_list(mini, tmp_path) -> None:
 
 def test_sweeps_bring_a_world_fixed_point_to_one_keyframe_coordinate(tmp_path) -> None:
     """Every scan sees the same world points from a different ego pose; after accumulation all
-    copies of a point land on the keyframe's coordinate of it."""
+    copies of a point land on the keyframe's coordinate of it. Sweep points within 1 m of their
+    sensor (the car itself) are dropped, keyframe points never."""
     rng = np.random.default_rng(3)
-    world = rng.uniform(-20, 20, (30, 3))
     cs = rigid(-0.7, (1.0, -0.2, 1.9), pitch=0.05)
+    egos = [rigid(0.2 * i - 0.1, (3.0 * i, -1.5 * i, 0.1 * i), pitch=0.01 * i) for i in range(4)]
+    to_local = [np.linalg.inv(ego @ cs) for ego in egos]
+    world = rng.uniform(-20, 20, (200, 3))
+    local = [(np.c_[world, np.ones(200)] @ m.T)[:, :3] for m in to_local]
+    far = np.all([(np.abs(xyz[:, :2]) >= 1.5).any(axis=1) for xyz in local], axis=0)
+    world, local = world[far][:30], [xyz[far][:30] for xyz in local]
+    car = np.array([[0.5, -0.4, -1.0], [0.9, 0.9, 0.0]])  # returns from the ego vehicle
     scans = []
     for i in range(4):  # sweep, sweep, sweep, keyframe
-        ego = rigid(0.2 * i - 0.1, (3.0 * i, -1.5 * i, 0.1 * i), pitch=0.01 * i)
-        local = (np.c_[world, np.ones(30)] @ np.linalg.inv(ego @ cs).T)[:, :3]
-        labels = np.full(30, 17, np.uint8) if i == 3 else None  # vehicle.car
+        xyz = np.concatenate([local[i], car]).astype(np.float32)
+        labels = np.r_[np.full(30, 17), 31, 31].astype(np.uint8) if i == 3 else None
         scans.append(
-            LidarScan(
-                local.astype(np.float32),
-                np.full(30, 100.0),
-                labels,
-                pose=ego,
-                timestamp=10**15 + i * 50_000,
-                is_key_frame=i == 3,
-            )
-        )
+            LidarScan(xyz, np.full(32, 100.0), labels, pose=egos[i],
+                      timestamp=10**15 + i * 50_000, is_key_frame=i == 3)
+        )  # fmt: skip
     write_nuscenes(tmp_path, [NuScenesScene("scene-0061", scans, lidar_to_ego=cs)], version=VERSION)
-    pc = NuScenesScenes(tmp_path, "x", SPEC, version=VERSION, scenes=["scene-0061"], sweeps=4).load(
-        "scene-0061_000"
-    )
-    assert pc.num_points == 120
-    stacked = pc.coord.reshape(4, 30, 3)
-    for copy in stacked[1:]:
-        np.testing.assert_allclose(copy, stacked[0], atol=2e-4)
+    reader = NuScenesScenes(tmp_path, "x", SPEC, version=VERSION, scenes=["scene-0061"], sweeps=4)
+    pc = reader.load("scene-0061_000")
+    assert pc.num_points == 32 + 3 * 30  # the keyframe keeps its car points, sweeps lose theirs
+    np.testing.assert_allclose(pc.coord[:30], local[3], atol=1e-4)
+    for copy in pc.coord[32:].reshape(3, 30, 3):
+        np.testing.assert_allclose(copy, pc.coord[:30], atol=2e-4)
     assert (pc.segment[:30] == NUSCENES16_CLASSES.index("car")).all() and (
         pc.segment[30:] == -1
     ).all()
-    few = NuScenesScenes(tmp_path, "x", SPEC, version=VERSION, scenes=["scene-0061"], sweeps=10)
-    assert few.load("scene-0061_000").num_points == 120  # only 3 scans exist before the keyframe
+    more = NuScenesScenes(tmp_path, "x", SPEC, version=VERSION, scenes=["scene-0061"], sweeps=10)
+    assert more.load("scene-0061_000").num_points == 122  # only 3 scans exist before the keyframe
+
+
+def test_quaternion_convention_is_the_devkits() -> None:
+    """pyquaternion (the devkit's) rotates actively: (cos 45, 0, 0, sin 45) turns x onto y, and
+    nuScenes' LIDAR_TOP mounting (about -90 degrees about z) turns the lidar's y onto the car's x."""
+    c = np.cos(np.pi / 4)
+    np.testing.assert_allclose(
+        quaternion_matrix([c, 0, 0, c], "t") @ [1, 0, 0], [0, 1, 0], atol=1e-12
+    )
+    mount = quaternion_matrix([0.7078, -0.0065, 0.0106, -0.7063], "t")
+    np.testing.assert_allclose(mount @ [0, 1, 0], [1, 0, 0], atol=0.03)
 
 
 def _copy(mini, tmp_path) -> tuple[Path, NuScenesScenes]:
