@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +180,10 @@ class LidarIndex:
     def sensor_to_global(self, record: dict[str, Any]) -> np.ndarray:
         """float64 (4, 4): lidar frame of a sample_data record -> global frame
         (ego_pose @ calibrated_sensor)."""
-        get = lambda key, table: field(record, key, table, self.release, self.version)
-        cs_token, pose_token = (
-            get("calibrated_sensor_token", "sample_data"),
-            get("ego_pose_token", "sample_data"),
+        get = partial(
+            field, record, table="sample_data", release=self.release, version=self.version
         )
+        cs_token, pose_token = get("calibrated_sensor_token"), get("ego_pose_token")
         where = f"{self.release / self.version}: sample_data {record.get('token')!r}"
         if cs_token not in self.sensor_poses or pose_token not in self.ego_poses:
             raise DataError(
@@ -195,6 +195,26 @@ class LidarIndex:
         return ego @ sensor
 
 
+def _lidar_records(tables: dict[str, list[dict[str, Any]]], get: Any) -> dict[str, dict[str, Any]]:
+    """token -> sample_data record of every LIDAR_TOP scan (sensor -> calibrated_sensor ->
+    sample_data)."""
+    lidar_sensors = {
+        get(r, "token", "sensor")
+        for r in tables["sensor"]
+        if get(r, "channel", "sensor") == LIDAR_CHANNEL
+    }
+    lidar_calibs = {
+        get(r, "token", "calibrated_sensor")
+        for r in tables["calibrated_sensor"]
+        if get(r, "sensor_token", "calibrated_sensor") in lidar_sensors
+    }
+    return {
+        get(r, "token", "sample_data"): r
+        for r in tables["sample_data"]
+        if get(r, "calibrated_sensor_token", "sample_data") in lidar_calibs
+    }
+
+
 def build_index(release: Path, version: str) -> LidarIndex:
     """Read the base tables of `<release>/<version>/` and index their LIDAR_TOP records.
 
@@ -203,31 +223,18 @@ def build_index(release: Path, version: str) -> LidarIndex:
         this reader needs, or a version without any LIDAR_TOP keyframe.
     """
     tables = {name: load_table(release, version, name) for name in BASE_TABLES}
-    get = lambda r, key, table: field(r, key, table, release, version)
+    get = partial(field, release=release, version=version)
     folder = release / version
-    lidar_sensors = {
-        get(r, "token", "sensor")
-        for r in tables["sensor"]
-        if get(r, "channel", "sensor") == LIDAR_CHANNEL
-    }
-    sensor_poses = by_token(tables["calibrated_sensor"], "calibrated_sensor", folder)
-    lidar_calibs = {
-        t
-        for t, r in sensor_poses.items()
-        if get(r, "sensor_token", "calibrated_sensor") in lidar_sensors
-    }
-    lidar = {
-        get(r, "token", "sample_data"): r
-        for r in tables["sample_data"]
-        if get(r, "calibrated_sensor_token", "sample_data") in lidar_calibs
-    }
+    lidar = _lidar_records(tables, get)
+    if not lidar:
+        raise DataError(f"nuScenes tables in {folder} list no {LIDAR_CHANNEL} scans; {_FIX}")
     samples = by_token(tables["sample"], "sample", folder)
     scene_names = {get(r, "token", "scene"): get(r, "name", "scene") for r in tables["scene"]}
     keyframes: dict[str, list[dict[str, Any]]] = {name: [] for name in scene_names.values()}
     for record in lidar.values():
         if not get(record, "is_key_frame", "sample_data"):
             continue
-        sample = samples.get(get(record, "sample_token", "sample"))
+        sample = samples.get(get(record, "sample_token", "sample_data"))
         scene_token = None if sample is None else get(sample, "scene_token", "sample")
         if scene_token not in scene_names:
             raise DataError(
@@ -238,11 +245,8 @@ def build_index(release: Path, version: str) -> LidarIndex:
     for records in keyframes.values():
         records.sort(key=lambda r: get(r, "timestamp", "sample_data"))
     used_poses = {get(r, "ego_pose_token", "sample_data") for r in lidar.values()}
-    ego_poses = {
-        t: r for t, r in by_token(tables["ego_pose"], "ego_pose", folder).items() if t in used_poses
-    }
-    if not lidar:
-        raise DataError(f"nuScenes tables in {folder} list no {LIDAR_CHANNEL} scans; {_FIX}")
+    ego_poses = {r.get("token"): r for r in tables["ego_pose"] if r.get("token") in used_poses}
+    sensor_poses = by_token(tables["calibrated_sensor"], "calibrated_sensor", folder)
     return LidarIndex(release, version, scene_names, keyframes, lidar, sensor_poses, ego_poses)
 
 
@@ -250,7 +254,7 @@ def lidarseg_files(release: Path, version: str) -> dict[str, str]:
     """sample_data token -> label file (relative to the release) from `lidarseg.json`, after
     checking `category.json`'s raw ids (check_categories)."""
     check_categories(load_table(release, version, "category"), release / version / "category.json")
-    get = lambda r, key: field(r, key, "lidarseg", release, version)
+    get = partial(field, table="lidarseg", release=release, version=version)
     return {
         get(r, "sample_data_token"): get(r, "filename")
         for r in load_table(release, version, "lidarseg")

@@ -314,3 +314,14 @@ def test_table_file_names_cannot_leave_the_release(mini, tmp_path) -> None:
         reader.load(scene_id)
     with pytest.raises(ConfigError, match="version '../v1.0-mini' is not a metadata folder"):
         NuScenesScenes(root, "mini_val", SPEC, version="../v1.0-mini")
+
+
+def test_record_without_a_needed_field_is_named(mini, tmp_path) -> None:
+    root, _ = _copy(mini, tmp_path)
+    path = root / VERSION / "sample_data.json"
+    records = json.loads(path.read_text())
+    del records[0]["ego_pose_token"]
+    path.write_text(json.dumps(records))
+    with pytest.raises(DataError, match=rf"sample_data.json: record '{records[0]['token']}' has no "
+                       "field 'ego_pose_token'"):  # fmt: skip
+        NuScenesScenes(root, "mini_val", SPEC)
