@@ -146,11 +146,11 @@ def _roadside(rng: np.random.Generator, prims: Primitives, side: float, road_hal
                 prims.cylinder(x, y, 0.0, rng.uniform(5.0, 8.0), rng.uniform(0.08, 0.15), MANMADE)
         x += rng.uniform(6.0, 14.0)
     for _ in range(int(rng.integers(4, 12))):
-        px = rng.uniform(-40.0, 150.0)
+        px = rng.uniform(-30.0, 60.0)
         py = side * rng.uniform(road_half + 0.4, edge - 0.3)
         prims.cylinder(px, py, 0.0, rng.uniform(1.55, 1.9), rng.uniform(0.2, 0.3), PEDESTRIAN)
     for _ in range(int(rng.integers(1, 4))):  # a short works zone of cones, or a barrier row
-        x0 = rng.uniform(-20.0, 120.0)
+        x0 = rng.uniform(-15.0, 50.0)
         kerb = side * (road_half - 0.3)
         if rng.random() < 0.5:
             for k in range(int(rng.integers(3, 7))):
@@ -175,8 +175,9 @@ def _vehicle(rng: np.random.Generator, prims: Primitives, x: float, y: float, ya
     return length
 
 
-def _kind(rng: np.random.Generator) -> int:
-    return int(rng.choice([CAR, CAR, CAR, CAR, TRUCK, BUS]))
+def _kind(rng: np.random.Generator, parked: bool = False) -> int:
+    """Vehicle class: mostly cars; buses only drive (they do not park at the kerb)."""
+    return int(rng.choice([CAR] * 6 + ([TRUCK] if parked else [TRUCK, BUS])))
 
 
 def _parked(rng: np.random.Generator, prims: Primitives, side: float, road_half: float,
@@ -185,7 +186,7 @@ def _parked(rng: np.random.Generator, prims: Primitives, side: float, road_half:
         return
     x = WORLD_X[0] + rng.uniform(0, 8)
     while x < WORLD_X[1] - 20:
-        kind = _kind(rng)
+        kind = _kind(rng, parked=True)
         if _clear_of_cross(x - 7, x + 7, cross_x, road_half + 2) and rng.random() < 0.55:
             yaw = (0.0 if side > 0 else np.pi) + rng.normal(0, 0.03)
             x += _vehicle(rng, prims, x, side * (road_half - 1.15), yaw, kind)
@@ -196,6 +197,6 @@ def _oncoming(rng: np.random.Generator, prims: Primitives, road_half: float,
               cross_x: float | None) -> None:
     """Vehicles in the opposite lane (y > 0, between the parked row and the centre line)."""
     for _ in range(int(rng.integers(2, 6))):
-        x = rng.uniform(-30.0, 160.0)
+        x = rng.uniform(12.0, 120.0)  # ahead of the ego's start
         if road_half > 4.2 and _clear_of_cross(x - 7, x + 7, cross_x, road_half + 2):
             _vehicle(rng, prims, x, road_half * 0.35, np.pi + rng.normal(0, 0.02), _kind(rng))
