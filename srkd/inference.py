@@ -20,9 +20,9 @@ from srkd.data.collate import collate
 from srkd.data.dataset import make_fragments
 from srkd.data.transforms import (
     Record,
+    canonical_view_record,
     fragment_transforms,
     replay,
-    canonical_view_record,
     tta_view_records,
 )
 from srkd.types import PointCloud

@@ -22,7 +22,6 @@ a re-run). Each scene records the content hash of the data its teacher saw (`dat
 from __future__ import annotations
 
 import functools
-
 import logging
 import os
 import threading

@@ -149,7 +149,7 @@ def _outdoor(out: Optional[Path], scenes: Optional[int], seed: Optional[int],
             raise ConfigError("pass --out DIR (or run where stages.yaml sets params.data.root)")
         out = Path(out)
         scenes = int(pick(scenes, d, "scenes", 8))
-        n_train, n_val = split_sizes(scenes, float(pick(val_fraction, d, "val_fraction", 0.25)))
+        _, n_val = split_sizes(scenes, float(pick(val_fraction, d, "val_fraction", 0.25)))
         lidar = LidarConfig(beams=opts["beams"], azimuth_steps=opts["azimuth_steps"])
         with console.status(f"simulating {scenes} drives x {opts['keyframes']} keyframes"):
             try:

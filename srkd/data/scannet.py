@@ -31,6 +31,7 @@ from srkd.data.classes import (
     SCANNET200_CLASSES,
     SCANNET200_COLORS,
 )
+from srkd.data.layout import SCENE_FILES, UNFINISHED, check_scene_id, check_split
 from srkd.data.outdoor.classes import (
     NUSCENES16_CLASSES,
     NUSCENES16_COLORS,
@@ -38,11 +39,9 @@ from srkd.data.outdoor.classes import (
     SEMANTICKITTI19_COLORS,
 )
 from srkd.data.transforms_sampling import INDOOR_GRID_SIZE, OUTDOOR_GRID_SIZE
-from srkd.data.layout import SCENE_FILES, UNFINISHED, check_scene_id, check_split
 from srkd.errors import ConfigError, DataError
 from srkd.registry import Registry
 from srkd.types import FEATURE_WIDTHS, PointCloud
-
 
 INDOOR_WEIGHT_DECAY = 0.05
 """AdamW weight decay of the release's ScanNet recipe."""

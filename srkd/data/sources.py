@@ -93,7 +93,7 @@ def open_scenes(
     *,
     require_labels: bool = True,
     **options: Any,
-) -> "SceneSource":
+) -> SceneSource:
     """The scenes of `split` under `root`, read by the reader of `spec.layout`.
 
     Args:

@@ -33,6 +33,7 @@ import numpy as np
 from srkd.data.synthetic_lidar_world import NOISE, REFLECTIVITY, Street, build_street
 from srkd.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class LidarConfig:
     """The simulated sensor; defaults after nuScenes' HDL-32E (LIDAR_TOP at 20 Hz)."""
@@ -252,7 +253,7 @@ class OutdoorScene:
         """The revolution at time `t` seconds (t >= 0), deterministic per (seed, index, t)."""
         if t < 0:
             raise ConfigError(f"scan time must be >= 0 seconds, got {t}")
-        micros = int(round(t * 1e6))
+        micros = round(t * 1e6)
         rng = np.random.default_rng([self.seed, self.index, micros])
         lidar = self.lidar
         local, ring = lidar.directions()

@@ -28,13 +28,28 @@ from pathlib import Path
 import numpy as np
 
 from srkd.data.outdoor.formats import write_json
-from srkd.data.outdoor.writers import LidarScan, NuScenesScene, write_nuscenes, write_semantickitti
+from srkd.data.outdoor.writers import (
+    LidarScan,
+    NuScenesScene,
+    write_nuscenes,
+    write_semantickitti,
+)
 from srkd.data.sources import SPLITS_FILE
 from srkd.data.synthetic_lidar import LidarConfig, SimulatedScan, make_scene
 from srkd.data.synthetic_lidar_world import (
-    BARRIER, BUS, CAR, DRIVEABLE, MANMADE, NOISE, PEDESTRIAN, SIDEWALK, TERRAIN, TRAFFIC_CONE,
-    TRUCK, VEGETATION,
-)  # fmt: skip
+    BARRIER,
+    BUS,
+    CAR,
+    DRIVEABLE,
+    MANMADE,
+    NOISE,
+    PEDESTRIAN,
+    SIDEWALK,
+    TERRAIN,
+    TRAFFIC_CONE,
+    TRUCK,
+    VEGETATION,
+)
 from srkd.errors import ConfigError
 
 GENERATOR = "srkd.data.synthetic_lidar"
@@ -152,7 +167,7 @@ def _write_nuscenes(out: Path, drives: list) -> None:  # type: ignore[type-arg]
             LidarScan(s.points, s.intensity, s.raw_label if key else None, pose=s.pose @ ego_of,
                       timestamp=1_500_000_000_000_000 + 10**9 * i + s.timestamp, is_key_frame=key)
             for s, key in drive
-        ], lidar_to_ego=LIDAR_TO_EGO)  # fmt: skip
+        ], lidar_to_ego=LIDAR_TO_EGO)
         for i, (name, drive) in enumerate(zip(names, drives))
     ]
     write_nuscenes(out, scenes, version=NUSCENES_VERSION)

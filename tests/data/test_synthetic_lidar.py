@@ -11,8 +11,20 @@ from srkd.data.outdoor.classes import NUSCENES_RAW_TO_16, SEMANTICKITTI_LEARNING
 from srkd.data.synthetic_lidar import LidarConfig, OutdoorScene, cast, make_scene
 from srkd.data.synthetic_lidar_dataset import generate_outdoor_dataset, kitti_raw_labels
 from srkd.data.synthetic_lidar_world import (
-    BARRIER, BUS, CAR, DRIVEABLE, MANMADE, NOISE, PEDESTRIAN, SIDEWALK, TERRAIN, TRAFFIC_CONE,
-    TRUCK, VEGETATION, Primitives, Street,
+    BARRIER,
+    BUS,
+    CAR,
+    DRIVEABLE,
+    MANMADE,
+    NOISE,
+    PEDESTRIAN,
+    SIDEWALK,
+    TERRAIN,
+    TRAFFIC_CONE,
+    TRUCK,
+    VEGETATION,
+    Primitives,
+    Street,
 )  # fmt: skip
 from srkd.errors import ConfigError
 

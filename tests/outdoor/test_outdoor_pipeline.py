@@ -85,7 +85,7 @@ def test_distill_uses_the_outdoor_recipe(run):
     assert steps and {"ce", "lovasz", "kl", "relation", "feat_mse"} <= set(steps[0])
     from srkd.models import load_checkpoint
 
-    model, info = load_checkpoint(run["work"] / "student" / "model.pt", map_location="cpu")
+    _, info = load_checkpoint(run["work"] / "student" / "model.pt", map_location="cpu")
     assert tuple(info.feature_names) == ("coord", "strength") and info.in_channels == 4
     recipe = info.train_params["recipe"]
     assert recipe["dataset"] == run["dataset"]

@@ -63,7 +63,7 @@ def test_outdoor_training_chain_is_the_nuscenes_one():
     assert scale.scale == (0.9, 1.1) and flip.p == 0.5
     assert (jitter.sigma, jitter.clip, grid.grid_size) == (0.005, 0.02, 0.05)
     pc = scan()
-    out, record = chain(pc, np.random.default_rng(1))
+    out, _ = chain(pc, np.random.default_rng(1))
     assert out.strength is not None and out.color is None and out.num_points <= pc.num_points
     np.testing.assert_array_equal(out.strength, pc.strength[out.origin_index])  # no colour ops
 
