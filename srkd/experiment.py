@@ -224,6 +224,8 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
     ds = get_dataset_spec(cfg.dataset)
     if cfg.grid_size is None:
         cfg = replace(cfg, grid_size=ds.grid_size)
+    if cfg.optim.weight_decay is None:  # None: the dataset's recipe value
+        cfg = replace(cfg, optim=replace(cfg.optim, weight_decay=ds.weight_decay))
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=ds.num_classes, in_channels=ds.feature_dim,
                          **cfg.model_args).to(device)

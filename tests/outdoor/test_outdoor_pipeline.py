@@ -102,3 +102,22 @@ def test_evaluate_scores_ten_outdoor_views(run):
     assert len(metrics["class_names"]) == classes == student["scores"]["num_classes"]
     assert student["scores"]["num_points"] == teacher["scores"]["num_points"] > 0
     assert 0.0 <= student["scores"]["miou"] <= 1.0
+
+
+def test_a_run_without_grid_or_weight_decay_takes_the_datasets(run):
+    """RunConfig grid_size None and OptimConfig weight_decay None mean the DatasetSpec's values
+    (0.05 m and 0.005 outdoors); the checkpoint records the numbers used."""
+    from srkd.experiment import RunConfig
+    from srkd.experiment import run as train_run
+    from srkd.models import load_checkpoint
+    from srkd.train import OptimConfig
+
+    out = run["work"] / "alone"
+    cfg = RunConfig(model="test_ptv3_outdoor", out=out, dataset=run["dataset"],
+                    data_root=run["work"] / "data", method="ce", epochs=1, batch_size=1,
+                    optim=OptimConfig(weight_decay=None), val_split=None, device="cpu",
+                    amp=False)  # type: ignore[arg-type]
+    train_run(cfg)
+    _, info = load_checkpoint(out / "model.pt", map_location="cpu")
+    assert info.train_params["grid_size"] == 0.05
+    assert info.train_params["optim"]["weight_decay"] == 0.005
