@@ -121,3 +121,9 @@ def test_a_run_without_grid_or_weight_decay_takes_the_datasets(run):
     _, info = load_checkpoint(out / "model.pt", map_location="cpu")
     assert info.train_params["grid_size"] == 0.05
     assert info.train_params["optim"]["weight_decay"] == 0.005
+
+
+def test_inspect_cache_verifies_and_scores_an_outdoor_cache(run):
+    res = invoke(["inspect-cache", run["work"] / "cache", "--verify"])
+    assert res.exit_code == 0, res.output
+    assert "every scene decodes" in res.output and "cached teacher" in res.output and "mIoU" in res.output
