@@ -133,8 +133,8 @@ def check_cached_scene(reader, scene_id: str, pc: PointCloud, source: str = "") 
 
 def check_cache_data(reader, scenes, scene_ids: Sequence[str], count: int = 4) -> None:
     """Before training: `check_cached_scene` on up to `count` scenes spread over `scene_ids`
-    (loaded from `scenes`, a ScanNetScenes), so a cache used with other data fails at once; every
-    scene is checked again when training first loads it."""
+    (loaded from `scenes`, a scene source of `srkd.data.sources.open_scenes`), so a cache used
+    with other data fails at once; every scene is checked again when training first loads it."""
     if not scene_ids:
         return
     step = max(1, len(scene_ids) // count)
@@ -224,13 +224,14 @@ def validation_scores(
     device: torch.device | str = "cpu",
     *,
     color_norm: str,
+    domain: str = "indoor",
 ) -> SegmentationScores:
     """Single-pass (no TTA) precise validation over every original point of `scenes`, with the
-    model's input `color_norm`."""
+    model's input `color_norm` and the view and fragment transforms of `domain`."""
     model.eval()
     acc = ConfusionAccumulator(num_classes)
     for pc in scenes:
-        result = infer_scene(model, pc, precise_views(pc, tta=False), grid_size, feature_names, device,
-                             color_norm=color_norm)
+        result = infer_scene(model, pc, precise_views(pc, tta=False, domain=domain), grid_size,
+                             feature_names, device, color_norm=color_norm, domain=domain)
         acc.add(result.predictions(), pc.segment)
     return acc.scores()

@@ -37,7 +37,9 @@ import torch
 from torch import nn
 
 from srkd.cache.inspect import cached_teacher_prediction
-from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
+from srkd.data.dataset import SceneSource
+from srkd.data.scannet import DatasetSpec, get_dataset_spec
+from srkd.data.sources import open_scenes
 from srkd.data.transforms import DEFAULT_COLOR_NORM
 from srkd.device import describe_device, resolve_device
 from srkd.errors import CacheError, CheckpointError, ConfigError
@@ -49,7 +51,6 @@ from srkd.types import FEATURE_WIDTHS, PointCloud
 
 DEFAULT_DATASET = "scannet"
 DEFAULT_SPLIT = "val"
-DEFAULT_GRID_SIZE = 0.02
 _GENERIC_STEMS = {"model", "best", "last", "checkpoint", "model_best", "model_last", "final"}
 
 Progress = Callable[[int, int, str], None]
@@ -62,14 +63,15 @@ class EvalModel:
 
     model:         nn.Module mapping a PointBatch to ModelOutput (logits (M, K)); any device.
     feature_names: PointCloud fields that form its input, e.g. ("color", "normal").
-    grid_size:     voxel edge (metres) of its test-mode voxelisation.
+    grid_size:     voxel edge (metres) of its test-mode voxelisation; None = the dataset's
+                   (DatasetSpec.grid_size), filled in by `evaluate_models`.
     color_norm:    its input colour normalisation (srkd.data.transforms.COLOR_NORMS key).
     """
 
     name: str
     model: nn.Module
     feature_names: tuple[str, ...]
-    grid_size: float
+    grid_size: float | None
     kind: str = "model"
     source: str = ""
     params: int | None = None
@@ -111,22 +113,25 @@ def measure_latency(
     warmup: int = 2,
     runs: int = 10,
     budget_s: float = 60.0,
+    domain: str = "indoor",
 ) -> Latency:
     """Median wall time (ms) of scoring every point of `pc` once: batch 1, no TTA, all test-mode
     fragments, voxelisation and host/device copies included; `warmup` runs are discarded.
 
     At most `runs` timed runs; after 3 of them, timing stops once `budget_s` seconds are spent
     (a slow CPU run would otherwise take many minutes). The method string gives the real count.
+    `domain`: the dataset's transform domain (DatasetSpec.domain).
     """
     if runs < 1 or warmup < 0:
         raise ConfigError(f"latency needs runs >= 1 and warmup >= 0, got {runs} and {warmup}")
-    views = precise_views(pc, tta=False)
+    views = precise_views(pc, tta=False, domain=domain)
     times: list[float] = []
     began = time.perf_counter()
     for i in range(warmup + runs):
         _sync(device)
         start = time.perf_counter()
-        infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device, color_norm=m.color_norm)
+        infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device, color_norm=m.color_norm,
+                    domain=domain)
         _sync(device)
         if i >= warmup:
             times.append(1000.0 * (time.perf_counter() - start))
@@ -138,7 +143,7 @@ def measure_latency(
 
 
 def evaluate_models(
-    scenes: ScanNetScenes,
+    scenes: SceneSource,
     models: Sequence[EvalModel],
     *,
     cache: Any = None,
@@ -154,8 +159,10 @@ def evaluate_models(
     """Score `models` (and the teacher in `cache`, a CacheReader) on every point of the split.
 
     Args:
-        scenes: the labelled split; scenes are scored in sorted order.
-        tta: the 13 ScanNet views (True) or one identity view (False).
+        scenes: the labelled split (a source of `open_scenes`, with `spec`, `split`, `root`);
+            scenes are scored in sorted order.
+        tta: the release's test views of the dataset's domain (True: 13 ScanNet views, 10 lidar
+            views) or one identity view (False).
         max_scenes: score only the first N scenes.
         render_scene: scene kept for the top-down render and used for latency (default: the
             first scored scene).
@@ -178,6 +185,9 @@ def evaluate_models(
         )
     if cache is not None:
         _check_cache(cache, spec, ids)
+    for m in models:  # a checkpoint that records no grid size uses the dataset's
+        if m.grid_size is None:
+            m.grid_size = spec.grid_size
     names = [m.name for m in models] + ([cache_name] if cache is not None else [])
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be unique, got {names}")
@@ -197,10 +207,10 @@ def evaluate_models(
         preds: dict[str, np.ndarray] = {}
         if cache is not None:  # before any model runs on data the cache was not built from
             cache.check_scene_data(scene_id, pc.content_sha256(), str(scenes.root))
-        views = precise_views(pc, tta)
+        views = precise_views(pc, tta, spec.domain)
         for m in models:
             result = infer_scene(m.model, pc, views, m.grid_size, m.feature_names, device,
-                                 color_norm=m.color_norm)
+                                 color_norm=m.color_norm, domain=spec.domain)
             if result.prob_sum.shape[1] != spec.num_classes:
                 raise CheckpointError(
                     f"model {m.name!r} gives {result.prob_sum.shape[1]} class scores, dataset "
@@ -231,7 +241,8 @@ def evaluate_models(
         if latency_pc is not None:
             if progress:
                 progress(len(ids), len(ids), f"latency of {m.name}")
-            latency = measure_latency(m, latency_pc, device, latency_warmup, latency_runs)
+            latency = measure_latency(m, latency_pc, device, latency_warmup, latency_runs,
+                                      domain=spec.domain)
         extra = {**m.extra, "grid_size": m.grid_size, "feature_names": list(m.feature_names),
                  "color_norm": m.color_norm, "votes_per_point_min": int(votes_min[m.name]),
                  "votes_per_point_mean": votes_sum[m.name] / points}  # fmt: skip
@@ -281,7 +292,8 @@ def display_name(path: Path, taken: Sequence[str] = ()) -> str:
 
 def load_eval_model(path: Path, *, grid_size: float | None = None, name: str | None = None) -> EvalModel:
     """Load an srkd checkpoint (on CPU) as an EvalModel; check it against a dataset with
-    `check_model`. Grid size: `grid_size`, else train_params["grid_size"], else 0.02."""
+    `check_model`. Grid size: `grid_size`, else train_params["grid_size"], else None (the
+    dataset's, filled in by `evaluate_models`)."""
     from srkd.models import count_parameters, load_checkpoint
 
     model, meta = load_checkpoint(path, map_location="cpu")
@@ -293,8 +305,9 @@ def load_eval_model(path: Path, *, grid_size: float | None = None, name: str | N
             f"{meta.in_channels} channels; evaluation builds inputs from {sorted(FEATURE_WIDTHS)}"
         )
     tp = dict(meta.train_params)
-    grid = grid_size if grid_size is not None else tp.get("grid_size", DEFAULT_GRID_SIZE)
-    if isinstance(grid, bool) or not isinstance(grid, int | float) or not (math.isfinite(grid) and grid > 0):
+    grid = grid_size if grid_size is not None else tp.get("grid_size")
+    if grid is not None and (isinstance(grid, bool) or not isinstance(grid, int | float)
+                             or not (math.isfinite(grid) and grid > 0)):
         raise ConfigError(f"grid size for {path} must be a positive number of metres, got {grid!r}")
     extra = {"model_name": meta.model_name, "srkd_version": meta.srkd_version}
     return EvalModel(
@@ -414,7 +427,7 @@ def run_evaluation(
     spec = get_dataset_spec(name)
     for m in models:
         check_model(m, spec)
-    scenes = ScanNetScenes(root, split_name, spec)
+    scenes = open_scenes(spec, root, split_name)
     # a cache is read under its shared lock: never rebuilt or repaired while it is scored
     with locked_dir(cache, "teacher cache", CacheError, shared=True) if cache else contextlib.nullcontext():
         return evaluate_models(

@@ -18,12 +18,15 @@ from torch import nn
 
 from srkd.data.collate import PointBatch
 from srkd.data.dataset import SceneDataset, make_loader
-from srkd.data.scannet import DatasetSpec, ScanNetScenes, get_dataset_spec
+from srkd.data.scannet import DatasetSpec, get_dataset_spec
+from srkd.data.sources import open_scenes
 from srkd.data.transforms import (
     DEFAULT_COLOR_NORM,
     CenterShift,
     Compose,
     check_color_norm,
+    outdoor_student_transforms,
+    outdoor_train_transforms,
     student_transforms,
     train_transforms,
 )
@@ -68,7 +71,7 @@ class RunConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     train_split: str = "train"
     val_split: str | None = "val"
-    grid_size: float = 0.02
+    grid_size: float | None = None  # None: the dataset's (DatasetSpec.grid_size)
     color_norm: str = DEFAULT_COLOR_NORM
     method: str = "ce"
     loss_overrides: dict[str, Any] = field(default_factory=dict)
@@ -219,6 +222,10 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
             device = torch.device("cuda", dist_info.local_rank if dist_info.world > 1 else 0)
         torch.cuda.set_device(device)
     ds = get_dataset_spec(cfg.dataset)
+    if cfg.grid_size is None:
+        cfg = replace(cfg, grid_size=ds.grid_size)
+    if cfg.optim.weight_decay is None:  # None: the dataset's recipe value
+        cfg = replace(cfg, optim=replace(cfg.optim, weight_decay=ds.weight_decay))
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, num_classes=ds.num_classes, in_channels=ds.feature_dim,
                          **cfg.model_args).to(device)
@@ -241,7 +248,7 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
     loss = rec.build(student_dim=model.feature_dim, teacher_dim=teacher_dim,
                      gather_fn=gather_fn).to(device)
 
-    train_source = ScanNetScenes(cfg.data_root, cfg.train_split, ds)
+    train_source = open_scenes(ds, cfg.data_root, cfg.train_split)
     if reader is not None:  # fail before training, not in the middle of an epoch
         cached = set(reader.scene_ids)
         missing = [s for s in train_source.scene_ids if s not in cached]
@@ -253,16 +260,7 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
             )
         check_cache_data(reader, train_source, train_source.scene_ids)
     view_mode = reader is not None and cfg.targets == "view"
-    if not cfg.augment:  # the scene as stored, centre-shifted like every view (and like validation)
-        chain = student_transforms(cfg.grid_size, cfg.max_points, dropout=(0.0, 0.0),
-                                   jitter=(0.0, 0.0), elastic=False, chromatic=False,
-                                   color_norm=cfg.color_norm)
-        if not view_mode:  # a replayed view 0 already starts with the centre shift
-            chain = Compose([CenterShift(apply_z=True)]) + chain
-    elif view_mode:
-        chain = student_transforms(cfg.grid_size, cfg.max_points, color_norm=cfg.color_norm)
-    else:
-        chain = train_transforms(cfg.grid_size, cfg.max_points, color_norm=cfg.color_norm)
+    chain = _train_chain(cfg, ds, view_mode)
     dataset = SceneDataset(
         train_source, chain, grid_size=cfg.grid_size, feature_names=ds.feature_names,
         seed=cfg.seed, repeats=cfg.repeats,
@@ -300,13 +298,14 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
 
     evaluate_fn = None
     if cfg.val_split:
-        val_source = ScanNetScenes(cfg.data_root, cfg.val_split, ds)
+        val_source = open_scenes(ds, cfg.data_root, cfg.val_split)
         ids = val_source.scene_ids[: cfg.val_max_scenes] if cfg.val_max_scenes else val_source.scene_ids
         val_scenes = [val_source.load(s) for s in ids]
 
         def evaluate_fn(m: nn.Module) -> dict[str, Any]:
             scores = validation_scores(m, val_scenes, ds.num_classes, cfg.grid_size,
-                                       ds.feature_names, device, color_norm=cfg.color_norm)
+                                       ds.feature_names, device, color_norm=cfg.color_norm,
+                                       domain=ds.domain)
             return {"mIoU": scores.miou, "mAcc": scores.macc, "allAcc": scores.allacc,
                     "scenes": len(val_scenes)}
 
@@ -346,6 +345,29 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
         extra_modules=[loss], resume=cfg.resume, on_step=on_step, device=device,
         is_main=dist_info.is_main, run_info=_resume_identity(train_params),
     )
+
+
+def _train_chain(cfg: RunConfig, ds: DatasetSpec, view_mode: bool) -> Compose:
+    """The training chain of `ds.domain`; with `view_mode` only the part after a replayed view.
+    Without augmentation: the scene as stored (indoors centre-shifted like every view and like
+    validation), grid-sampled."""
+    assert cfg.grid_size is not None
+    if ds.domain == "outdoor":
+        if not cfg.augment:
+            return outdoor_student_transforms(cfg.grid_size, jitter=(0.0, 0.0))
+        if view_mode:
+            return outdoor_student_transforms(cfg.grid_size)
+        return outdoor_train_transforms(cfg.grid_size)
+    if not cfg.augment:
+        chain = student_transforms(cfg.grid_size, cfg.max_points, dropout=(0.0, 0.0),
+                                   jitter=(0.0, 0.0), elastic=False, chromatic=False,
+                                   color_norm=cfg.color_norm)
+        if not view_mode:  # a replayed view 0 already starts with the centre shift
+            chain = Compose([CenterShift(apply_z=True)]) + chain
+        return chain
+    if view_mode:
+        return student_transforms(cfg.grid_size, cfg.max_points, color_norm=cfg.color_norm)
+    return train_transforms(cfg.grid_size, cfg.max_points, color_norm=cfg.color_norm)
 
 
 RESUMABLE_CHANGES = ("out", "resume", "device", "workers", "eval_every", "checkpoint_every",

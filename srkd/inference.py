@@ -20,10 +20,10 @@ from srkd.data.collate import collate
 from srkd.data.dataset import make_fragments
 from srkd.data.transforms import (
     Record,
+    canonical_view_record,
     fragment_transforms,
     replay,
     tta_view_records,
-    view_record,
 )
 from srkd.types import PointCloud
 
@@ -65,11 +65,11 @@ class SceneInference:
             self.feature_sum += other.feature_sum
 
 
-def precise_views(pc: PointCloud, tta: bool = True) -> list[Record]:
-    """The views a precise test scores, as replayable records: with `tta`, the release's 13
-    ScanNet views (4 z-rotations x 3 scales + 1 flip, `tta_view_records`); else the scene as
-    stored, centre-shifted (`view_record`)."""
-    return tta_view_records(pc) if tta else [view_record(pc)]
+def precise_views(pc: PointCloud, tta: bool = True, domain: str = "indoor") -> list[Record]:
+    """The views a precise test scores, as replayable records: with `tta`, the release's views
+    (`tta_view_records`: indoors 4 z-rotations x 3 scales + 1 flip = 13, outdoors 5 scales x
+    flip = 10); else the scene as stored (indoors centre-shifted, `canonical_view_record`)."""
+    return tta_view_records(pc, domain) if tta else [canonical_view_record(pc, domain)]
 
 
 @torch.no_grad()
@@ -84,6 +84,7 @@ def infer_view(
     with_feature: bool = False,
     amp: bool = False,
     num_points: int | None = None,
+    domain: str = "indoor",
 ) -> SceneInference:
     """Run `model` over every point of one (already augmented) view, fragment by fragment.
 
@@ -94,6 +95,7 @@ def infer_view(
         color_norm: the model's input colour normalisation (srkd.data.transforms.COLOR_NORMS;
             a checkpoint's `CheckpointMeta.color_norm`). Required: a wrong one silently costs
             accuracy.
+        domain: "indoor" or "outdoor": which per-fragment transforms (`fragment_transforms`).
     Returns:
         Sums over fragments, indexed by ORIGINAL point.
     """
@@ -102,7 +104,7 @@ def infer_view(
     prob_sum = None
     feature_sum = None
     votes = np.zeros(n, dtype=np.int64)
-    post = fragment_transforms(color_norm)
+    post = fragment_transforms(color_norm, domain)
     for sample in make_fragments(view, grid_size, tuple(feature_names), post):
         batch = collate([sample]).to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
@@ -130,13 +132,15 @@ def infer_scene(
     *,
     color_norm: str,
     amp: bool = False,
+    domain: str = "indoor",
 ) -> SceneInference:
     """Precise inference: the sum of `infer_view` over `views` (records replayed on `pc`, e.g.
-    `precise_views(pc)`), with the model's input `color_norm`."""
+    `precise_views(pc, domain=...)`), with the model's input `color_norm` and the fragment
+    transforms of `domain`."""
     total: SceneInference | None = None
     for record in views:
         result = infer_view(model, replay(pc, record), grid_size, feature_names, device, amp=amp,
-                            num_points=pc.num_points, color_norm=color_norm)
+                            num_points=pc.num_points, color_norm=color_norm, domain=domain)
         if total is None:
             total = result
         else:

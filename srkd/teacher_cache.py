@@ -12,7 +12,8 @@ Log-probabilities are valid logits: softmax(log p / T) = softmax(z / T) whenever
 fragments overlap, p is their mean probability (Pointcept's precise-test vote).
 
 Views (`ViewSettings`): view 0 is the CANONICAL view, centre shift only (the teacher sees the scene
-as stored); views 1..V-1 are drawn with `srkd.data.transforms.view_transforms()` from a numpy
+as stored; outdoors nothing at all, `canonical_chain`); views 1..V-1 are drawn with
+`srkd.data.transforms.view_transforms()` (outdoors `outdoor_view_transforms()`) from a numpy
 Generator seeded by (cache seed, crc32(scene id), view index), so rebuilding a scene reproduces
 its views exactly. Each view stores its transform record; `srkd.data.transforms.replay(raw,
 params["record"])` reproduces the geometry the teacher saw, bit for bit.
@@ -39,10 +40,12 @@ from srkd.data.scannet import DatasetSpec
 from srkd.data.transforms import (
     DEFAULT_COLOR_NORM,
     TILT,
-    CenterShift,
     Compose,
     Record,
+    canonical_chain,
     check_color_norm,
+    check_domain,
+    outdoor_view_transforms,
     view_transforms,
 )
 from srkd.errors import CheckpointError, ConfigError
@@ -56,7 +59,11 @@ PROB_EPS = 1e-12
 
 @dataclass(frozen=True)
 class ViewSettings:
-    """How the V views of every scene are drawn (arguments of `view_transforms` + the seed)."""
+    """How the V views of every scene are drawn (arguments of `view_transforms` + the seed).
+
+    domain: "indoor" (ScanNet's view chain) or "outdoor" (`outdoor_view_transforms`: rotate z,
+    scale, flip, no centre shift and no x/y tilt; `tilt` is then unused).
+    """
 
     views: int = 1
     seed: int = 0
@@ -65,13 +72,15 @@ class ViewSettings:
     scale: tuple[float, float] = (0.9, 1.1)
     p_rotate: float = 0.5
     p_flip: float = 0.5
+    domain: str = "indoor"
 
     def __post_init__(self) -> None:
         if int(self.views) < 1:
             raise ConfigError(f"--views must be >= 1 (view 0 is the canonical view), got {self.views}")
         if not 0 <= int(self.seed) < 2**63:
             raise ConfigError(f"--seed must be in [0, 2**63), got {self.seed}")
-        view_transforms(**self._chain_args())  # validates ranges and probabilities now
+        check_domain(self.domain)
+        self.chain(1)  # validates ranges and probabilities now
 
     def _chain_args(self) -> dict[str, Any]:
         return {
@@ -80,9 +89,14 @@ class ViewSettings:
         }  # fmt: skip
 
     def chain(self, view: int) -> Compose:
-        """The transform chain of view `view` (0 = centre shift only)."""
+        """The transform chain of view `view` (0 = the canonical view: centre shift only indoors,
+        nothing outdoors)."""
         if view == 0:
-            return Compose([CenterShift(apply_z=True)])
+            return canonical_chain(self.domain)
+        if self.domain == "outdoor":
+            args = self._chain_args()
+            del args["tilt"]
+            return outdoor_view_transforms(**args)
         return view_transforms(**self._chain_args())
 
     def rng(self, scene_id: str, view: int) -> np.random.Generator:
@@ -95,7 +109,7 @@ class ViewSettings:
 
     def to_json(self) -> dict[str, Any]:
         """What the cache records (CacheSpec.view_settings): everything that shapes a view."""
-        return {
+        out = {
             "seed": int(self.seed),
             "canonical_view": "view 0: center_shift(apply_z=True) only",
             "chain": "view_transforms",
@@ -107,6 +121,11 @@ class ViewSettings:
             "p_rotate": float(self.p_rotate),
             "p_flip": float(self.p_flip),
         }
+        if self.domain != "indoor":  # indoor caches keep the fingerprint they always had
+            out["domain"] = self.domain
+            out["canonical_view"] = "view 0: the scan as stored"
+            out["chain"] = "outdoor_view_transforms"
+        return out
 
 
 @dataclass(frozen=True)
@@ -263,6 +282,7 @@ def scene_targets(
             result = infer_view(
                 model, view_pc, grid_size, feature_names, device, with_feature=True,
                 amp=device.type == "cuda", num_points=pc.num_points, color_norm=color_norm,
+                domain=views.domain,
             )  # fmt: skip
             logits, feature = inference_targets(result)
             params = {"view": v, "canonical": v == 0, "seed": int(views.seed), "record": record}
@@ -280,6 +300,7 @@ def spec_view_settings(spec: CacheSpec) -> ViewSettings:
         return ViewSettings(
             views=spec.views, seed=int(s["seed"]), rotate_z=tuple(s["rotate_z"]), tilt=float(s["tilt"]),
             scale=tuple(s["scale"]), p_rotate=float(s["p_rotate"]), p_flip=float(s["p_flip"]),
+            domain=str(s.get("domain", "indoor")),
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"cache view settings {s} were not written by srkd cache-teacher ({exc})") from None

@@ -21,6 +21,7 @@ a re-run). Each scene records the content hash of the data its teacher saw (`dat
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -36,7 +37,8 @@ import torch
 from torch import nn
 
 from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets
-from srkd.data.scannet import ScanNetScenes, get_dataset_spec, list_scenes, load_scene
+from srkd.data.scannet import get_dataset_spec
+from srkd.data.sources import open_scenes
 from srkd.device import resolve_device
 from srkd.errors import CacheError, ConfigError, SrkdError
 from srkd.locking import locked_dir
@@ -48,6 +50,7 @@ class CacheJob:
     """Everything a scene task needs (picklable: it travels to dask workers).
 
     Paths should be absolute and, on a multi-machine scheduler, on a filesystem every worker sees.
+    `plan_cache` fills in the dataset's grid size (grid_size None) and view domain.
     torch_threads: intra-op threads of each teacher process (None = torch's default).
     """
 
@@ -58,7 +61,7 @@ class CacheJob:
     out: Path
     views: ViewSettings = ViewSettings()
     codec: CodecSpec = CodecSpec()
-    grid_size: float = 0.02
+    grid_size: float | None = None  # None: the dataset's (DatasetSpec.grid_size)
     ensemble: bool = False
     device: str = "auto"
     torch_threads: int | None = None
@@ -185,11 +188,31 @@ def compute_scene(
     start = time.perf_counter()
     model, _ = process_teacher(job, spec.teacher_sha256)
     dataset = get_dataset_spec(job.dataset)
-    pc = load_scene(job.data_root, job.split, scene_id, dataset, require_labels=False)
+    job = _with_dataset_defaults(job, dataset)
+    pc = _scenes(job.dataset, job.data_root, job.split).load(scene_id)
     device = next(model.parameters()).device
     views, ens = scene_targets(model, pc, job.views, job.grid_size, dataset.feature_names, device, job.ensemble,
                                color_norm=spec.teacher_color_norm)
     return views, ens, SceneDone(scene_id, pc.num_points, time.perf_counter() - start), pc.content_sha256()
+
+
+def _scenes(dataset: str, data_root: Path, split: str, fresh: bool = False):  # type: ignore[no-untyped-def]
+    """The scene source of one split. A lidar reader parses its tables when opened, so scene tasks
+    reuse one per process; the ScanNet layout (one folder listing) and `fresh` open it anew."""
+    if fresh or get_dataset_spec(dataset).layout == "scannet":
+        return open_scenes(dataset, data_root, split, require_labels=False)
+    return _process_scenes(dataset, data_root, split)
+
+
+@functools.lru_cache(maxsize=4)
+def _process_scenes(dataset: str, data_root: Path, split: str):  # type: ignore[no-untyped-def]
+    return open_scenes(dataset, data_root, split, require_labels=False)
+
+
+def _with_dataset_defaults(job: CacheJob, dataset) -> CacheJob:  # type: ignore[no-untyped-def]
+    """`job` with the dataset's grid size when it names none, and the dataset's view domain."""
+    grid = job.grid_size if job.grid_size is not None else dataset.grid_size
+    return replace(job, grid_size=float(grid), views=replace(job.views, domain=dataset.domain))
 
 
 def cache_scene(job: CacheJob, spec: CacheSpec, scene_id: str) -> list[SceneDone]:
@@ -239,8 +262,8 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
     stale cache at `job.out` (listing what differs) unless `overwrite`.
     """
     dataset = get_dataset_spec(job.dataset)
-    job = _absolute(job)
-    scenes = list_scenes(job.data_root, job.split)
+    job = _with_dataset_defaults(_absolute(job), dataset)
+    scenes = list(_scenes(job.dataset, job.data_root, job.split, fresh=True).scene_ids)
     if max_scenes is not None:
         if max_scenes < 1:
             raise ConfigError(f"--max-scenes must be >= 1, got {max_scenes}")
@@ -270,7 +293,7 @@ def _check_resumed_data(job: CacheJob, dataset, committed: list[str]) -> None:  
     if committed:
         from srkd.distill import check_cache_data
 
-        scenes = ScanNetScenes(job.data_root, job.split, dataset, require_labels=False)
+        scenes = _scenes(dataset.name, job.data_root, job.split, fresh=True)
         check_cache_data(CacheReader(job.out, cache_bytes=0), scenes, committed)
 
 

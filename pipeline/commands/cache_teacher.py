@@ -20,7 +20,6 @@ FALLBACK = {
     "out": "./cache",
     "views": 1,
     "seed": 0,
-    "grid_size": 0.02,
     "codec": "int8",
     "workers": 1,
 }
@@ -33,17 +32,17 @@ class Codec(StrEnum):
 
 
 def cache_teacher(
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (scannet, scannet200). (default: scannet)")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (scannet, scannet200, nuscenes, semantickitti); picks the reader, classes, input features, grid size and view chain. (default: scannet)")] = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher checkpoint: an srkd checkpoint, or a Pointcept .pth with --teacher-model.")] = None,
     teacher_model: Annotated[Optional[str], typer.Option("--teacher-model", help="Registered model name to load a Pointcept checkpoint into (e.g. ptv3_base).")] = None,
     color_norm: Annotated[Optional[ColorNorm], typer.Option("--color-norm", help="Colour normalisation the teacher was trained with: pointcept = color/255 (Pointcept >= 1.6), legacy = color/127.5-1 (older Pointcept). An srkd checkpoint records its own. (default: the checkpoint's, else pointcept)")] = None,
     unpooling: Annotated[Optional[Unpooling], typer.Option("--unpooling", help="PTv3 decoder semantics of a --teacher-model checkpoint: v3m1 (Pointcept PT-v3m1) or v3m2. (default: the preset's; v3m1 for ptv3_base and ptv3_half)")] = None,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root holding <split>/<scene>/ (default: stages.yaml data.root).")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root: <split>/<scene>/ folders for ScanNet, the release's top folder for nuScenes / SemanticKITTI (default: stages.yaml data.root).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Split folder to cache. (default: train)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Cache directory (Zarr v3). (default: ./cache)")] = None,
     views: Annotated[Optional[int], typer.Option("--views", min=1, help="Views per scene; view 0 is the scene as stored. (default: 1)")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of the augmented views 1..V-1. (default: 0)")] = None,
-    grid_size: Annotated[Optional[float], typer.Option("--grid-size", help="Teacher voxel size in metres. (default: 0.02)")] = None,
+    grid_size: Annotated[Optional[float], typer.Option("--grid-size", help="Teacher voxel size in metres. (default: the dataset's: 0.02 ScanNet, 0.05 nuScenes / SemanticKITTI)")] = None,
     codec: Annotated[Optional[Codec], typer.Option("--codec", help="Target encoding. (default: int8)")] = None,
     ensemble: Annotated[Optional[bool], typer.Option("--ensemble/--no-ensemble", help="Also store the mean over views. (default: on when --views > 1)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Dask worker processes; 0 = in this process, no dask. (default: 1)")] = None,
@@ -78,7 +77,7 @@ def cache_teacher(
             out=Path(pick(out, params, "out", FALLBACK["out"])),
             views=n_views,
             seed=int(pick(seed, params, "seed", FALLBACK["seed"])),
-            grid_size=float(pick(grid_size, params, "grid_size", FALLBACK["grid_size"])),
+            grid_size=_optional_float(pick(grid_size, params, "grid_size", None)),
             codec=str(pick(codec.value if codec else None, params, "codec", FALLBACK["codec"])),
             ensemble=bool(n_views > 1 if use_ensemble is None else use_ensemble),
             device=device.value,
@@ -89,6 +88,11 @@ def cache_teacher(
         n_workers = int(pick(workers, params, "workers", FALLBACK["workers"]))
         _run(settings, n_workers, pick(scheduler, params, "scheduler", None), overwrite,
              pick(max_scenes, params, "max_scenes", None))
+
+
+def _optional_float(value: object) -> Optional[float]:
+    """None stays None (the dataset's default); anything else must be a number."""
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool, max_scenes: Optional[int]) -> None:  # type: ignore[type-arg]

@@ -106,8 +106,9 @@ def _score(summary: dict, data_root: Optional[Path], problems: list[str], teache
     """The cached teacher's scores, or {"skipped": why} when labels are unavailable."""
     if problems:
         return {"skipped": "the cache has problems"}
-    from srkd.data.scannet import get_dataset_spec, load_scene
-    from srkd.errors import ConfigError
+    from srkd.data.scannet import get_dataset_spec
+    from srkd.data.sources import open_scenes
+    from srkd.errors import ConfigError, DataError
 
     spec = summary["spec"]
     root = Path(data_root) if data_root is not None else Path(spec["data_root"])
@@ -117,8 +118,12 @@ def _score(summary: dict, data_root: Optional[Path], problems: list[str], teache
         return {"skipped": f"dataset {spec['dataset']!r} has no reader for ground-truth labels"}
     if dataset.num_classes != len(spec["class_names"]):
         return {"skipped": f"dataset {spec['dataset']!r} has {dataset.num_classes} classes, the cache {len(spec['class_names'])}"}
-    if not (root / spec["split"]).is_dir():
+    if dataset.layout == "scannet" and not (root / spec["split"]).is_dir():
         return {"skipped": f"no labels: {root / spec['split']} does not exist (pass --data-root)"}
+    try:
+        scenes = open_scenes(dataset, root, spec["split"])
+    except DataError as exc:
+        return {"skipped": f"no labels: {exc} (pass --data-root)"}
 
     from srkd.cache import CacheReader
 
@@ -126,7 +131,7 @@ def _score(summary: dict, data_root: Optional[Path], problems: list[str], teache
     recorded = {scene: reader.data_sha256(scene) for scene in reader.scene_ids}
 
     def labels(scene: str):  # type: ignore[no-untyped-def]
-        pc = load_scene(root, spec["split"], scene, dataset)
+        pc = scenes.load(scene)
         if recorded.get(scene) not in (None, pc.content_sha256()):  # the data the teacher saw?
             reader.check_scene_data(scene, pc.content_sha256(), str(root))
         return pc.segment

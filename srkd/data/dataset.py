@@ -1,7 +1,7 @@
 """PyTorch dataset and DataLoader over a scene source: transforms -> voxel samples -> batches.
 
 A *source* is anything with ``scene_ids`` (sequence of str) and ``load(scene_id) -> PointCloud``
-(e.g. `srkd.data.scannet.ScanNetScenes`). Randomness is per sample: item `i` of epoch `e` draws
+(e.g. what `srkd.data.sources.open_scenes` returns). Randomness is per sample: item `i` of epoch `e` draws
 from ``np.random.default_rng([seed, e, i])``, so results do not depend on the number of
 DataLoader workers or on which worker ran the item.
 """
@@ -19,7 +19,16 @@ from srkd.errors import ConfigError
 from srkd.types import IGNORE_INDEX, PointCloud
 
 from .collate import PointBatch, VoxelSample, collate, mix3d
-from .transforms import CenterShift, Compose, GridSample, Record, VoxelCloud, apply_view_then, with_grid
+from .transforms import (
+    INDOOR_GRID_SIZE,
+    CenterShift,
+    Compose,
+    GridSample,
+    Record,
+    VoxelCloud,
+    apply_view_then,
+    with_grid,
+)
 from .voxelize import grid_sample
 
 DATASET_MODES = ("train", "test")
@@ -113,7 +122,7 @@ class SceneDataset(Dataset):
     Args:
         source: scene source (`scene_ids`, `load`).
         transforms: chain applied to each scene (e.g. `train_transforms()`); None = nothing.
-        grid_size: voxel edge in metres. Train mode: if the chain has no GridSample, one is
+        grid_size: voxel edge in metres (a dataset's is DatasetSpec.grid_size). Train mode: if the chain has no GridSample, one is
             appended; if it has one, its grid_size must equal this. Test mode: fragment grid.
         feature_names: PointCloud fields concatenated into `feat`.
         mode: "train" -> item is one VoxelSample (one random point per voxel);
@@ -132,7 +141,7 @@ class SceneDataset(Dataset):
         self,
         source: SceneSource,
         transforms: Compose | None = None,
-        grid_size: float = 0.02,
+        grid_size: float = INDOOR_GRID_SIZE,
         feature_names: tuple[str, ...] = ("color", "normal"),
         mode: str = "train",
         seed: int = 0,

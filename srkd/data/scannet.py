@@ -8,6 +8,9 @@ A scene folder holds one row per point in each of
     segment200.npy  int (N,), ScanNet200 labels 0..199, -1 = ignore
     instance.npy    int (N,), instance id, -1 = none (optional)
 A dataset name ("scannet", "scannet200") picks which segment file becomes `PointCloud.segment`.
+The DatasetSpec registry also holds the outdoor lidar datasets ("nuscenes", "semantickitti"),
+whose scans other readers load (`srkd.data.sources.open_scenes` picks the reader by
+`DatasetSpec.layout`).
 
 What the reader refuses (each a DataError or ConfigError naming the value or the file): a split that
 is not a plain folder name under the root (`layout.check_split`), a root whose writer left its
@@ -29,21 +32,50 @@ from srkd.data.classes import (
     SCANNET200_COLORS,
 )
 from srkd.data.layout import SCENE_FILES, UNFINISHED, check_scene_id, check_split
-from srkd.errors import DataError
+from srkd.data.outdoor.classes import (
+    NUSCENES16_CLASSES,
+    NUSCENES16_COLORS,
+    SEMANTICKITTI19_CLASSES,
+    SEMANTICKITTI19_COLORS,
+)
+from srkd.data.transforms_sampling import INDOOR_GRID_SIZE, OUTDOOR_GRID_SIZE
+from srkd.errors import ConfigError, DataError
 from srkd.registry import Registry
 from srkd.types import FEATURE_WIDTHS, PointCloud
+
+INDOOR_WEIGHT_DECAY = 0.05
+"""AdamW weight decay of the release's ScanNet recipe."""
+
+OUTDOOR_WEIGHT_DECAY = 0.005
+"""AdamW weight decay of the release's nuScenes recipe (Pointcept's nuScenes PTv3 config)."""
+
+LAYOUTS: tuple[str, ...] = ("scannet", "nuscenes", "semantickitti")
+"""On-disk layouts `srkd.data.sources.open_scenes` can read."""
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What a dataset name means: label file, classes, and the model's input features."""
+    """What a dataset name means: label file, classes, the model's input features and the
+    recipe numbers that depend on the data.
+
+    segment_file: stem of the label file of the ScanNet layout ("segment20", "segment200");
+        "" for the lidar layouts, whose readers map raw label ids themselves.
+    grid_size: the recipe's voxel edge in metres (the one home of this default).
+    domain: the transform chains and test-time views (srkd.data.transforms.DOMAINS).
+    layout: which reader opens the data (LAYOUTS).
+    weight_decay: the recipe's AdamW weight decay.
+    """
 
     name: str
     num_classes: int
-    segment_file: str  # stem of the label file, "segment20" or "segment200"
+    segment_file: str
     class_names: tuple[str, ...]
     class_colors: tuple[tuple[int, int, int], ...]
     feature_names: tuple[str, ...] = ("color", "normal")
+    grid_size: float = INDOOR_GRID_SIZE
+    domain: str = "indoor"
+    layout: str = "scannet"
+    weight_decay: float = INDOOR_WEIGHT_DECAY
 
     @property
     def feature_dim(self) -> int:
@@ -65,6 +97,27 @@ def scannet() -> DatasetSpec:
 def scannet200() -> DatasetSpec:
     """ScanNet v2 with the 200 ScanNet200 classes (segment200.npy)."""
     return DatasetSpec("scannet200", 200, "segment200", SCANNET200_CLASSES, SCANNET200_COLORS)
+
+
+@DATASETS.register
+def nuscenes() -> DatasetSpec:
+    """nuScenes-lidarseg, 16 classes; input coord + intensity ("strength"), outdoor recipe."""
+    return DatasetSpec(
+        "nuscenes", 16, "", NUSCENES16_CLASSES, NUSCENES16_COLORS,
+        feature_names=("coord", "strength"), grid_size=OUTDOOR_GRID_SIZE, domain="outdoor",
+        layout="nuscenes", weight_decay=OUTDOOR_WEIGHT_DECAY,
+    )  # fmt: skip
+
+
+@DATASETS.register
+def semantickitti() -> DatasetSpec:
+    """SemanticKITTI, 19 classes; input coord + remission ("strength"), with the nuScenes recipe's
+    numbers (the release publishes no SemanticKITTI recipe of its own)."""
+    return DatasetSpec(
+        "semantickitti", 19, "", SEMANTICKITTI19_CLASSES, SEMANTICKITTI19_COLORS,
+        feature_names=("coord", "strength"), grid_size=OUTDOOR_GRID_SIZE, domain="outdoor",
+        layout="semantickitti", weight_decay=OUTDOOR_WEIGHT_DECAY,
+    )  # fmt: skip
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
@@ -266,6 +319,11 @@ class ScanNetScenes:
         self.root = Path(root)
         self.split = split
         self.spec = get_dataset_spec(spec) if isinstance(spec, str) else spec
+        if self.spec.layout != "scannet":
+            raise ConfigError(
+                f"dataset {self.spec.name!r} is stored in the {self.spec.layout} layout, not the "
+                "ScanNet one; open it with srkd.data.sources.open_scenes"
+            )
         self.require_labels = require_labels
         self.scene_ids: list[str] = list_scenes(self.root, split)
 

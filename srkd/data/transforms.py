@@ -22,7 +22,8 @@ Student chain with view replay ("replay a recorded view, then the rest"):
     pc, rest_record = student_transforms()(pc, rng)        # fresh point-subset/colour draws
     full_record = view_record + rest_record                # replayable with `replay`
 
-(`apply_view_then` does exactly this.) Dropout moves after the view part here; because the view
+(`apply_view_then` does exactly this.) The outdoor (lidar) chains live in `transforms_outdoor`;
+`domain="outdoor"` selects them where a function here takes a domain (DOMAINS). Dropout moves after the view part here; because the view
 part is point-wise with recorded centres, and dropout's subset depends only on the point count,
 this is the same distribution as METHOD.md's order up to the rotation centre of the small x/y
 tilts (bounding-box centre of the full versus the dropped-out cloud).
@@ -69,7 +70,17 @@ from .transforms_geometry import (
     RandomScale,
     rotation_matrix,
 )
+from .transforms_outdoor import (
+    outdoor_fragment_transforms,
+    outdoor_student_transforms,
+    outdoor_train_transforms,
+    outdoor_tta_view_records,
+    outdoor_view_record,
+    outdoor_view_transforms,
+)
 from .transforms_sampling import (
+    INDOOR_GRID_SIZE,
+    OUTDOOR_GRID_SIZE,
     GridSample,
     RandomDropout,
     SphereCrop,
@@ -80,8 +91,11 @@ from .transforms_sampling import (
 __all__ = [
     "COLOR_NORMS",
     "DEFAULT_COLOR_NORM",
+    "DOMAINS",
+    "INDOOR_GRID_SIZE",
     "KINDS",
     "LEGACY_COLOR_NORM",
+    "OUTDOOR_GRID_SIZE",
     "TRANSFORMS",
     "CenterShift",
     "ChromaticAutoContrast",
@@ -101,10 +115,16 @@ __all__ = [
     "Transform",
     "VoxelCloud",
     "apply_view_then",
+    "canonical_chain",
+    "canonical_view_record",
     "check_color_norm",
+    "check_domain",
     "check_record",
     "fragment_transforms",
     "geometry_matrix",
+    "outdoor_student_transforms",
+    "outdoor_train_transforms",
+    "outdoor_view_transforms",
     "record_from_json",
     "record_to_json",
     "register_transform",
@@ -120,6 +140,17 @@ __all__ = [
 
 TILT = math.pi / 64
 """Largest x/y rotation of the ScanNet recipe, radians."""
+
+DOMAINS: tuple[str, ...] = ("indoor", "outdoor")
+"""Which recipe's chains a dataset uses: "indoor" (ScanNet: colour + normal, centre shifts, 13
+test views) or "outdoor" (lidar: coord + strength, no centre shift, 10 test views)."""
+
+
+def check_domain(domain: str) -> str:
+    """`domain` if it is one of DOMAINS, else ConfigError naming the known ones."""
+    if domain not in DOMAINS:
+        raise ConfigError(f"unknown transform domain {domain!r}; known: {', '.join(DOMAINS)}")
+    return domain
 
 
 def view_transforms(
@@ -147,7 +178,7 @@ def view_transforms(
 
 
 def student_transforms(
-    grid_size: float = 0.02,
+    grid_size: float = INDOOR_GRID_SIZE,
     max_points: int = 102400,
     dropout: tuple[float, float] = (0.2, 0.2),
     jitter: tuple[float, float] = (0.005, 0.02),
@@ -175,7 +206,7 @@ def student_transforms(
 
 
 def train_transforms(
-    grid_size: float = 0.02,
+    grid_size: float = INDOOR_GRID_SIZE,
     max_points: int = 102400,
     dropout: tuple[float, float] = (0.2, 0.2),
     jitter: tuple[float, float] = (0.005, 0.02),
@@ -218,10 +249,28 @@ def _tail(grid_size: float, max_points: int, color_norm: str) -> list[Transform]
     ]
 
 
-def fragment_transforms(color_norm: str = DEFAULT_COLOR_NORM) -> Compose:
-    """Applied to each test-mode fragment, as at the end of the training chain: centre shift in
-    x/y, then the model's colour normalisation."""
+def fragment_transforms(color_norm: str = DEFAULT_COLOR_NORM, domain: str = "indoor") -> Compose:
+    """Applied to each test-mode fragment, as at the end of the training chain: indoors, centre
+    shift in x/y, then the model's colour normalisation; outdoors nothing."""
+    if check_domain(domain) == "outdoor":
+        return outdoor_fragment_transforms()
     return Compose([CenterShift(apply_z=False), NormalizeColor(color_norm)])
+
+
+def canonical_chain(domain: str = "indoor") -> Compose:
+    """The chain of a scene's canonical (as stored) view: the z-to-0 centre shift indoors,
+    nothing outdoors (a lidar scan stays in its sensor frame)."""
+    if check_domain(domain) == "outdoor":
+        return Compose([])
+    return Compose([CenterShift(apply_z=True)])
+
+
+def canonical_view_record(pc: PointCloud, domain: str = "indoor") -> Record:
+    """The record of `pc`'s untransformed view in its domain's view chain (`view_record(pc)`
+    indoors, `outdoor_view_record()` outdoors)."""
+    if check_domain(domain) == "outdoor":
+        return outdoor_view_record()
+    return view_record(pc)
 
 
 def apply_view_then(
@@ -285,9 +334,12 @@ def view_record(
     ]
 
 
-def tta_view_records(pc: PointCloud) -> list[Record]:
-    """The 13 ScanNet test-time views of the release (METHOD.md): z rotations 0, 90, 180, 270
-    degrees at scales 1, 0.95, 1.05, plus one x-and-y flip."""
+def tta_view_records(pc: PointCloud, domain: str = "indoor") -> list[Record]:
+    """The test-time views of the release (METHOD.md). Indoors the 13 ScanNet views: z rotations
+    0, 90, 180, 270 degrees at scales 1, 0.95, 1.05, plus one x-and-y flip; outdoors the 10 lidar
+    views of `outdoor_tta_view_records`."""
+    if check_domain(domain) == "outdoor":
+        return outdoor_tta_view_records()
     views = [
         view_record(pc, angle_z=k * math.pi / 2, scale=s)
         for s in (1.0, 0.95, 1.05)

@@ -69,6 +69,13 @@ class RandomDropout(Transform):
         return pc.select(np.sort(idx))
 
 
+INDOOR_GRID_SIZE = 0.02
+"""Voxel edge in metres of the ScanNet recipe (DatasetSpec.grid_size of the indoor datasets)."""
+
+OUTDOOR_GRID_SIZE = 0.05
+"""Voxel edge in metres of the lidar recipe (DatasetSpec.grid_size of nuScenes / SemanticKITTI)."""
+
+
 @register_transform
 class GridSample(Transform):
     """Keep one uniformly random point per voxel of edge `grid_size` (train-mode voxelisation).
@@ -82,7 +89,7 @@ class GridSample(Transform):
     name = "grid_sample"
     kind = "subset"
 
-    def __init__(self, grid_size: float = 0.02) -> None:
+    def __init__(self, grid_size: float = INDOOR_GRID_SIZE) -> None:
         if not grid_size > 0:
             raise ConfigError(f"GridSample: grid_size must be > 0 metres, got {grid_size}")
         self.grid_size = float(grid_size)

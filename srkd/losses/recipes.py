@@ -19,6 +19,8 @@ bench/distill_quality.py on a tuning set of synthetic rooms (its own seed, never
 split); the README gives the sweep's numbers.
 
 nuScenes (dataset="nuscenes"): kl weight 0.1, T = 1, tau = 1 for every method that has a KL.
+SemanticKITTI (dataset="semantickitti") reuses the nuScenes numbers: the release publishes no
+SemanticKITTI recipe, and both are lidar scans at the same 0.05 m grid (OUTDOOR_DATASETS).
 Our choices where the release is silent: the KD/MSE/CWD baselines reuse SRKD's KL weight and
 temperature, CWD uses the KL's temperature, and n_relation_points defaults to 2048.
 """
@@ -33,7 +35,9 @@ from srkd.losses.combined import DistillLoss, LossWeights
 from srkd.losses.relation import GatherFn
 
 METHODS: tuple[str, ...] = ("srkd", "srkd-release", "kd", "mse", "cwd", "relation", "ce")
-DATASETS: tuple[str, ...] = ("scannet", "scannet200", "nuscenes")
+DATASETS: tuple[str, ...] = ("scannet", "scannet200", "nuscenes", "semantickitti")
+OUTDOOR_DATASETS: tuple[str, ...] = ("nuscenes", "semantickitti")
+"""Datasets that take the release's nuScenes loss numbers (kl 0.1, T = 1, tau = 1)."""
 DEFAULT_RELATION_POINTS = 2048
 RELEASE_RELATION_WEIGHT = 1e-3
 RELATION_WEIGHT = 100.0
@@ -102,7 +106,7 @@ def recipe(name: str, dataset: str = "scannet", **overrides: Any) -> Recipe:
 
     Args:
         name:      one of METHODS.
-        dataset:   one of DATASETS; "nuscenes" uses kl 0.1, T = 1, tau = 1.
+        dataset:   one of DATASETS; the OUTDOOR_DATASETS use kl 0.1, T = 1, tau = 1.
         overrides: any LossWeights field (ce, lovasz, kl, relation, feat_mse, cwd), or
                    temperature, tau, n_relation_points. None values are ignored (so CLI
                    options can be passed through unchanged).
@@ -117,7 +121,7 @@ def recipe(name: str, dataset: str = "scannet", **overrides: Any) -> Recipe:
         )
     weights = dict(_WEIGHTS[name])
     temperature, tau = 2.0, 2.0
-    if dataset == "nuscenes":
+    if dataset in OUTDOOR_DATASETS:
         temperature, tau = 1.0, 1.0
         if "kl" in weights:
             weights["kl"] = 0.1
