@@ -42,7 +42,7 @@ def test_dataset_specs():
     assert len(s200.class_colors) == 200 and s200.class_names[:3] == ("wall", "chair", "floor")
     assert set(DATASETS.names()) >= {"scannet", "scannet200"}
     with pytest.raises(ConfigError, match="known: .*scannet, scannet200"):
-        get_dataset_spec("nuscenes")
+        get_dataset_spec("waymo")
 
 
 def test_scannet200_tables_are_consistent():
