@@ -141,12 +141,12 @@ def test_bad_inputs_each_get_one_clear_error(tmp_path, rng):
     nan = coord.copy()
     nan[3, 1] = np.nan
     bad = {
-        "non-finite values": dict(coord=nan, color=color),
-        r"shape \(10, 2\)": dict(coord=coord[:, :2]),
-        r"shape \(9, 3\), expected \(10, 3\)": dict(coord=coord, color=color[:9]),
-        "has no colours": dict(coord=coord),
-        "colours lie in": dict(coord=coord, color=np.full((10, 3), 0.5)),
-        "dtype": dict(coord=coord.astype(np.int32), color=color),
+        "non-finite values": {"coord": nan, "color": color},
+        r"shape \(10, 2\)": {"coord": coord[:, :2]},
+        r"shape \(9, 3\), expected \(10, 3\)": {"coord": coord, "color": color[:9]},
+        "has no colours": {"coord": coord},
+        "colours lie in": {"coord": coord, "color": np.full((10, 3), 0.5)},
+        "dtype": {"coord": coord.astype(np.int32), "color": color},
     }
     for message, arrays in bad.items():
         for old in (tmp_path / "bad").glob("*.npy") if (tmp_path / "bad").exists() else []:

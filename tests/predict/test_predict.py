@@ -74,7 +74,10 @@ def test_voxel_coords_match_grid_sample_per_sample(rng):
 def test_plain_segmenter_batches_like_separate_calls_and_checks_inputs(checkpoint, rng):
     seg = load_predictor(checkpoint, device="cpu").segmenter
     x, y = _room(rng, 200), _room(rng, 120)
-    feat = lambda d: torch.from_numpy(np.concatenate([d["color"] / 255.0, d["normal"]], 1).astype(np.float32))  # noqa: E731
+
+    def feat(d: dict) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([d["color"] / 255.0, d["normal"]], 1).astype(np.float32))
+
     with torch.no_grad():
         one = seg(torch.from_numpy(x["coord"]), feat(x), torch.tensor([200]))
         two = seg(torch.from_numpy(y["coord"]), feat(y), torch.tensor([120]))
