@@ -159,7 +159,7 @@ def write_outputs(p: Predictor, scan: ScanInput, labels: np.ndarray, out: Path) 
     return labels_path, ply_path
 
 
-def _check_inputs(inputs: Sequence[Path]) -> None:
+def _check_inputs(inputs: Sequence[Path], out: Path) -> None:
     if not inputs:
         raise ConfigError("nothing to predict: give at least one input (a .ply or a scene folder)")
     seen: dict[str, Path] = {}
@@ -172,6 +172,8 @@ def _check_inputs(inputs: Sequence[Path]) -> None:
                 "predict them into different --out folders"
             )
         seen[name] = Path(path)
+        if (Path(out) / f"{name}.ply").resolve() == Path(path).resolve():
+            raise ConfigError(f"the output {name}.ply would overwrite the input {path}; choose another --out")
 
 
 def run_predict(
@@ -188,9 +190,9 @@ def run_predict(
 ) -> PredictRun:
     """Label every input and write its outputs. Every input path is checked (exists, is a folder
     with coord.npy or a PLY, no two write the same names) and the model loaded before any input
-    is read. A bad file then raises its DataError, unless `keep_going`, which records it in
+    is read (and no output may replace an input). A bad file then raises its DataError, unless `keep_going`, which records it in
     `failures` and goes on with the next input."""
-    _check_inputs(inputs)
+    _check_inputs(inputs, out)
     predictor = load_predictor(checkpoint, grid_size=grid_size, device=device)
     one_point = PointCloud(coord=np.zeros((1, 3), np.float32), origin_index=np.zeros(1, np.int64))
     views = len(precise_views(one_point, tta))  # 13 ScanNet TTA views, or 1

@@ -68,7 +68,7 @@ def write_ply(
             F = 0 writes a point cloud (no face element).
         normals: float (V, 3) -> nx, ny, nz (float), or None.
         scalars: extra per-vertex properties, name -> (V,) numeric array (e.g. {"label": int32}).
-        comments: header comment lines.
+        comments: header comment lines (non-ASCII characters are written as '?').
     Returns the path written. A crash never leaves a partial file at `path`.
     """
     path = Path(path)
@@ -80,7 +80,8 @@ def write_ply(
     if len(tri) and (tri.min() < 0 or tri.max() >= n):
         raise DataError(f"write_ply: faces refer to vertices outside [0, {n})")
     head = ["ply", "format binary_little_endian 1.0"]
-    head += [f"comment {c}" for c in comments]
+    # a header is ASCII lines: other characters become '?', line breaks spaces
+    head += ["comment " + " ".join(str(c).split()).encode("ascii", "replace").decode() for c in comments]
     head.append(f"element vertex {n}")
     head += [f"property {_PLY_TYPES[a.dtype.str[1:]]} {name}" for name, a in cols]
     if len(tri):

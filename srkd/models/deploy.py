@@ -10,8 +10,9 @@ with
     coord:  float32 (N, 3) point coordinates in metres (any origin: the voxel grid is shifted per
             sample so that its minimum is 0).
     feat:   float32 (N, C) the model's input features, already normalised the way the model was
-            trained (e.g. colour by the checkpoint's `color_norm`, then normals; see
-            `srkd.predict.model_inputs`).
+            trained: `PointCloud.feature(checkpoint feature names)` after
+            `NormalizeColor(checkpoint color_norm)`, e.g. [color * 1/255, normal] (as
+            `srkd.predict.predict_cloud` builds them).
     offset: int64 (B,) cumulative end index of each sample (offset[-1] == N; Pointcept convention).
     logits: float32 (N, K), one row per input point, in input order.
 
@@ -20,7 +21,7 @@ float64, exactly as `srkd.data.voxelize.grid_sample` does) minus its sample's mi
 that share a voxel are averaged by the model (both SpUNet and PTv3 reduce duplicate voxels to one
 row and map the row's logits back to every point), so the caller needs no grid sampling and
 gets logits for every point. For Pointcept's test-mode protocol (one point per voxel per fragment,
-votes summed over fragments and TTA views), `srkd.predict.predict_scene` calls this module once
+votes summed over fragments and TTA views), `srkd.predict.predict_cloud` calls this module once
 per fragment; with the fragment's coordinates as grid-sampled (before the x/y centre shift),
 the voxels are exactly those of `srkd evaluate`, and since the models use coordinates only through
 their voxels, the logits are the same.
@@ -30,12 +31,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from srkd.data.collate import PointBatch
 from srkd.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from srkd.models.checkpoint import CheckpointMeta
 
 
 def voxel_coords(coord: torch.Tensor, offset: torch.Tensor, grid_size: float) -> torch.Tensor:
@@ -119,7 +124,7 @@ class PlainSegmenter(nn.Module):
 
 def load_plain_segmenter(
     path: str | Path, *, grid_size: float | None = None, map_location: str | torch.device = "cpu"
-) -> tuple[PlainSegmenter, object]:
+) -> tuple[PlainSegmenter, CheckpointMeta]:
     """(PlainSegmenter in eval mode, CheckpointMeta) for the srkd checkpoint at ``path``.
 
     grid_size: default the checkpoint's ``train_params["grid_size"]``, else 0.02 m (the one

@@ -55,7 +55,9 @@ def test_write_ply_round_trip_mesh_and_points(tmp_path, rng):
     v = rng.uniform(size=(6, 3)).astype(np.float32)
     c = rng.integers(0, 256, (6, 3)).astype(np.uint8)
     faces = np.array([[0, 1, 2], [3, 4, 5]])
-    path = write_ply(tmp_path / "m.ply", v, c, faces, normals=v, scalars={"label": np.arange(6, dtype=np.int32)})
+    path = write_ply(tmp_path / "m.ply", v, c, faces, normals=v, scalars={"label": np.arange(6, dtype=np.int32)},
+                     comments=["labelled raum_ä.ply\nby x"])
+    assert b"comment labelled raum_?.ply by x\n" in path.read_bytes()[:400]
     mesh = read_mesh(path)
     assert np.array_equal(mesh.vertices, v) and np.array_equal(mesh.colors, c)
     assert np.array_equal(mesh.faces, faces) and np.allclose(mesh.normals, v)

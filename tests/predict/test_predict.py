@@ -139,6 +139,8 @@ def test_run_predict_refuses_before_work_and_keep_going_skips_bad_files(checkpoi
         run_predict(checkpoint, [inputs["mesh"], tmp_path / "nope.ply"], out, tta=False, device="cpu")
     with pytest.raises(ConfigError, match="would both write"):
         run_predict(checkpoint, [inputs["mesh"], inputs["mesh"]], out, tta=False, device="cpu")
+    with pytest.raises(ConfigError, match="would overwrite the input"):
+        run_predict(checkpoint, [inputs["points"]], inputs["points"].parent, tta=False, device="cpu")
     assert not out.exists()  # nothing ran
     broken = tmp_path / "broken.ply"
     broken.write_bytes(inputs["points"].read_bytes()[:-100])  # truncated body
