@@ -165,3 +165,13 @@ def test_ply_without_colours_is_refused_when_the_model_needs_colour(tmp_path, rn
     assert "grey.ply" in str(info.value)
     assert read_input(path, ("normal",)).cloud.color is None
     assert check_input(path) == "ply"
+
+
+def test_real_scannet_mesh_reads_as_a_mesh_input(scannet_raw_sample):
+    """The raw ScanNet mesh (skipped without ../shared/data): every vertex a point, face normals."""
+    path = scannet_raw_sample / "scans" / "scene0000_00" / "scene0000_00_vh_clean_2.ply"
+    scan = read_input(path, NEEDS)
+    assert (scan.name, scan.kind, scan.normals) == ("scene0000_00_vh_clean_2", "mesh ply", "mesh faces")
+    assert scan.cloud.num_points == 81369 and scan.faces.shape == (153587, 3)
+    assert np.allclose(np.linalg.norm(scan.cloud.normal, axis=1), 1.0, atol=1e-5)
+    assert 0 <= scan.cloud.color.min() and scan.cloud.color.max() <= 255

@@ -180,3 +180,18 @@ def test_cli_exit_codes_and_summary(checkpoint, inputs, tmp_path):
     assert (out / "scan.labels.npy").exists() and not (out / "grey.ply").exists()
     no_ckpt = runner.invoke(app, ["predict", "-c", str(tmp_path / "none.pt"), str(inputs["mesh"])])
     assert no_ckpt.exit_code == 1 and "none.pt does not exist" in no_ckpt.output
+
+
+def test_ptv3_through_plain_segmenter_equals_evaluate(inputs, tmp_path):
+    """The PTv3 path (serialisation, attention patches) gives evaluate's probabilities too."""
+    torch.manual_seed(1)
+    model = create_model("test_ptv3", num_classes=20, in_channels=6).eval()
+    path = save_checkpoint(tmp_path / "ptv3.pt", model, class_names=SCANNET20_CLASSES,
+                           feature_names=("color", "normal"), color_norm="legacy",
+                           train_params={"grid_size": GRID})  # fmt: skip
+    p = load_predictor(path, device="cpu")
+    assert p.color_norm == "legacy"
+    cloud = read_input(inputs["folder"], p.feature_names).cloud
+    want = infer_scene(p.segmenter.model, cloud, precise_views(cloud, False), GRID, p.feature_names,
+                       color_norm="legacy").prob_sum  # fmt: skip
+    assert np.allclose(predict_cloud(p, cloud, tta=False), want, atol=1e-6)
