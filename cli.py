@@ -20,6 +20,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("inspect-cache", "pipeline.commands.inspect_cache:inspect_cache"),
     ("distill", "pipeline.commands.distill:distill"),
     ("evaluate", "pipeline.commands.evaluate:evaluate"),
+    ("predict", "pipeline.commands.predict:predict"),
     ("run", "pipeline.commands.run:run"),
 )
 

@@ -1,9 +1,10 @@
-"""A small PLY reader (numpy only) for ScanNet meshes, and area-weighted vertex normals.
+"""A small PLY reader and writer (numpy only) for ScanNet meshes, and area-weighted vertex normals.
 
 Reads the three PLY encodings (binary little / big endian and ascii). Scalar-only elements are
 decoded with one `np.frombuffer` over a structured dtype; list properties (faces) take a fast path
 that assumes every row has the length of the first row and verifies it, and fall back to a
 row-by-row decoder for mixed polygon sizes. Any malformation raises `DataError` naming the file.
+`write_ply` writes binary little-endian PLYs (points or triangle meshes) atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srkd.data.ply_writer import write_ply  # noqa: F401  (the writer's public home is this module)
 from srkd.errors import DataError
 
 _TYPES: dict[str, str] = {
@@ -57,11 +59,13 @@ class PlyList:
 
 @dataclass(frozen=True)
 class PlyMesh:
-    """A triangle mesh: vertices float32 (V, 3), colors uint8 (V, 3) or None, faces int64 (F, 3)."""
+    """A triangle mesh: vertices float32 (V, 3), colors uint8 (V, 3) or None, faces int64 (F, 3)
+    (F = 0 for a point cloud), normals float32 (V, 3) when the file stores nx, ny, nz, else None."""
 
     vertices: np.ndarray
     colors: np.ndarray | None
     faces: np.ndarray
+    normals: np.ndarray | None = None
 
 
 def _parse_header(path: Path, data: bytes) -> tuple[str, list[PlyElement], int]:
@@ -314,9 +318,11 @@ def read_mesh(path: Path) -> PlyMesh:
     """Read a coloured triangle mesh (e.g. ScanNet `*_vh_clean_2.ply`).
 
     Needs element `vertex` with float x, y, z; uses red, green, blue (uchar) if present (alpha
-    ignored); `face` with `vertex_indices` (or `vertex_index`) as triangles or polygons (fanned).
+    ignored) and nx, ny, nz if present; `face` with `vertex_indices` (or `vertex_index`) as
+    triangles or polygons (fanned). A file without faces (a point cloud) gives F = 0.
     Returns:
-        PlyMesh(vertices float32 (V, 3), colors uint8 (V, 3) or None, faces int64 (F, 3)).
+        PlyMesh(vertices float32 (V, 3), colors uint8 (V, 3) or None, faces int64 (F, 3),
+        normals float32 (V, 3) or None).
     """
     path = Path(path)
     elements = read_ply(path)
@@ -333,6 +339,12 @@ def read_mesh(path: Path) -> PlyMesh:
         if any(isinstance(a, PlyList) or a.dtype != np.uint8 for a in rgb):
             raise DataError(f"{path}: vertex red, green, blue must be 'uchar' properties")
         colors = np.stack(rgb, axis=1)
+    normals = None
+    if all(k in vertex for k in ("nx", "ny", "nz")):
+        nxyz = [vertex[k] for k in ("nx", "ny", "nz")]
+        if any(isinstance(a, PlyList) for a in nxyz):
+            raise DataError(f"{path}: vertex nx, ny, nz must be scalar properties")
+        normals = np.stack(nxyz, axis=1).astype(np.float32)
     faces = np.zeros((0, 3), np.int64)
     face = elements.get("face")
     if face is not None:
@@ -345,7 +357,7 @@ def read_mesh(path: Path) -> PlyMesh:
             raise DataError(
                 f"{path}: a face refers to vertex {bad}, but the mesh has {len(vertices)} vertices"
             )
-    return PlyMesh(vertices, colors, faces)
+    return PlyMesh(vertices, colors, faces, normals)
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
