@@ -80,14 +80,13 @@ class PredictRun:
 def class_palette(class_names: Sequence[str]) -> tuple[str, np.ndarray]:
     """(dataset name, uint8 (K, 3) colours) of the registered dataset with exactly these classes;
     ("unknown", generated distinct colours) when none matches."""
-    from srkd.data.classes import _spread_palette
-    from srkd.data.scannet import DATASETS, get_dataset_spec
+    from srkd.data.classes import spread_palette
+    from srkd.data.scannet import dataset_for_classes
 
-    for name in DATASETS.names():
-        spec = get_dataset_spec(name)
-        if tuple(spec.class_names) == tuple(class_names):
-            return spec.name, np.asarray(spec.class_colors, dtype=np.uint8)
-    return "unknown", np.asarray(_spread_palette(len(class_names)), dtype=np.uint8)
+    spec = dataset_for_classes(class_names)
+    if spec is not None:
+        return spec.name, np.asarray(spec.class_colors, dtype=np.uint8)
+    return "unknown", np.asarray(spread_palette(len(class_names)), dtype=np.uint8)
 
 
 def load_predictor(checkpoint: Path, *, grid_size: float | None = None, device: str = "auto") -> Predictor:
@@ -102,6 +101,12 @@ def load_predictor(checkpoint: Path, *, grid_size: float | None = None, device: 
         raise CheckpointError(
             f"checkpoint {checkpoint} has input features {list(names)} for {meta.in_channels} "
             f"channels; srkd builds inputs from {sorted(FEATURE_WIDTHS)}"
+        )
+    if "strength" in names:
+        raise ConfigError(
+            f"checkpoint {checkpoint} is a lidar model (input features {list(names)}); srkd predict "
+            "reads indoor scans (PLY, scene folders) with colour and normals. Score lidar scans with "
+            "`srkd evaluate --dataset nuscenes|semantickitti`"
         )
     dataset, palette = class_palette(meta.class_names)
     return Predictor(segmenter.to(dev).eval(), tuple(meta.class_names), names, meta.color_norm,

@@ -83,7 +83,7 @@ scannetv2-labels.combined.tsv share one id (e.g. "chair" and "stack of chairs");
 one of the raw categories of its id."""
 
 
-def _spread_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+def spread_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     """`n` distinct, deterministic RGB colours: hues stepped by the golden ratio so neighbouring
     labels get far-apart hues, with saturation/value cycling so that hue repeats stay separable."""
     colors = []
@@ -96,5 +96,5 @@ def _spread_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(colors)
 
 
-SCANNET200_COLORS: tuple[tuple[int, int, int], ...] = _spread_palette(len(SCANNET200_CLASSES))
+SCANNET200_COLORS: tuple[tuple[int, int, int], ...] = spread_palette(len(SCANNET200_CLASSES))
 """RGB colour of each ScanNet200 class (a generated palette, not the benchmark's)."""

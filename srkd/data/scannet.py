@@ -20,6 +20,7 @@ color or normal file, or labels out of range.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,16 @@ def semantickitti() -> DatasetSpec:
 def get_dataset_spec(name: str) -> DatasetSpec:
     """The DatasetSpec registered as `name`; ConfigError listing the known names otherwise."""
     return DATASETS.get(name)()
+
+
+def dataset_for_classes(class_names: Sequence[str]) -> DatasetSpec | None:
+    """The registered DatasetSpec whose class list is exactly `class_names` (e.g. a checkpoint's),
+    or None when no registered dataset has these classes."""
+    for name in DATASETS.names():
+        spec = get_dataset_spec(name)
+        if tuple(spec.class_names) == tuple(class_names):
+            return spec
+    return None
 
 
 def _existing_splits(root: Path) -> list[str]:

@@ -127,14 +127,19 @@ def load_plain_segmenter(
 ) -> tuple[PlainSegmenter, CheckpointMeta]:
     """(PlainSegmenter in eval mode, CheckpointMeta) for the srkd checkpoint at ``path``.
 
-    grid_size: default the checkpoint's ``train_params["grid_size"]``, else 0.02 m (the one
-    default lives in srkd.evaluate.DEFAULT_GRID_SIZE). Raises CheckpointError / ConfigError.
+    grid_size: default the checkpoint's ``train_params["grid_size"]``, else the grid size of the
+    registered dataset with the checkpoint's classes (DatasetSpec.grid_size), else the indoor
+    0.02 m. Raises CheckpointError / ConfigError.
     """
-    from srkd.evaluate import DEFAULT_GRID_SIZE
+    from srkd.data.scannet import dataset_for_classes
+    from srkd.data.transforms_sampling import INDOOR_GRID_SIZE
     from srkd.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(path, map_location=map_location)
-    grid = grid_size if grid_size is not None else meta.train_params.get("grid_size", DEFAULT_GRID_SIZE)
+    spec = dataset_for_classes(meta.class_names)
+    grid = grid_size if grid_size is not None else meta.train_params.get(
+        "grid_size", spec.grid_size if spec is not None else INDOOR_GRID_SIZE
+    )
     if isinstance(grid, bool) or not isinstance(grid, int | float):
         raise ConfigError(f"grid size for {path} must be a positive number of metres, got {grid!r}")
     return PlainSegmenter(model, float(grid)).eval(), meta

@@ -195,3 +195,17 @@ def test_ptv3_through_plain_segmenter_equals_evaluate(inputs, tmp_path):
     want = infer_scene(p.segmenter.model, cloud, precise_views(cloud, False), GRID, p.feature_names,
                        color_norm="legacy").prob_sum  # fmt: skip
     assert np.allclose(predict_cloud(p, cloud, tta=False), want, atol=1e-6)
+
+
+def test_a_lidar_checkpoint_is_refused_with_a_pointer_to_evaluate(tmp_path):
+    from srkd.data.scannet import get_dataset_spec
+    from srkd.models.deploy import load_plain_segmenter
+
+    spec = get_dataset_spec("nuscenes")
+    model = create_model("test_spunet", num_classes=spec.num_classes, in_channels=4).eval()
+    path = save_checkpoint(tmp_path / "lidar.pt", model, class_names=spec.class_names,
+                           feature_names=spec.feature_names, color_norm="pointcept")  # fmt: skip
+    segmenter, _ = load_plain_segmenter(path)
+    assert segmenter.grid_size == spec.grid_size == 0.05  # no recorded grid: the dataset's
+    with pytest.raises(ConfigError, match="lidar model .*srkd evaluate --dataset nuscenes"):
+        load_predictor(path, device="cpu")
