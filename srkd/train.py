@@ -88,6 +88,8 @@ class TrainResult:
     step: int
     best_metric: float | None
     last_metrics: dict[str, Any]
+    lr_schedule: list[list[int]] = field(default_factory=list)
+    """[[first step, end step], ...]: the one-cycle segments (several after an extension)."""
 
 
 LossFn = Callable[[ModelOutput, PointBatch, ModelOutput | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -207,7 +209,8 @@ def train(
         if evaluate_fn is None or loop.best is None:
             save_model_file(save_model, out_dir / "model.pt", core, meta)
     log.close()
-    return TrainResult(step=loop.step, best_metric=loop.best, last_metrics=last_metrics)
+    return TrainResult(step=loop.step, best_metric=loop.best, last_metrics=last_metrics,
+                       lr_schedule=loop.schedule_record)
 
 
 class _Loop:
