@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import time
 from array import array
 from collections.abc import Mapping, Sequence
@@ -61,7 +62,7 @@ def utc_now(timestamp: float) -> str:
 
 def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"mIoU": .5, "iou": {"wall": .7}} -> {"miou": .5, "iou_wall": .7}: lower-case keys, nested
-    mappings joined with "_", numbers as float (bools and strings kept)."""
+    mappings joined with "_", integers as int, other numbers as float (bools, strings kept)."""
     flat: dict[str, Any] = {}
     for key, value in metrics.items():
         name = f"{prefix}{str(key).lower()}"
@@ -69,6 +70,8 @@ def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]
             flat.update(flat_metrics(value, f"{name}_"))
         elif isinstance(value, bool | str) or value is None:
             flat[name] = value
+        elif isinstance(value, numbers.Integral):  # counts (scenes) stay integers
+            flat[name] = int(value)
         else:
             flat[name] = float(value)
     return flat
