@@ -200,14 +200,14 @@ def train(
     try:
         last_metrics = loop.run(loss_fn, batches_for_epoch, targets_fn, evaluate_fn, save_model,
                                 log, on_step)
+        if is_main:
+            meta = {"step": loop.step, "val": last_metrics, "lr_schedule": loop.schedule_record}
+            save_model_file(save_model, out_dir / "model_last.pt", core, meta)
+            if evaluate_fn is None or loop.best is None:
+                save_model_file(save_model, out_dir / "model.pt", core, meta)
     except BaseException:
         log.close(failed=True)  # curves.png of what the run did (errors here stay hidden)
         raise
-    if is_main:
-        meta = {"step": loop.step, "val": last_metrics, "lr_schedule": loop.schedule_record}
-        save_model_file(save_model, out_dir / "model_last.pt", core, meta)
-        if evaluate_fn is None or loop.best is None:
-            save_model_file(save_model, out_dir / "model.pt", core, meta)
     log.close()
     return TrainResult(step=loop.step, best_metric=loop.best, last_metrics=last_metrics,
                        lr_schedule=loop.schedule_record)

@@ -252,19 +252,18 @@ def resume_schedule(state: Mapping[str, Any], path: Path, total_steps: int,
     end, step = segments[-1][1], int(state["step"])
     if total_steps == end:
         return segments
-    was, now = _epochs(end // steps_per_epoch), _epochs(total_steps // steps_per_epoch)
-    new_run = f"start a new {now} run with --out elsewhere (or without --resume to replace this one)"
+    was, now = end // steps_per_epoch, total_steps // steps_per_epoch
+    new_run = f"start a new {now}-epoch run with --out elsewhere (or without --resume to replace this one)"
     if step < end:
         raise CheckpointError(
-            f"{path} belongs to a {was} run (stopped at step {step} of {end}) and the length of its "
-            f"one-cycle schedule is fixed until it ends: resume with --epochs {end // steps_per_epoch}"
-            f" to finish it, then --resume --epochs {total_steps // steps_per_epoch} extends it by a "
-            f"new one-cycle segment; or {new_run}")
+            f"{path} belongs to a {was}-epoch run (stopped at step {step} of {end}) and the length "
+            f"of its one-cycle schedule is fixed until it ends: resume with --epochs {was} to "
+            f"finish it, then --resume --epochs {now} extends it by a new one-cycle segment; or "
+            f"{new_run}")
     if total_steps < end:
         raise CheckpointError(
-            f"{path}: the run already trained {was}, more than --epochs "
-            f"{total_steps // steps_per_epoch}; its models are in {path.parent} (resume with more "
-            f"epochs to extend it), or {new_run}")
+            f"{path}: the run already trained {_epochs(was)}, more than --epochs {now}; its models "
+            f"are in {path.parent} (resume with more epochs to extend it), or {new_run}")
     return [*segments, (end, total_steps)]
 
 

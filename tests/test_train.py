@@ -121,7 +121,7 @@ def test_resume_with_other_epochs_mid_run_is_refused(tmp_path):
     """A one-cycle rate depends on its segment's length: it cannot change before the run ends."""
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, crash_at=5)  # saved at step 4 of 9
-    with pytest.raises(CheckpointError, match=r"a 3 epochs run \(stopped at step 4 of 9\).*resume "
+    with pytest.raises(CheckpointError, match=r"a 3-epoch run \(stopped at step 4 of 9\).*resume "
                                               r"with --epochs 3 to finish it, then --resume --epochs 4 "
                                               r"extends it"):
         run(tmp_path, resume=True, epochs=4)
