@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from srkd.errors import ConfigError, DataError
 from srkd.metrics import check_class_names, check_confusion_matrix, default_class_names
@@ -256,13 +257,14 @@ def plot_training_curves(path: Path, losses: Mapping[str, Series], lr: Series, m
     Returns the PNG path (written atomically).
     """
     fig = Figure(figsize=(15.0, 4.2))
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.92, wspace=0.22)
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.13, top=0.92, wspace=0.25)
     ax_loss, ax_lr, ax_val = (fig.add_subplot(1, 3, i) for i in (1, 2, 3))
     cmap = matplotlib.colormaps[_MODEL_CMAP]
-    positive = True
+    lows, highs = [], []
     for i, (name, (steps, values)) in enumerate(sorted(losses.items(), key=lambda kv: kv[0] != "loss")):
         x, mean, lo, hi = _bins(np.array(steps, np.float64), np.array(values, np.float64))
-        positive &= bool(np.all(lo[np.isfinite(lo)] > 0))
+        lows.append(np.nanmin(lo) if np.isfinite(lo).any() else np.nan)
+        highs.append(np.nanmax(hi) if np.isfinite(hi).any() else np.nan)
         color = "black" if name == "loss" else cmap(i % cmap.N)
         if len(x) < len(steps):
             ax_loss.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
@@ -270,9 +272,9 @@ def plot_training_curves(path: Path, losses: Mapping[str, Series], lr: Series, m
             ax_loss.plot(x, mean, color=color, linewidth=0.5, alpha=0.35)
         ax_loss.plot(x, _running_mean(mean, max(1, len(mean) // 50)), color=color, linewidth=1.6,
                      label="loss (total)" if name == "loss" else name)
-    if positive and losses:
-        ax_loss.set_yscale("log")
-    ax_loss.set(xlabel="step", ylabel="value (unweighted terms)", title="loss terms")
+    if lows and np.nanmin(lows) > 0 and np.nanmax(highs) > 10 * np.nanmin(lows):
+        ax_loss.set_yscale("log")  # terms of different magnitudes (or a long fall) stay readable
+    ax_loss.set(xlabel="step", ylabel="value (terms unweighted)", title="loss terms")
     if losses:
         ax_loss.legend(fontsize=8)
     x, mean, _, _ = _bins(np.array(lr[0], np.float64), np.array(lr[1], np.float64))
@@ -282,6 +284,7 @@ def plot_training_curves(path: Path, losses: Mapping[str, Series], lr: Series, m
     _plot_miou(ax_val, np.array(miou[0], np.float64), 100.0 * np.array(miou[1], np.float64))
     for ax in (ax_loss, ax_lr, ax_val):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and epochs are counts
     FigureCanvasAgg(fig)
     return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
@@ -292,9 +295,10 @@ def _plot_miou(ax: Any, epochs: np.ndarray, values: np.ndarray) -> None:
         ax.plot(epochs, values, "o-", color="tab:green", markersize=3)
         if np.isfinite(values).any():
             best = int(np.nanargmax(values))
+            late = len(epochs) > 1 and best >= len(epochs) / 2  # keep the text inside the axes
             ax.annotate(f"best {values[best]:.1f} (epoch {int(epochs[best])})",
                         (epochs[best], values[best]), textcoords="offset points", xytext=(0, 8),
-                        ha="center", fontsize=8)
+                        ha="right" if late else "left", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no validation yet", ha="center", va="center", transform=ax.transAxes)
     ax.margins(y=0.15)  # room for the annotation
