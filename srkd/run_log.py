@@ -4,8 +4,9 @@ it (TensorBoard) and curves.png, all written by the main process only.
 Every row of log.jsonl is a flat object of plain values (no nesting):
 
     time        ISO-8601 UTC wall-clock time the row was written ("2026-11-30T10:15:02.123+00:00")
-    elapsed_s   training seconds since the run began, summed over its sessions (a --resume
-                continues from the last kept row; the time between sessions is not counted)
+    elapsed_s   wall-clock seconds of training (steps and validations) since the run began,
+                summed over its sessions: a --resume continues from the last kept row's value;
+                setup before a session's first step and time between sessions are not counted
     kind        "train" (one per optimiser step) or "val" (one per validation)
     epoch       the epoch the row belongs to, counted from 1
     step        optimiser steps done (a val row: the step it validated after)
@@ -16,7 +17,7 @@ Every row of log.jsonl is a flat object of plain values (no nesting):
                 joined with "_", and val_s (seconds the validation took)
 
 log.jsonl is the run's record: a --resume drops the rows of steps after the resumed state
-(trained again) and rewrites older-format rows (srkd <= 0.1: nested "val", no kind or time) in
+(trained again) and rewrites rows of the earlier format (nested "val", no kind or time) in
 this format, with time and elapsed_s null; the sinks and curves.png are rebuilt from it.
 """
 
@@ -78,7 +79,7 @@ def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]
 
 
 def normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row of this format unchanged; a row of srkd <= 0.1 (train rows without kind, 0-based
+    """A row of this format unchanged; a row of the earlier format (train rows without kind, 0-based
     epoch; val rows {"step", "epoch", "val": {...}}) in this format, with time and elapsed_s null."""
     if "kind" in row:
         return dict(row)

@@ -11,7 +11,7 @@ train_state.pt is one ``torch.save`` dict of tensors and plain values, so it loa
     model, extra             state dicts of the model and the extra trainable modules
     optimizer, scheduler, scaler   their state dicts (scheduler: the current segment's one-cycle)
     schedule                 [[first step, end step], ...]: the one-cycle segments of the lr
-                             schedule; one for a run never extended (absent before srkd 0.2)
+                             schedule; one for a run never extended (absent in older files)
     step, best               int steps done, float | None best validation mIoU
     rng_torch, rng_numpy, rng_python (+ rng_cuda)   every random stream, to continue exactly
 
@@ -268,7 +268,7 @@ def resume_schedule(state: Mapping[str, Any], path: Path, total_steps: int,
 
 
 def saved_schedule(state: Mapping[str, Any]) -> list[Segment]:
-    """The state's recorded segments; for files without them (srkd <= 0.1), one segment over the
+    """The state's recorded segments; for older files without them, one segment over the
     run's recorded total (or its scheduler's)."""
     if state.get("schedule"):
         return [(int(a), int(b)) for a, b in state["schedule"]]
