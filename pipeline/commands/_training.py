@@ -26,7 +26,7 @@ Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help=
 Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:N].")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state.pt, written by a run with the same settings; a finished run given more --epochs is extended by a new one-cycle segment (warm restart from where its lr ended).")]
-Tensorboard = Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also write TensorBoard event files to OUT/tensorboard (needs: pip install -e \".[tensorboard]\"). (default: off)")]
+Tensorboard = Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also write TensorBoard event files to OUT/tensorboard (needs the optional tensorboard package: srkd's tensorboard extra, or pip install tensorboard). (default: off)")]
 DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root in the Pointcept layout.")]
 Dataset = Annotated[Optional[str], typer.Option("--dataset", help="scannet or scannet200.")]
 ValSplit = Annotated[Optional[str], typer.Option("--val-split", help="Split scored during training ('' = none).")]
