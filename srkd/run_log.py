@@ -28,10 +28,10 @@ import json
 import numbers
 import time
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from srkd.train_state import atomic_write, write_error
 
@@ -46,11 +46,12 @@ META_KEYS = ("time", "elapsed_s", "kind", "epoch", "step")
 class LogSink(Protocol):
     """Something that mirrors log.jsonl (e.g. TensorBoard event files)."""
 
-    def start(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """Open; `history` holds the rows log.jsonl keeps from earlier sessions (oldest first)."""
+    def start(self) -> None:
+        """Open, replacing what an earlier session wrote: the rows log.jsonl keeps from earlier
+        sessions follow through write(), oldest first, then the new ones."""
 
     def write(self, row: Mapping[str, Any]) -> None:
-        """Record one new row."""
+        """Record one row."""
 
     def close(self) -> None:
         """Flush and close (also after a failed run)."""
@@ -92,20 +93,24 @@ def normalise_row(row: Mapping[str, Any]) -> dict[str, Any]:
             "epoch": epoch + 1 if isinstance(epoch, int) else epoch, "step": row.get("step"), **rest}
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The rows of a log.jsonl (older formats normalised), up to a torn last line if any."""
-    rows = []
+def iter_log(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a log.jsonl one by one (older formats normalised), up to a torn last line."""
     if not Path(path).is_file():
-        return rows
-    for line in Path(path).read_text().splitlines():
-        try:
-            row = json.loads(line)
+        return
+    with Path(path).open() as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                return  # a torn last line (crash, full disk): what came before is complete
             if not isinstance(row, dict):
-                break
-        except ValueError:
-            break  # a torn last line (crash, full disk): what came before is complete
-        rows.append(normalise_row(row))
-    return rows
+                return
+            yield normalise_row(row)
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """All rows of a log.jsonl (see iter_log)."""
+    return list(iter_log(path))
 
 
 class RunLog:
@@ -125,21 +130,27 @@ class RunLog:
         if not self.enabled:
             return
         self._started = time.time()
-        kept: list[dict[str, Any]] = []
-        if resume:
-            kept = [r for r in read_log(self.path) if _step_of(r) <= step]
-            atomic_write(self.path, lambda f: f.write("".join(_line(r) for r in kept).encode()))
-            self._offset = max((float(r["elapsed_s"]) for r in kept if r.get("elapsed_s") is not None),
-                               default=0.0)
-        else:
+        if not resume:
             for stale in (self.path, self.out_dir / CURVES_FILE):
                 stale.unlink(missing_ok=True)
             for stale in (self.out_dir / TENSORBOARD_DIR).glob(f"{EVENTS_PREFIX}*"):
                 stale.unlink(missing_ok=True)
-        for row in kept:
-            self.curves.add(row)
         for sink in self.sinks:
-            sink.start(kept)
+            sink.start()
+        if resume:  # one pass over the old log, row by row: a long run's log is never all in memory
+            atomic_write(self.path, lambda f: self._replay(f, step))
+
+    def _replay(self, f: BinaryIO, step: int) -> None:
+        """Write the rows of the current log.jsonl up to `step` to `f`, and to the curves and sinks."""
+        for row in iter_log(self.path):
+            if _step_of(row) > step:
+                break  # rows are in step order: the rest were trained after the saved state
+            f.write(_line(row).encode())
+            if row.get("elapsed_s") is not None:
+                self._offset = max(self._offset, float(row["elapsed_s"]))
+            self.curves.add(row)
+            for sink in self.sinks:
+                sink.write(row)
 
     def train_row(self, step: int, epoch: int, loss: float, terms: Mapping[str, float], lr: float,
                   points: int, seconds: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ SummaryWriter writes the files.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,9 @@ class TensorBoardSink:
         self.log_dir = Path(out_dir) / TENSORBOARD_DIR
         self._writer = None
 
-    def start(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """Replace the folder's event files by one that holds `history` (see the module docs)."""
+    def start(self) -> None:
+        """Replace the folder's event files by a new, empty one (the kept rows follow, see the
+        module docs)."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -57,9 +58,6 @@ class TensorBoardSink:
             stale.unlink(missing_ok=True)
         # a deep queue: the training thread does not wait for the writer thread's checksums
         self._writer = SummaryWriter(log_dir=str(self.log_dir), max_queue=1000)
-        for row in history:
-            self.write(row)
-        self._writer.flush()
 
     def write(self, row: Mapping[str, Any]) -> None:
         """One scalar per numeric value of `row` (bools, strings and nulls are skipped), all in
