@@ -44,6 +44,7 @@ from srkd.locking import locked_dir
 from srkd.losses.combined import TEACHER_TERMS
 from srkd.losses.recipes import recipe
 from srkd.models import create_model, save_checkpoint
+from srkd.tensorboard import TensorBoardSink, require_tensorboard
 from srkd.train import OptimConfig, TrainConfig, TrainResult, train
 from srkd.train_state import STATE_FILE, prepare_run_dir
 
@@ -62,6 +63,8 @@ class RunConfig:
                          the checkpoint records it and evaluation feeds the model the same.
     cache / online_teacher (+ teacher_model, teacher_color_norm for a Pointcept checkpoint): the
                          teacher's side.
+    tensorboard:         also write TensorBoard event files to out/tensorboard (main process;
+                         needs the optional tensorboard package, srkd.tensorboard).
     """
 
     model: str
@@ -95,6 +98,7 @@ class RunConfig:
     amp: bool = True
     device: str = "auto"
     resume: bool = False
+    tensorboard: bool = False
 
     def train_params(self) -> dict[str, Any]:
         """Plain, JSON-able values for the checkpoint (paths as strings)."""
@@ -185,7 +189,8 @@ def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device, read
 def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
         on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train `cfg.model` as configured; writes `cfg.out`/model.pt (best), model_last.pt,
-    train_state.pt (for --resume) and log.jsonl.
+    train_state.pt (for --resume), log.jsonl and curves.png (srkd.run_log), and with
+    cfg.tensorboard the event files in tensorboard/.
 
     The main process holds a lock on the run folder while it trains (srkd.locking): a second run
     into the same --out (or a re-run racing a leftover process) is refused with one line."""
@@ -196,6 +201,8 @@ def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
 def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
          on_start: Callable[[dict[str, Any]], None] | None, held: contextlib.ExitStack) -> TrainResult:
     check_color_norm(cfg.color_norm)
+    if cfg.tensorboard:  # a missing package is an error now, not after the data is loaded
+        require_tensorboard()
     reader = None
     if cfg.cache is not None:
         reader, cfg = _open_cache(cfg)
@@ -344,6 +351,7 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
         targets_fn=targets_fn, evaluate_fn=evaluate_fn if dist_info.is_main else None,
         extra_modules=[loss], resume=cfg.resume, on_step=on_step, device=device,
         is_main=dist_info.is_main, run_info=_resume_identity(train_params),
+        log_sinks=[TensorBoardSink(Path(cfg.out))] if cfg.tensorboard and dist_info.is_main else [],
     )
 
 
@@ -371,7 +379,7 @@ def _train_chain(cfg: RunConfig, ds: DatasetSpec, view_mode: bool) -> Compose:
 
 
 RESUMABLE_CHANGES = ("out", "resume", "device", "workers", "eval_every", "checkpoint_every",
-                     "cache", "data_root")
+                     "cache", "data_root", "tensorboard")
 """RunConfig fields a `--resume` may change: where things run and files lie, not what is
 trained (a moved cache is still matched by its fingerprint, moved data by the cache's check)."""
 

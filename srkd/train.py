@@ -7,10 +7,9 @@ so this module knows nothing about caches, teachers or datasets.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,21 @@ from torch import nn
 from srkd.data.collate import PointBatch
 from srkd.errors import ConfigError
 from srkd.models.base import ModelOutput
+from srkd.run_log import LOG_FILE, LogSink, RunLog
 from srkd.train_state import (
     STATE_FILE,
-    atomic_write,
+    Segment,
     check_state_fits,
     load_state,
     prepare_run_dir,
     read_state,
+    resume_schedule,
     save_model_file,
     save_state,
-    write_error,
 )
 
-LOG_FILE = "log.jsonl"
+__all__ = ["LOG_FILE", "STATE_FILE", "OptimConfig", "TrainConfig", "TrainResult", "build_optimizer",
+           "build_scheduler", "train"]
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,16 @@ class TrainResult:
     step: int
     best_metric: float | None
     last_metrics: dict[str, Any]
+    lr_schedule: list[list[int]] = field(default_factory=list)
+    """[[first step, end step], ...]: the one-cycle segments (several after an extension)."""
 
 
 LossFn = Callable[[ModelOutput, PointBatch, ModelOutput | None], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """(student output, batch, teacher targets or None) -> (total loss, {term name: value})."""
+SaveFn = Callable[[Path, nn.Module, dict[str, Any]], None]
+"""(path, model, metadata) -> writes a self-describing checkpoint."""
+EvaluateFn = Callable[[nn.Module], dict[str, Any]]
+"""model -> validation metrics ({"mIoU": float, ...})."""
 
 
 def build_optimizer(modules: list[nn.Module], cfg: OptimConfig) -> torch.optim.AdamW:
@@ -106,22 +113,34 @@ def build_optimizer(modules: list[nn.Module], cfg: OptimConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
-    """OneCycle (cosine), stepped once per iteration, peak = each group's own lr.
+def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int,
+                    extension: bool = False) -> torch.optim.lr_scheduler.OneCycleLR:
+    """One one-cycle segment (cosine) of `total_steps`, stepped once per iteration, peaking at
+    each group's own lr (Smith & Topin 2019, "Super-convergence", arXiv:1708.07120).
 
-    torch's OneCycleLR divides by (pct_start * total_steps - 1), so runs shorter than
+    The run's first segment warms up from peak / div_factor to the peak over pct_start of its
+    steps, then anneals to the floor peak / (div_factor * final_div_factor). An `extension`
+    segment (a finished run resumed with more epochs) starts at that floor, where the run ended,
+    and anneals back to it: a warm restart (Loshchilov & Hutter 2017, "SGDR", arXiv:1608.03983).
+
+    torch's OneCycleLR divides by (pct_start * total_steps - 1), so segments shorter than
     1 / pct_start + 1 steps get a schedule of that length (they stop before it ends).
     """
     if not 0.0 < cfg.pct_start < 1.0:
         raise ConfigError(f"pct_start must be in (0, 1), got {cfg.pct_start}")
+    div, final = cfg.div_factor, cfg.final_div_factor
+    if extension:
+        div, final = div * final, 1.0
     return torch.optim.lr_scheduler.OneCycleLR(
         opt,
-        max_lr=[g["lr"] for g in opt.param_groups],
+        # OneCycleLR records each group's peak as max_lr, and the optimizer's state keeps it:
+        # after a resume the groups' lr is wherever the schedule left it, not the peak
+        max_lr=[g.get("max_lr", g["lr"]) for g in opt.param_groups],
         total_steps=max(total_steps, math.floor(1.0 / cfg.pct_start) + 1),
         pct_start=cfg.pct_start,
         anneal_strategy="cos",
-        div_factor=cfg.div_factor,
-        final_div_factor=cfg.final_div_factor,
+        div_factor=div,
+        final_div_factor=final,
     )
 
 
@@ -131,15 +150,16 @@ def train(
     batches_for_epoch: Callable[[int, int], Iterable[PointBatch]],
     cfg: TrainConfig,
     out_dir: Path,
-    save_model: Callable[[Path, nn.Module, dict[str, Any]], None],
+    save_model: SaveFn,
     targets_fn: Callable[[PointBatch], ModelOutput | None] = lambda batch: None,
-    evaluate_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
+    evaluate_fn: EvaluateFn | None = None,
     extra_modules: list[nn.Module] | None = None,
     resume: bool = False,
     on_step: Callable[[dict[str, Any]], None] | None = None,
     device: torch.device | str = "cpu",
     is_main: bool = True,
     run_info: Mapping[str, Any] | None = None,
+    log_sinks: Sequence[LogSink] = (),
 ) -> TrainResult:
     """Train `model` for cfg.epochs; returns the final step and the best validation mIoU.
 
@@ -149,10 +169,13 @@ def train(
         save_model: writes a self-describing checkpoint (model.pt = best by val mIoU, or the last
             one when there is no validation; model_last.pt = last).
         extra_modules: trainable modules besides the model (e.g. the FeatMSE projection).
-        resume: continue from out_dir/train_state.pt, which must exist and belong to this run.
+        resume: continue from out_dir/train_state.pt, which must exist and belong to this run; a
+            finished run resumed with more epochs is extended (train_state.resume_schedule).
+        on_step: called with every step's log row (srkd.run_log), on every process.
         is_main: only the main process (rank 0) writes files.
         run_info: plain values that identify the run (model name and args, data, loss, ...);
             saved in train_state.pt, and a resume refuses a state saved with other values.
+        log_sinks: mirrors of log.jsonl (e.g. srkd.tensorboard.TensorBoardSink), main process.
 
     Raises CheckpointError when the state to resume is unreadable or belongs to another run, or
     when a file of the run cannot be written (disk full, ...; every file is replaced atomically,
@@ -164,88 +187,151 @@ def train(
     extra = extra_modules or []
     core = model.module if hasattr(model, "module") else model  # unwrap DDP for saving
     opt = build_optimizer([model, *extra], cfg.optim)
-    sched = build_scheduler(opt, cfg.optim, cfg.total_steps)
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    step, best, last_metrics = 0, None, {}
-    state_path = out_dir / STATE_FILE
     identity = {**(run_info or {}), "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch}
-    if resume:
-        state = read_state(state_path)
-        check_state_fits(state, state_path, identity)
-        step, best = load_state(state, state_path, core, extra, opt, sched, scaler)
-        if is_main:  # the steps after the checkpoint are trained again: log them once
-            _truncate_log(out_dir, step)
-    else:  # a fresh run replaces whatever an earlier run left to resume from
-        torch.manual_seed(cfg.seed)
+    state_path = out_dir / STATE_FILE
+    loop = _Loop(cfg, model, core, extra, opt, scaler, identity, state_path, device, use_amp)
+    loop.start(resume)
+    log = RunLog(out_dir, log_sinks, enabled=is_main)
+    log.open(resume, loop.step)
+    if not resume and is_main:  # a fresh run replaces whatever an earlier run left to resume from
+        state_path.unlink(missing_ok=True)
+    try:
+        last_metrics = loop.run(loss_fn, batches_for_epoch, targets_fn, evaluate_fn, save_model,
+                                log, on_step)
         if is_main:
-            (out_dir / LOG_FILE).unlink(missing_ok=True)
-            state_path.unlink(missing_ok=True)
+            meta = {"step": loop.step, "val": last_metrics, "lr_schedule": loop.schedule_record}
+            save_model_file(save_model, out_dir / "model_last.pt", core, meta)
+            if evaluate_fn is None or loop.best is None:
+                save_model_file(save_model, out_dir / "model.pt", core, meta)
+    except BaseException:
+        log.close(failed=True)  # curves.png of what the run did (errors here stay hidden)
+        raise
+    log.close()
+    return TrainResult(step=loop.step, best_metric=loop.best, last_metrics=last_metrics,
+                       lr_schedule=loop.schedule_record)
 
-    while step < cfg.total_steps:
-        epoch, first = divmod(step, cfg.steps_per_epoch)
-        model.train()
-        for batch in batches_for_epoch(epoch, first):
-            t0 = time.perf_counter()
-            batch = batch.to(device, non_blocking=True)
-            with torch.no_grad():
-                targets = targets_fn(batch)  # the teacher side never gets gradients
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                out = model(batch)
-                loss, terms = loss_fn(out, batch, targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}: {terms}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.optim.grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
-                                         cfg.optim.grad_clip)
-            lr = opt.param_groups[0]["lr"]  # the rate this step used
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            step += 1
-            dt = time.perf_counter() - t0
-            record = {
-                "step": step, "epoch": epoch, "loss": loss.item(),
-                **{k: float(v) for k, v in terms.items()},
-                "lr": lr, "points_per_s": len(batch.coord) / dt,
-                "step_s": dt,
-            }
-            if is_main:
-                _append_log(out_dir, record)
-            if on_step:
-                on_step(record)
-            epoch_end = step % cfg.steps_per_epoch == 0 or step >= cfg.total_steps
-            # at an evaluated epoch end the state is saved after validation instead, so that a
-            # run killed during validation validates again when resumed
-            if is_main and (step % cfg.checkpoint_every == 0 or step == cfg.total_steps) and not (
-                epoch_end and _evaluates(cfg, step, evaluate_fn)
-            ):
-                save_state(state_path, core, extra, opt, sched, scaler, step, best, identity)
-            if epoch_end:
-                break
-        epoch_done = step // cfg.steps_per_epoch
-        if _evaluates(cfg, step, evaluate_fn):
-            model.eval()
-            last_metrics = evaluate_fn(core)
-            miou = float(last_metrics["mIoU"])
-            if is_main:
-                _append_log(out_dir, {"step": step, "epoch": epoch_done, "val": last_metrics})
-            if best is None or miou > best:
-                best = miou
-                if is_main:
-                    save_model_file(save_model, out_dir / "model.pt", core,
-                                    {"step": step, "val": last_metrics})
-            if is_main:  # persist `best` so a resumed run does not overwrite a better model
-                save_state(state_path, core, extra, opt, sched, scaler, step, best, identity)
-    if is_main:
-        meta = {"step": step, "val": last_metrics}
-        save_model_file(save_model, out_dir / "model_last.pt", core, meta)
-        if evaluate_fn is None or best is None:
-            save_model_file(save_model, out_dir / "model.pt", core, meta)
-    return TrainResult(step=step, best_metric=best, last_metrics=last_metrics)
+
+class _Loop:
+    """The loop's moving parts (model, optimizer, schedule, step, best) and what it does with them.
+
+    The lr schedule is a list of one-cycle segments [first step, end step) (one unless the run
+    was extended; train_state.resume_schedule); `sched` is the current segment's scheduler."""
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, core: nn.Module, extra: list[nn.Module],
+                 opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, identity: dict[str, Any],
+                 state_path: Path, device: torch.device, use_amp: bool) -> None:
+        self.cfg, self.model, self.core, self.extra = cfg, model, core, extra
+        self.opt, self.scaler, self.identity, self.state_path = opt, scaler, identity, state_path
+        self.device, self.use_amp = device, use_amp
+        self.step, self.best = 0, None
+        self.segments: list[Segment] = [(0, cfg.total_steps)]
+        self.segment = 0
+        self.sched: Any = None
+
+    @property
+    def schedule_record(self) -> list[list[int]]:
+        """The lr schedule's segments as plain lists (checkpoint metadata)."""
+        return [[a, b] for a, b in self.segments]
+
+    def start(self, resume: bool) -> None:
+        """Fresh: seed and the run's one-cycle. Resume: the saved state, with its schedule (plus
+        a new segment when a finished run is given more epochs)."""
+        if not resume:
+            torch.manual_seed(self.cfg.seed)
+            self.sched = build_scheduler(self.opt, self.cfg.optim, self.cfg.total_steps)
+            return
+        state = read_state(self.state_path)
+        check_state_fits(state, self.state_path, self.identity)
+        self.segments = resume_schedule(state, self.state_path, self.cfg.total_steps,
+                                        self.cfg.steps_per_epoch)
+        saved = int(state["step"])  # the saved scheduler is the one of the segment `saved` is in
+        self.segment = max(i for i, (a, _) in enumerate(self.segments) if a < saved or i == 0)
+        self.sched = self._scheduler(self.segment)
+        self.step, self.best = load_state(state, self.state_path, self.core, self.extra, self.opt,
+                                          self.sched, self.scaler)
+
+    def _scheduler(self, index: int) -> torch.optim.lr_scheduler.OneCycleLR:
+        first, end = self.segments[index]
+        return build_scheduler(self.opt, self.cfg.optim, end - first, extension=index > 0)
+
+    def run(self, loss_fn: LossFn, batches_for_epoch: Callable[[int, int], Iterable[PointBatch]],
+            targets_fn: Callable[[PointBatch], ModelOutput | None], evaluate_fn: EvaluateFn | None,
+            save_model: SaveFn, log: RunLog, on_step: Callable[[dict[str, Any]], None] | None
+            ) -> dict[str, Any]:
+        """Train from self.step to the end; returns the last validation's metrics ({} if none)."""
+        cfg, last_metrics = self.cfg, {}
+        while self.step < cfg.total_steps:
+            if self.step >= self.segments[self.segment][1]:  # an extension starts here
+                self.segment += 1
+                self.sched = self._scheduler(self.segment)
+            epoch, first = divmod(self.step, cfg.steps_per_epoch)
+            self.model.train()
+            for batch in batches_for_epoch(epoch, first):
+                record = self._train_step(batch, loss_fn, targets_fn, epoch, log)
+                if on_step:
+                    on_step(record)
+                epoch_end = self.step % cfg.steps_per_epoch == 0 or self.step >= cfg.total_steps
+                # at an evaluated epoch end the state is saved after validation instead, so that
+                # a run killed during validation validates again when resumed
+                due = self.step % cfg.checkpoint_every == 0 or self.step == cfg.total_steps
+                if log.enabled and due and not (epoch_end and _evaluates(cfg, self.step, evaluate_fn)):
+                    self.save_state()
+                if epoch_end:
+                    break
+            if _evaluates(cfg, self.step, evaluate_fn):
+                last_metrics = self._validate(evaluate_fn, save_model, log)
+        return last_metrics
+
+    def _train_step(self, batch: PointBatch, loss_fn: LossFn,
+                    targets_fn: Callable[[PointBatch], ModelOutput | None], epoch: int,
+                    log: RunLog) -> dict[str, Any]:
+        """One optimiser step on `batch` (of 0-based `epoch`); returns its log row."""
+        t0 = time.perf_counter()
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.no_grad():
+            targets = targets_fn(batch)  # the teacher side never gets gradients
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            out = self.model(batch)
+            loss, terms = loss_fn(out, batch, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {self.step}: {terms}")
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.optim.grad_clip:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
+                                     self.cfg.optim.grad_clip)
+        lr = self.opt.param_groups[0]["lr"]  # the rate this step used
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        self.step += 1
+        return log.train_row(self.step, epoch + 1, loss.item(), terms, lr, len(batch.coord),
+                             time.perf_counter() - t0)
+
+    def _validate(self, evaluate_fn: EvaluateFn, save_model: SaveFn, log: RunLog) -> dict[str, Any]:
+        """Score the model after an epoch; model.pt is replaced when it is the best so far."""
+        t0 = time.perf_counter()
+        self.model.eval()
+        metrics = evaluate_fn(self.core)
+        miou = float(metrics["mIoU"])
+        log.val_row(self.step, self.step // self.cfg.steps_per_epoch, metrics,
+                    time.perf_counter() - t0)
+        if self.best is None or miou > self.best:
+            self.best = miou
+            if log.enabled:
+                meta = {"step": self.step, "val": metrics, "lr_schedule": self.schedule_record}
+                save_model_file(save_model, self.state_path.parent / "model.pt", self.core, meta)
+        if log.enabled:  # persist `best` so a resumed run does not overwrite a better model
+            self.save_state()
+        return metrics
+
+    def save_state(self) -> None:
+        """train_state.pt of this moment (atomic)."""
+        save_state(self.state_path, self.core, self.extra, self.opt, self.sched, self.scaler,
+                   self.step, self.best, self.identity, self.segments)
 
 
 def _evaluates(cfg: TrainConfig, step: int, evaluate_fn: Callable | None) -> bool:
@@ -254,27 +340,3 @@ def _evaluates(cfg: TrainConfig, step: int, evaluate_fn: Callable | None) -> boo
     return bool(evaluate_fn) and bool(cfg.eval_every) and (
         epoch_done % cfg.eval_every == 0 or step >= cfg.total_steps
     )
-
-
-def _truncate_log(out_dir: Path, step: int) -> None:
-    """Drop log records of steps after `step` (written before a crash, trained again now)."""
-    path = out_dir / LOG_FILE
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if int(json.loads(line).get("step", 0)) <= step:
-                keep.append(line)
-        except (ValueError, AttributeError, TypeError):
-            break  # a torn last line from the crash
-    atomic_write(path, lambda f: f.write("".join(f"{line}\n" for line in keep).encode()))
-
-
-def _append_log(out_dir: Path, record: dict[str, Any]) -> None:
-    path = out_dir / LOG_FILE
-    try:  # a torn last line (disk full, crash) is dropped by _truncate_log on resume
-        with path.open("a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
-    except OSError as e:
-        raise write_error(path, e) from None

@@ -4,15 +4,19 @@ train_state.pt (what `--resume` continues from) refused when unreadable or anoth
 train_state.pt is one ``torch.save`` dict of tensors and plain values, so it loads with
 ``torch.load(weights_only=True)`` (a file that names Python code is refused unread):
 
-    format, format_version   "srkd-train-state", STATE_VERSION
+    format, format_version   "srkd-train-state", 1 (or 2 when `schedule` has several segments)
     run                      {key: plain value}: what the run was configured as (the caller's
-                             run_info + epochs + steps_per_epoch); a resume must match it
+                             run_info + epochs + steps_per_epoch); a resume must match it, except
+                             for more epochs once the run has finished (an extension)
     model, extra             state dicts of the model and the extra trainable modules
-    optimizer, scheduler, scaler   their state dicts (the OneCycle total is in scheduler)
+    optimizer, scheduler, scaler   their state dicts (scheduler: the current segment's one-cycle)
+    schedule                 [[first step, end step], ...]: the one-cycle segments of the lr
+                             schedule; one for a run never extended (absent in older files)
     step, best               int steps done, float | None best validation mIoU
     rng_torch, rng_numpy, rng_python (+ rng_cuda)   every random stream, to continue exactly
 
 Files written before this format (srkd 0.1) lack format and run; they load without the run check.
+A format-2 file is refused by an srkd that reads only format 1 (it would misread the schedule).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import pickle
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,10 +40,12 @@ from srkd.errors import CheckpointError, ConfigError
 
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = "srkd-train-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 _STATE_KEYS = ("model", "extra", "optimizer", "scheduler", "scaler", "step", "best", "rng_torch",
                "rng_numpy", "rng_python")
 _ABSENT = type("Absent", (), {"__repr__": lambda self: "(absent)"})()
+Segment = tuple[int, int]
+"""[first step, end step) of one one-cycle segment of the lr schedule."""
 _REDO = "start a new run with --out elsewhere (or without --resume to replace this one)"
 
 
@@ -149,11 +155,12 @@ def _os_reason(exc: BaseException) -> str:
 
 def save_state(path: Path, model: nn.Module, extra: list[nn.Module], opt: torch.optim.Optimizer,
                sched: Any, scaler: torch.amp.GradScaler, step: int, best: float | None,
-               run: Mapping[str, Any]) -> None:
+               run: Mapping[str, Any], schedule: Sequence[Segment]) -> None:
     """Everything needed to continue exactly (module docstring), written atomically."""
     state = {
         "format": STATE_FORMAT,
-        "format_version": STATE_VERSION,
+        "format_version": 1 if len(schedule) == 1 else 2,  # format 1 readers handle one segment
+        "schedule": [[int(a), int(b)] for a, b in schedule],
         "run": dict(run),
         "model": model.state_dict(),
         "extra": [m.state_dict() for m in extra],
@@ -217,38 +224,58 @@ def check_state_fits(state: Mapping[str, Any], path: Path, run: Mapping[str, Any
     """Refuse a train state saved by another run: `run` (the caller's run_info + epochs and
     steps_per_epoch) must equal what the state recorded; the error names each differing key.
 
-    Another number of epochs is refused too, also once the run has finished. The OneCycle rate
-    is a function of step / total_steps (warm-up to the peak over the first pct_start of the
-    run, then cosine annealing to lr / (div_factor * final_div_factor)): another total jumps to
-    another curve's rate mid-run, and a finished run has already annealed to the minimum, so
-    extending it either trains at ~0 lr or restarts a peak. Neither is the N-epoch run that a
-    resume promises (the uninterrupted run's model); a longer schedule is a new run.
+    Another number of epochs alone passes here: resume_schedule decides whether it extends the
+    run or is refused.
     """
     saved = state.get("run")
     if saved is None:  # srkd <= 0.2: load_state still refuses weights that do not fit
         return
     diffs = _differences(dict(saved), dict(run))
-    if [key for key, _ in diffs] == ["epochs"]:
-        raise _epochs_error(path, saved, int(state["step"]), int(run["epochs"]))
-    if diffs:
+    if diffs and [key for key, _ in diffs] != ["epochs"]:
         shown = "; ".join(text for _, text in diffs[:6])
         more = f" (+{len(diffs) - 6} more)" if len(diffs) > 6 else ""
         raise CheckpointError(f"{path} belongs to another run (saved -> now: {shown}{more}); "
                               f"resume with the saved settings, or {_REDO}")
 
 
-def _epochs_error(path: Path, saved: Mapping[str, Any], step: int, epochs: int) -> CheckpointError:
-    """The line for `--resume --epochs N` with another N than the saved run's (check_state_fits)."""
-    was, total = int(saved["epochs"]), int(saved["epochs"]) * int(saved["steps_per_epoch"])
-    new_run = (f"start a new {epochs}-epoch run with --out elsewhere (or without --resume to "
-               "replace this one)")
-    if step >= total:
-        return CheckpointError(
-            f"{path}: the run finished its {_epochs(was)} with a one-cycle schedule, whose learning "
-            f"rate has annealed to its minimum and cannot be extended to {_epochs(epochs)}; {new_run}")
-    return CheckpointError(
-        f"{path} belongs to a {was}-epoch run (stopped at step {step} of {total}) and its one-cycle "
-        f"schedule is fixed by the total steps: resume with --epochs {was}, or {new_run}")
+def resume_schedule(state: Mapping[str, Any], path: Path, total_steps: int,
+                    steps_per_epoch: int) -> list[Segment]:
+    """The lr schedule's one-cycle segments for resuming `state` into a run of `total_steps`.
+
+    The saved segments when the total is unchanged. A finished run given more epochs is extended:
+    a new segment covers the extra steps, so a second resume (or a later extension) replays the
+    same schedule. A one-cycle rate is a function of step / segment length, so the length of an
+    unfinished segment is fixed: changing --epochs mid-run, or asking for fewer epochs than the
+    run already trained, is refused with one line saying what to do.
+    """
+    segments = saved_schedule(state)
+    end, step = segments[-1][1], int(state["step"])
+    if total_steps == end:
+        return segments
+    was, now = end // steps_per_epoch, total_steps // steps_per_epoch
+    new_run = f"start a new {now}-epoch run with --out elsewhere (or without --resume to replace this one)"
+    if step < end:
+        raise CheckpointError(
+            f"{path} belongs to a {was}-epoch run (stopped at step {step} of {end}) and the length "
+            f"of its one-cycle schedule is fixed until it ends: resume with --epochs {was} to "
+            f"finish it, then --resume --epochs {now} extends it by a new one-cycle segment; or "
+            f"{new_run}")
+    if total_steps < end:
+        raise CheckpointError(
+            f"{path}: the run already trained {_epochs(was)}, more than --epochs {now}; its models "
+            f"are in {path.parent} (resume with more epochs to extend it), or {new_run}")
+    return [*segments, (end, total_steps)]
+
+
+def saved_schedule(state: Mapping[str, Any]) -> list[Segment]:
+    """The state's recorded segments; for older files without them, one segment over the
+    run's recorded total (or its scheduler's)."""
+    if state.get("schedule"):
+        return [(int(a), int(b)) for a, b in state["schedule"]]
+    run = state.get("run")
+    if run and "epochs" in run and "steps_per_epoch" in run:
+        return [(0, int(run["epochs"]) * int(run["steps_per_epoch"]))]
+    return [(0, int(state["scheduler"]["total_steps"]))]
 
 
 def _epochs(n: int) -> str:

@@ -25,16 +25,20 @@ Mix3d = Annotated[Optional[float], typer.Option("--mix3d", help="Mix3D probabili
 Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Use the ScanNet training augmentations.")]
 Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")]
 Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:N].")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state.pt, which must exist and come from a run with the same settings (the one-cycle schedule fixes --epochs).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state.pt, written by a run with the same settings; a finished run given more --epochs is extended by a new one-cycle segment (warm restart from where its lr ended).")]
+Tensorboard = Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also write TensorBoard event files to OUT/tensorboard (needs the optional tensorboard package: srkd's tensorboard extra, or pip install tensorboard). (default: off)")]
 DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root in the Pointcept layout.")]
 Dataset = Annotated[Optional[str], typer.Option("--dataset", help="scannet or scannet200.")]
 ValSplit = Annotated[Optional[str], typer.Option("--val-split", help="Split scored during training ('' = none).")]
 ValMaxScenes = Annotated[Optional[int], typer.Option("--val-max-scenes", help="Score only the first N val scenes during training.")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (model.pt, log.jsonl, train_state.pt).")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (model.pt, log.jsonl, curves.png, train_state.pt).")]
 BlockLrScale = Annotated[Optional[float], typer.Option("--block-lr-scale", help="Learning-rate factor of transformer/residual blocks (release: 0.1).")]
 GradClip = Annotated[Optional[float], typer.Option("--grad-clip", help="Clip the gradient norm (off by default).")]
 Repeats = Annotated[Optional[int], typer.Option("--repeats", help="Each scene appears this many times per epoch.")]
 ColorNormOption = Annotated[Optional[ColorNorm], typer.Option("--color-norm", help=f"Input colour normalisation of the trained model, recorded in its checkpoint: pointcept = color/255 (Pointcept >= 1.6), legacy = color/127.5-1. (default: {DEFAULT_COLOR_NORM})")]
+
+RUNCONFIG_DEFAULT = object()
+"""A COMMON_FIELDS fallback meaning: leave the field out, RunConfig's own default applies."""
 
 # option name -> (RunConfig field, built-in default); stages.yaml values sit between the two
 COMMON_FIELDS: dict[str, tuple[str, Any]] = {
@@ -55,6 +59,7 @@ COMMON_FIELDS: dict[str, tuple[str, Any]] = {
     "repeats": ("repeats", 1),
     "dataset": ("dataset", "scannet"),
     "color_norm": ("color_norm", DEFAULT_COLOR_NORM),
+    "tensorboard": ("tensorboard", RUNCONFIG_DEFAULT),
 }
 
 
@@ -68,6 +73,8 @@ def config_values(section: str, cli: dict[str, Any], fields: dict[str, tuple[str
         value = cli.get(option)
         if value is None:
             value = defaults.get(option, fallback)
+        if value is RUNCONFIG_DEFAULT:
+            continue
         values[field] = value.value if isinstance(value, Enum) else value
     if values.get("val_split") == "":
         values["val_split"] = None
@@ -91,8 +98,34 @@ def optim_config(section: str, lr: float | None, weight_decay: float | None, gra
     )
 
 
+def launch_rank() -> int:
+    """This process's rank in a torchrun job (its RANK when WORLD_SIZE > 1), else 0."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
+def run_quietly(cfg) -> None:
+    """Train as a rank other than 0: print nothing, show no warnings (rank 0 shows the ones every
+    rank would); an error still reaches the command's error line."""
+    import logging
+    import warnings
+
+    from srkd.experiment import run
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            run(cfg)
+        finally:
+            logging.disable(logging.NOTSET)
+
+
 def run_with_progress(cfg, title: str) -> None:
-    """Run a training job with a rich progress bar, then print where the model went."""
+    """Run a training job with a rich progress bar, then print where the model went.
+
+    Under torchrun only rank 0 prints (header, progress bar, loss shares, "done") and warns."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -100,6 +133,9 @@ def run_with_progress(cfg, title: str) -> None:
     from srkd.experiment import run
 
     configure_threads()
+    if launch_rank() != 0:
+        run_quietly(cfg)
+        return
     console = Console(stderr=True)
     progress = Progress(
         TextColumn(f"[bold]{title}[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
@@ -128,7 +164,11 @@ def run_with_progress(cfg, title: str) -> None:
     with progress:
         result = run(cfg, on_step=on_step, on_start=on_start)
     best = f", best val mIoU {result.best_metric:.4f}" if result.best_metric is not None else ""
-    console.print(f"done: {result.step} steps{best}; model in {Path(cfg.out) / 'model.pt'}")
+    if len(result.lr_schedule) > 1:  # a --resume with more epochs extended the run
+        segments = ", ".join(f"{a}-{b}" for a, b in result.lr_schedule)
+        console.print(f"lr schedule: one-cycle segments over steps {segments} (extended by --resume)")
+    console.print(f"done: {result.step} steps{best}; model in {Path(cfg.out) / 'model.pt'}, "
+                  f"curves in {Path(cfg.out) / 'curves.png'}")
 
 
 def format_shares(record: dict[str, Any]) -> str:

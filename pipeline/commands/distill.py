@@ -43,6 +43,7 @@ def distill(
     val_max_scenes: T.ValMaxScenes = None,
     repeats: T.Repeats = None,
     color_norm: T.ColorNormOption = None,
+    tensorboard: T.Tensorboard = None,
     resume: T.Resume = False,
 ) -> None:
     """Distil a small student from the teacher cache (SRKD losses by default)."""

@@ -37,6 +37,7 @@ def train_teacher(
     val_max_scenes: T.ValMaxScenes = None,
     repeats: T.Repeats = None,
     color_norm: T.ColorNormOption = None,
+    tensorboard: T.Tensorboard = None,
     resume: T.Resume = False,
 ) -> None:
     """Train a model on ground truth alone (CE + Lovasz), e.g. a teacher for the demo."""

@@ -38,7 +38,7 @@ def invoke(args: list[str]):
 
 def log_records(run_dir: Path) -> tuple[list[dict], list[dict]]:
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [r for r in records if "loss" in r], [r for r in records if "val" in r]
+    return [r for r in records if r["kind"] == "train"], [r for r in records if r["kind"] == "val"]
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +71,14 @@ def in_tmp(tmp_path, monkeypatch):
 
 def test_train_teacher_writes_models_and_log(stage_one):
     run_dir = stage_one / "teacher"
-    for name in ("model.pt", "model_last.pt", "log.jsonl", "train_state.pt"):
+    for name in ("model.pt", "model_last.pt", "log.jsonl", "train_state.pt", "curves.png"):
         assert (run_dir / name).is_file(), name
+    assert not (run_dir / "tensorboard").exists()  # off unless asked for
     steps, vals = log_records(run_dir)
     assert steps and all(set(r) >= {"ce", "lovasz", "lr", "points_per_s"} for r in steps)
     assert not set(steps[0]) & {"kl", "relation", "feat_mse", "cwd"}
     assert all(math.isfinite(r[k]) for r in steps for k in ("loss", "ce", "lovasz"))
-    assert vals and 0.0 <= vals[-1]["val"]["mIoU"] <= 1.0
+    assert vals and 0.0 <= vals[-1]["miou"] <= 1.0 and vals[-1]["epoch"] == 1
     ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=False)
     assert ckpt["model_name"] == "test_spunet" and ckpt["train_params"]["method"] == "ce"
 
@@ -114,12 +115,33 @@ def test_distill_ensemble_targets(stage_one, in_tmp):
     assert set(steps[0]) & {"ce", "lovasz", "kl", "relation", "feat_mse"} == {"ce", "lovasz", "kl"}
 
 
-def test_method_ce_needs_no_cache(data_root, in_tmp):
-    res = invoke(["distill", "--method", "ce", "--data-root", data_root, "--out", "alone"])
+def test_method_ce_needs_no_cache_and_writes_tensorboard(data_root, in_tmp):
+    from tests.test_run_log import scalars
+
+    res = invoke(["distill", "--method", "ce", "--data-root", data_root, "--out", "alone",
+                  "--tensorboard"])
     assert res.exit_code == 0, res.output
-    steps, _ = log_records(in_tmp / "alone")
+    steps, vals = log_records(in_tmp / "alone")
     assert steps and all(math.isfinite(r["loss"]) for r in steps)
     assert not set(steps[0]) & {"kl", "relation", "feat_mse", "cwd"}
+    got = scalars(in_tmp / "alone" / "tensorboard")
+    assert {"train/loss", "train/ce", "train/lovasz", "train/lr", "train/points_per_s",
+            "val/miou", "val/macc", "val/allacc"} <= set(got)
+    assert [s for s, _ in got["train/ce"]] == [r["step"] for r in steps] == [1, 2]
+    assert got["val/miou"] == [(2, pytest.approx(vals[0]["miou"]))]
+
+
+def test_tensorboard_from_stages_yaml_and_its_missing_package(data_root, in_tmp, monkeypatch):
+    """params.distill.tensorboard is read like any option; without the package the command
+    stops before any training work, with one line saying how to install it."""
+    import sys
+
+    (in_tmp / "stages.yaml").write_text(STAGES.replace("    epochs: 1\n", "    epochs: 1\n    tensorboard: true\n"))
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    res = invoke(["distill", "--method", "ce", "--data-root", data_root, "--out", "tb"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "--tensorboard needs the tensorboard package" in " ".join(res.output.split())
+    assert not (in_tmp / "tb").exists()
 
 
 def test_online_teacher_uses_the_same_losses(stage_one, data_root, in_tmp):

@@ -1,4 +1,5 @@
-"""`srkd.experiment.run` under DDP: 2 CPU processes on gloo, cached SRKD targets."""
+"""`srkd.experiment.run` under DDP: 2 CPU processes on gloo, cached SRKD targets; only rank 0
+prints and writes files."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_two_gloo_ranks_distill_over_the_global_batch(tmp_path, cache_dir):
     out = tmp_path / "run"
     cfg = dict(model="test_ptv3", out=out, cache=cache_dir, method="srkd", epochs=2, batch_size=1,
                grid_size=0.1, device="cpu", mix3d_prob=0.0, val_max_scenes=1,
-               loss_overrides={"n_relation_points": 64})
+               loss_overrides={"n_relation_points": 64}, tensorboard=True)
     mp.spawn(worker, args=(f"file://{tmp_path / 'rendezvous'}", cfg, str(tmp_path)), nprocs=2,
              join=True)
     reports = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -41,8 +42,14 @@ def test_two_gloo_ranks_distill_over_the_global_batch(tmp_path, cache_dir):
     for m0, m1 in zip(reports[0]["extra"], reports[1]["extra"]):
         assert m0.keys() and all(torch.equal(m0[k], m1[k]) for k in m0)
     # only rank 0 writes files
-    for name in ("model.pt", "model_last.pt", "log.jsonl", "train_state.pt"):
+    for name in ("model.pt", "model_last.pt", "log.jsonl", "train_state.pt", "curves.png"):
         assert (out / name).is_file(), name
+    assert len(list((out / "tensorboard").iterdir())) == 1  # one event file: rank 0's
+    # only rank 0 prints: the header, the loss shares, the progress and "done"; rank 1 nothing
+    printed = [(tmp_path / f"rank{r}.out").read_text() for r in range(2)]
+    for needle in ("distill: 4 steps (2/epoch) on cpu x2", "loss shares at step 1:", "done: 4 steps"):
+        assert needle in " ".join(printed[0].split()), printed[0]
+    assert printed[1].strip() == "", printed[1]
     saved = torch.load(out / "model_last.pt", weights_only=False)
     assert saved["train_params"]["world_size"] == 2
     for key, value in reports[0]["model"].items():

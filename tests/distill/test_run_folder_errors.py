@@ -18,7 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
-from srkd.train import STATE_FILE
+from srkd.train import STATE_FILE, OptimConfig
 from srkd.train_state import read_state
 
 
@@ -57,7 +57,7 @@ def leftovers(folder: Path) -> list[str]:
 
 def logged_steps(run_dir: Path) -> list[int]:
     lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [r["step"] for r in lines if "loss" in r]
+    return [r["step"] for r in lines if r["kind"] == "train"]
 
 
 @pytest.fixture(scope="module")
@@ -130,12 +130,25 @@ def test_distill_resume_of_another_run_names_what_differs(option, expected, cach
     assert read_state(out / STATE_FILE)["step"] == 2 and not leftovers(out)
 
 
-def test_more_epochs_after_a_finished_one_cycle_run(run_copy, data_root):
-    before = {p.name: p.read_bytes() for p in run_copy.iterdir()}
+def test_more_epochs_after_a_finished_run_extend_it(run_copy, data_root):
+    """`--resume --epochs 2` after a finished 1-epoch run trains epoch 2 with a new one-cycle
+    segment that starts where the run's lr ended, and says so; no traceback."""
     res = invoke(teacher_args(data_root, run_copy, "--resume", epochs=2))
-    one_error(res, "the run finished its 1 epoch with a one-cycle schedule",
-              "start a new 2-epoch run with --out elsewhere (or without --resume")
-    assert {p.name: p.read_bytes() for p in run_copy.iterdir()} == before
+    assert res.exit_code == 0, res.output
+    assert "lr schedule: one-cycle segments over steps 0-2, 2-4 (extended by --resume)" in res.output
+    rows = [json.loads(x) for x in (run_copy / "log.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    assert [(r["epoch"], r["step"]) for r in train] == [(1, 1), (1, 2), (2, 3), (2, 4)]
+    assert [r["epoch"] for r in rows if r["kind"] == "val"] == [1, 2]
+    optim = OptimConfig()  # the built-in lr: no stages.yaml here
+    floor = optim.lr / (optim.div_factor * optim.final_div_factor)
+    lrs = [r["lr"] for r in train]
+    assert lrs[2] == pytest.approx(floor) and lrs[3] > 10 * floor  # from the floor, warming up
+    assert read_state(run_copy / STATE_FILE)["schedule"] == [[0, 2], [2, 4]]
+    params = torch.load(run_copy / "model_last.pt", weights_only=False)["train_params"]
+    assert params["epochs"] == 2
+    res = invoke(teacher_args(data_root, run_copy, "--resume", epochs=1))  # fewer: refused
+    one_error(res, "the run already trained 2 epochs, more than --epochs 1")
 
 
 def test_resume_without_a_train_state_starts_a_new_run_and_says_so(data_root, tmp_path):
