@@ -40,10 +40,12 @@ __all__ = ["LOG_FILE", "STATE_FILE", "OptimConfig", "TrainConfig", "TrainResult"
 @dataclass(frozen=True)
 class OptimConfig:
     """AdamW + OneCycle as released (METHOD.md "Training recipe"); parameters whose name contains
-    `block_keyword` (the transformer / residual blocks) train at `block_lr_scale` x lr."""
+    `block_keyword` (the transformer / residual blocks) train at `block_lr_scale` x lr.
+    weight_decay None = the dataset's (DatasetSpec.weight_decay: 0.05 indoors, 0.005 for lidar),
+    filled in by srkd.experiment before the optimiser is built."""
 
     lr: float = 0.002
-    weight_decay: float = 0.05
+    weight_decay: float | None = 0.05
     block_lr_scale: float = 0.1
     block_keyword: str = "block"
     pct_start: float = 0.5
@@ -110,6 +112,9 @@ def build_optimizer(modules: list[nn.Module], cfg: OptimConfig) -> torch.optim.A
     groups = [{"params": rest, "lr": cfg.lr}]
     if blocks:
         groups.append({"params": blocks, "lr": cfg.lr * cfg.block_lr_scale})
+    if cfg.weight_decay is None:
+        raise ConfigError("OptimConfig.weight_decay is None: resolve it from the dataset first "
+                          "(srkd.experiment does) or give a number")
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 

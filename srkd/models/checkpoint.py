@@ -163,7 +163,13 @@ def save_checkpoint(
         "state_dict": {k: _stored(v.detach().cpu(), storage_dtype) for k, v in model.state_dict().items()},
     }
     # readers see the old file or the complete new one, never a torn one
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    return atomic_write(path, lambda tmp: _save_file(payload, tmp))
+
+
+def _save_file(payload: dict, path: Path) -> None:
+    """torch.save into an open file (so an OSError of the write, e.g. ENOSPC, reaches the caller)."""
+    with open(path, "wb") as f:
+        torch.save(payload, f)
 
 
 def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
