@@ -26,9 +26,8 @@ from srkd.errors import CacheError, ConfigError
 from srkd.inference import infer_scene, precise_views
 from srkd.metrics import ConfusionAccumulator, SegmentationScores
 from srkd.models.base import ModelOutput
-from srkd.types import FEATURE_WIDTHS, PointCloud
+from srkd.types import FEATURE_WIDTHS, TARGET_MODES, PointCloud
 
-TARGET_MODES = ("view", "canonical", "ensemble")
 
 
 def sample_slices(batch: PointBatch) -> list[slice]:

@@ -25,6 +25,13 @@ UNPOOLING_MODES: tuple[str, ...] = ("v3m1", "v3m2")
 PT-v3m1, whose first decoder block of each stage convolves the projected skip features in its
 positional encoding; "v3m2" = it convolves the sum (Pointcept's later models)."""
 
+LOSS_METHODS: tuple[str, ...] = ("srkd", "srkd-release", "kd", "mse", "cwd", "relation", "ce")
+"""The loss recipes `--method` names (their weights: srkd.losses.recipes)."""
+
+TARGET_MODES: tuple[str, ...] = ("view", "canonical", "ensemble")
+"""Where a distilled student's cached targets come from (`--targets`, srkd.distill): a replayed
+cached view, view 0 under the student's own augmentation, or the mean over the cached views."""
+
 CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")
 """The fields whose content identifies a scene's data (PointCloud.content_sha256)."""
 

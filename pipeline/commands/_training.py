@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.commands._common import ColorNorm
+from pipeline.commands._common import ColorNorm, DatasetName, DeviceOption, optional_float
 from srkd.data.transforms_color import DEFAULT_COLOR_NORM
 
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training split.")]
@@ -24,11 +24,11 @@ MaxPoints = Annotated[Optional[int], typer.Option("--max-points", help="Sphere-c
 Mix3d = Annotated[Optional[float], typer.Option("--mix3d", help="Mix3D probability per batch.")]
 Augment = Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Use the ScanNet training augmentations.")]
 Amp = Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")]
-Device = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda[:N].")]
+Device = DeviceOption
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/train_state.pt, written by a run with the same settings; a finished run given more --epochs is extended by a new one-cycle segment (warm restart from where its lr ended).")]
 Tensorboard = Annotated[Optional[bool], typer.Option("--tensorboard/--no-tensorboard", help="Also write TensorBoard event files to OUT/tensorboard (needs the optional tensorboard package: srkd's tensorboard extra, or pip install tensorboard). (default: off)")]
 DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root in the Pointcept layout.")]
-Dataset = Annotated[Optional[str], typer.Option("--dataset", help="scannet, scannet200, nuscenes or semantickitti (lidar: coord + strength input, grid 0.05 m, weight decay 0.005, 10-view TTA).")]
+Dataset = Annotated[Optional[DatasetName], typer.Option("--dataset", help="scannet, scannet200, nuscenes or semantickitti (lidar: coord + strength input, grid 0.05 m, weight decay 0.005, 10-view TTA).")]
 ValSplit = Annotated[Optional[str], typer.Option("--val-split", help="Split scored during training ('' = none).")]
 ValMaxScenes = Annotated[Optional[int], typer.Option("--val-max-scenes", help="Score only the first N val scenes during training.")]
 Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (model.pt, log.jsonl, curves.png, train_state.pt).")]
@@ -81,11 +81,6 @@ def config_values(section: str, cli: dict[str, Any], fields: dict[str, tuple[str
     return values
 
 
-def _optional_float(value: Any) -> float | None:
-    """None stays None (the dataset's value is used), anything else is a float."""
-    return None if value is None else float(value)
-
-
 def optim_config(section: str, lr: float | None, weight_decay: float | None, grad_clip: float | None,
                  block_lr_scale: float | None = None):
     """OptimConfig from options > stages.yaml > the release's recipe."""
@@ -96,7 +91,7 @@ def optim_config(section: str, lr: float | None, weight_decay: float | None, gra
     base = OptimConfig()
     return OptimConfig(
         lr=float(lr if lr is not None else d.get("lr", base.lr)),
-        weight_decay=_optional_float(weight_decay if weight_decay is not None else d.get("weight_decay")),
+        weight_decay=optional_float(weight_decay if weight_decay is not None else d.get("weight_decay")),
         grad_clip=grad_clip if grad_clip is not None else d.get("grad_clip", base.grad_clip),
         block_lr_scale=float(block_lr_scale if block_lr_scale is not None
                              else d.get("block_lr_scale", base.block_lr_scale)),

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.commands._common import ColorNorm, Device, Unpooling, user_errors
+from pipeline.commands._common import ColorNorm, DatasetName, DeviceOption, Unpooling, optional_float, user_errors
 
 FALLBACK = {
     "dataset": "scannet",
@@ -32,7 +32,7 @@ class Codec(StrEnum):
 
 
 def cache_teacher(
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (scannet, scannet200, nuscenes, semantickitti); picks the reader, classes, input features, grid size and view chain. (default: scannet)")] = None,
+    dataset: Annotated[Optional[DatasetName], typer.Option("--dataset", help="Dataset name (scannet, scannet200, nuscenes, semantickitti); picks the reader, classes, input features, grid size and view chain. (default: scannet)")] = None,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher checkpoint: an srkd checkpoint, or a Pointcept .pth with --teacher-model.")] = None,
     teacher_model: Annotated[Optional[str], typer.Option("--teacher-model", help="Registered model name to load a Pointcept checkpoint into (e.g. ptv3_base).")] = None,
     color_norm: Annotated[Optional[ColorNorm], typer.Option("--color-norm", help="Colour normalisation the teacher was trained with: pointcept = color/255 (Pointcept >= 1.6), legacy = color/127.5-1 (older Pointcept). An srkd checkpoint records its own. (default: the checkpoint's, else pointcept)")] = None,
@@ -48,7 +48,7 @@ def cache_teacher(
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Dask worker processes; 0 = in this process, no dask. (default: 1)")] = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler (e.g. tcp://host:8786) instead of a local cluster.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a cache built with other settings.")] = False,
-    device: Annotated[Device, typer.Option("--device", help="Where the teacher runs.")] = Device.auto,
+    device: DeviceOption = None,
     max_scenes: Annotated[Optional[int], typer.Option("--max-scenes", min=1, help="Only the first N scenes of the split (sorted).")] = None,
 ) -> None:
     """Run the frozen teacher once per scene and view; write its per-point logits and features."""
@@ -67,7 +67,7 @@ def cache_teacher(
         n_views = int(pick(views, params, "views", FALLBACK["views"]))
         use_ensemble = pick(ensemble, params, "ensemble", None)
         settings = dict(
-            dataset=str(pick(dataset, params, "dataset", FALLBACK["dataset"])),
+            dataset=str(pick(dataset.value if dataset else None, params, "dataset", FALLBACK["dataset"])),
             data_root=Path(root),
             split=str(pick(split, params, "split", FALLBACK["split"])),
             teacher=Path(teacher_path),
@@ -77,10 +77,10 @@ def cache_teacher(
             out=Path(pick(out, params, "out", FALLBACK["out"])),
             views=n_views,
             seed=int(pick(seed, params, "seed", FALLBACK["seed"])),
-            grid_size=_optional_float(pick(grid_size, params, "grid_size", None)),
+            grid_size=optional_float(pick(grid_size, params, "grid_size", None)),
             codec=str(pick(codec.value if codec else None, params, "codec", FALLBACK["codec"])),
             ensemble=bool(n_views > 1 if use_ensemble is None else use_ensemble),
-            device=device.value,
+            device=str(pick(device, params, "device", "auto")),
         )
         if settings["unpooling"] is not None and settings["teacher_model"] is None:
             raise ConfigError("--unpooling applies to a Pointcept checkpoint loaded with --teacher-model; "
@@ -88,11 +88,6 @@ def cache_teacher(
         n_workers = int(pick(workers, params, "workers", FALLBACK["workers"]))
         _run(settings, n_workers, pick(scheduler, params, "scheduler", None), overwrite,
              pick(max_scenes, params, "max_scenes", None))
-
-
-def _optional_float(value: object) -> Optional[float]:
-    """None stays None (the dataset's default); anything else must be a number."""
-    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
 def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool, max_scenes: Optional[int]) -> None:  # type: ignore[type-arg]

@@ -8,15 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.commands import _training as T
-from pipeline.commands._common import ColorNorm, user_errors
+from pipeline.commands._common import ColorNorm, Method, Targets, user_errors
 
 
 def distill(
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Teacher cache from `srkd cache-teacher`.")] = None,
     out: T.Out = None,
     student: Annotated[Optional[str], typer.Option("--student", help="Student model preset (see README).")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="Loss recipe: srkd (calibrated relation weight), srkd-release (the release's weights), kd, mse, cwd, relation or ce (alone).")] = None,
-    targets: Annotated[Optional[str], typer.Option("--targets", help="view (replay cached views), canonical or ensemble.")] = None,
+    method: Annotated[Optional[Method], typer.Option("--method", help="Loss recipe: srkd (calibrated relation weight), srkd-release (the release's weights), kd, mse, cwd, relation or ce (alone).")] = None,
+    targets: Annotated[Optional[Targets], typer.Option("--targets", help="view (replay cached views), canonical (view 0, the student's own augmentation) or ensemble (the mean over views). (default: view)")] = None,
     weight: Annotated[Optional[list[str]], typer.Option("--weight", help="Override a loss setting: name=value (ce, lovasz, kl, relation, feat_mse, cwd, temperature, tau, n_relation_points); repeatable.")] = None,
     online_teacher: Annotated[Optional[Path], typer.Option("--online-teacher", help="Run this teacher checkpoint in every step instead of reading a cache.")] = None,
     teacher_model: Annotated[Optional[str], typer.Option("--teacher-model", help="Preset of a Pointcept --online-teacher checkpoint.")] = None,

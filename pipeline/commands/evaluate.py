@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.commands._common import Device, user_errors
+from pipeline.commands._common import DatasetName, DeviceOption, user_errors
 
 DEFAULT_OUT = Path("reports/eval")
 
@@ -34,11 +34,11 @@ def evaluate(
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Teacher cache directory: score the cached teacher's predictions without running it.")] = None,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root with <split>/<scene>/ folders. Default: the root recorded in the checkpoint (or cache).")] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Split folder to score. Default: params.evaluate.split, else 'val' (the cache's split when only --cache is given).")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (scannet, scannet200, nuscenes, semantickitti). Default: recorded in the checkpoint (or cache), else scannet.")] = None,
+    dataset: Annotated[Optional[DatasetName], typer.Option("--dataset", help="Dataset name (scannet, scannet200, nuscenes, semantickitti). Default: recorded in the checkpoint (or cache), else scannet.")] = None,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="The release's test-time views (ScanNet: 13 = 4 rotations x 3 scales + flip; nuScenes / SemanticKITTI: 10 = 5 scales x flip) or one view. Default: params.evaluate.tta, else on.")] = None,
     grid_size: Annotated[Optional[float], typer.Option("--grid-size", min=1e-6, help="Voxel size in metres. Default: each checkpoint's recorded grid size, else the dataset's (0.02 ScanNet, 0.05 lidar).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder for metrics.json, report.md and PNGs. Default: params.evaluate.out, else reports/eval.")] = None,
-    device: Annotated[Device, typer.Option("--device", help="auto = CUDA when present.")] = Device.auto,
+    device: DeviceOption = None,
     max_scenes: Annotated[Optional[int], typer.Option("--max-scenes", min=1, help="Score only the first N scenes (sorted).")] = None,
     render_scene: Annotated[Optional[str], typer.Option("--render-scene", help="Scene drawn top-down and used for latency. Default: the first scene.")] = None,
     latency_runs: Annotated[int, typer.Option("--latency-runs", min=0, help="Timed runs per model (after 2 warm-up runs); 0 skips latency.")] = 10,
@@ -69,7 +69,7 @@ def evaluate(
         use_tta = bool(pick(tta, params, "tta", True))
         split = pick(split, params, "split", None)
         data_root = pick(data_root, params, "data_root", None)
-        dataset = pick(dataset, params, "dataset", None)
+        dataset = pick(dataset.value if dataset else None, params, "dataset", None)
         grid_size = pick(grid_size, params, "grid_size", None)
         max_scenes = pick(max_scenes, params, "max_scenes", None)
         render_scene = pick(render_scene, params, "render_scene", None)
@@ -92,7 +92,7 @@ def evaluate(
             evaluation = run_evaluation(
                 checkpoints, cache=Path(cache) if cache is not None else None, dataset=dataset,
                 data_root=Path(data_root) if data_root is not None else None, split=split, grid_size=grid_size, tta=use_tta,
-                device=device.value, max_scenes=max_scenes, render_scene=render_scene,
+                device=str(pick(device, params, "device", "auto")), max_scenes=max_scenes, render_scene=render_scene,
                 latency_runs=latency_runs, progress=on_progress,
             )
         written = write_evaluation(evaluation, out_dir)

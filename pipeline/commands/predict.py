@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.commands._common import Device, user_errors
+from pipeline.commands._common import DeviceOption, user_errors
 
 DEFAULT_OUT = Path("predictions")
 INPUTS_HELP = (
@@ -25,7 +25,7 @@ def predict(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="srkd checkpoint (a student from `srkd distill`, or srkd/assets/demo_teacher.pt).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: <name>.labels.npy (int64 class id per input point, input order) and <name>.ply (the points coloured by class, with a 'label' property).")] = DEFAULT_OUT,
     tta: Annotated[bool, typer.Option("--tta/--no-tta", help="13 test-time views (4 rotations x 3 scales + flip, as `srkd evaluate`) or one view (13x faster).")] = True,
-    device: Annotated[Device, typer.Option("--device", help="auto = CUDA when present.")] = Device.auto,
+    device: DeviceOption = None,
     grid_size: Annotated[Optional[float], typer.Option("--grid-size", min=1e-6, help="Voxel size in metres. Default: the checkpoint's recorded grid size, else its dataset's (0.02 ScanNet, 0.05 lidar).")] = None,
     neighbours: Annotated[Optional[int], typer.Option("--normal-neighbours", min=3, help="k of the PCA normals of point clouds without normals. Default: srkd.data.normals.DEFAULT_NEIGHBOURS (16).")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="A bad input file is reported and skipped, the others are labelled (exit code 1 at the end). Default: the first bad file stops the run. Missing inputs always stop it before the model runs.")] = False,
@@ -49,7 +49,7 @@ def predict(
             def on_progress(done: int, total: int, message: str) -> None:
                 bar.update(task, completed=done, total=total, description=message)
 
-            run = run_predict(checkpoint, inputs, out, tta=tta, device=device.value,
+            run = run_predict(checkpoint, inputs, out, tta=tta, device=device or "auto",
                               grid_size=grid_size, neighbours=neighbours, keep_going=keep_going,
                               progress=on_progress)  # fmt: skip
         _summary(console, run)

@@ -33,8 +33,9 @@ from typing import Any
 from srkd.errors import ConfigError
 from srkd.losses.combined import DistillLoss, LossWeights
 from srkd.losses.relation import GatherFn
+from srkd.types import LOSS_METHODS
 
-METHODS: tuple[str, ...] = ("srkd", "srkd-release", "kd", "mse", "cwd", "relation", "ce")
+METHODS: tuple[str, ...] = LOSS_METHODS
 DATASETS: tuple[str, ...] = ("scannet", "scannet200", "nuscenes", "semantickitti")
 OUTDOOR_DATASETS: tuple[str, ...] = ("nuscenes", "semantickitti")
 """Datasets that take the release's nuScenes loss numbers (kl 0.1, T = 1, tau = 1)."""
