@@ -27,6 +27,7 @@ import numpy as np
 import zarr
 import zarr.codecs as zc
 
+from srkd.cache.annotations import annotate
 from srkd.cache.codecs import Codec, CodecSpec, Encoded
 from srkd.data.layout import check_scene_id as layout_check_scene_id
 from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
@@ -345,7 +346,8 @@ def _array_codecs(layout_shape: tuple[int, ...], dtype: str, shuffle: str, cleve
 
 
 def write_entry(group: zarr.Group, entry: str, codec: Codec, encoded: Encoded) -> None:
-    """Write one entry's encoded arrays as `<group>/<entry>/<name>`."""
+    """Write one entry's encoded arrays as `<group>/<entry>/<name>`, each with its dimension
+    names and decode attributes (`srkd.cache.annotations`)."""
     sub = group.create_group(entry, overwrite=True)
     for kind, arrays in (("point", encoded.point), ("side", encoded.side)):
         for name, data in arrays.items():
@@ -354,9 +356,11 @@ def write_entry(group: zarr.Group, entry: str, codec: Codec, encoded: Encoded) -
             filters, compressors = _array_codecs(data.shape[1:], data.dtype.str, _shuffle(data), codec.clevel, point)
             chunks = (min(max(len(data), 1), CHUNK_ROWS), *data.shape[1:]) if point else data.shape
             fill = float("nan") if data.dtype.kind == "f" else 0
+            dims, attrs = annotate(codec, kind, name, data.ndim)
             arr = sub.create_array(
                 name, shape=data.shape, dtype=data.dtype, chunks=tuple(max(c, 1) for c in chunks),
-                filters=filters, compressors=compressors, fill_value=fill, attributes={"kind": kind},
+                filters=filters, compressors=compressors, fill_value=fill, attributes=attrs,
+                dimension_names=dims,
             )  # fmt: skip
             arr[...] = data
 
