@@ -47,9 +47,9 @@ import zarr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets  # noqa: E402
-from srkd.cache.codecs import make_codec  # noqa: E402
-from srkd.cache.schema import COMMITTED, committed_scene_ids, scene_damage, write_entry  # noqa: E402
+from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets
+from srkd.cache.codecs import make_codec
+from srkd.cache.schema import COMMITTED, committed_scene_ids, scene_damage, write_entry
 
 NUSCENES_TRAIN_SAMPLES = 28130  # nuScenes v1.0 trainval: 700 train scenes, 28,130 keyframes
 

@@ -31,7 +31,7 @@ from srkd.cache.annotations import annotate
 from srkd.cache.codecs import Codec, CodecSpec, Encoded
 from srkd.data.layout import check_scene_id as layout_check_scene_id
 from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
-from srkd.errors import DataError, CacheError, ConfigError
+from srkd.errors import CacheError, ConfigError, DataError
 
 SCHEMA_VERSION = 2
 """Bumped whenever the layout changes incompatibly. Version 2: the fingerprint no longer covers the

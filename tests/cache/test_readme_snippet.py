@@ -30,7 +30,7 @@ def readme_snippet(name: str) -> str:
     if marker not in text:
         pytest.fail(f"{README} has no {marker!r} marker before its {name} code block; put it back "
                     "(this test runs the README's snippets) or update SNIPPETS here")  # fmt: skip
-    found = re.match(r"\s*```python\n(.*?)```", text[text.index(marker) + len(marker) :], re.S)
+    found = re.match(r"\s*```python\n(.*?)```", text[text.index(marker) + len(marker) :], re.DOTALL)
     if found is None:
         pytest.fail(f"{README}: {marker!r} is not followed by a ```python block")
     return found.group(1)
@@ -57,7 +57,7 @@ def test_readme_snippet_decodes_what_srkd_decodes(name: str, demo_like_cache: Pa
     names: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a snippet that warns (e.g. about consolidation) is not "as written"
-        exec(compile(code, f"README {name}", "exec"), names)  # noqa: S102 (the README's own code)
+        exec(compile(code, f"README {name}", "exec"), names)
     logits, feature = CacheReader(demo_like_cache / "cache").read_all("synthetic_0000", 0)
     got_l, got_f = np.asarray(names["logits"]), np.asarray(names["feature"])
     assert got_l.dtype == np.float32 and got_f.dtype == np.float32

@@ -38,7 +38,7 @@ def build(path: Path, codec: CodecSpec) -> CacheReader:
 
 def decode_by_attributes(ds: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
     """Decode an entry following only the arrays' `srkd_decode` attributes (no srkd code)."""
-    f32 = lambda name: ds[name].astype(np.float32)  # noqa: E731
+    f32 = lambda name: ds[name].astype(np.float32)
     [lname] = [n for n in ds.data_vars if ds[n].attrs.get(DECODE, {}).get("to") == "logits"]
     [fname] = [n for n in ds.data_vars if ds[n].attrs.get(DECODE, {}).get("to") == "feature"]
     lrule, frule = ds[lname].attrs[DECODE], ds[fname].attrs[DECODE]
