@@ -34,6 +34,7 @@ from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 
 from srkd.cache.codecs import Codec, Int8Codec, make_codec
+from srkd.errors import CacheError
 
 POINT, CLASS, CHANNEL, AXIS = "point", "class", "channel", "axis"
 DECODE = "srkd_decode"
@@ -129,8 +130,15 @@ def upgrade_metadata(path_or_store: Any) -> int:
     root = zarr.open_group(store, mode="r+", use_consolidated=False)
     _, spec = read_root(root, describe(path_or_store))
     codec = make_codec(spec.codec)
+    try:
+        arrays = _entry_arrays(root)
+    except Exception as exc:  # zarr raises JSON/KeyError/... for a torn document
+        raise CacheError(
+            f"{describe(path_or_store)} has unreadable metadata ({type(exc).__name__}: {exc}); find "
+            "the damaged scene with `srkd inspect-cache --verify`, rebuild it, then upgrade"
+        ) from exc
     changed = 0
-    for arr in _entry_arrays(root):
+    for arr in arrays:
         kind = str(arr.attrs.get("kind", "point"))
         dims, attrs = annotate(codec, kind, arr.basename, arr.ndim)
         meta = arr.metadata

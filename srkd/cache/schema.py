@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import zarr
 import zarr.codecs as zc
+from zarr.core.sync import sync
 
 from srkd.cache.annotations import annotate
 from srkd.cache.codecs import Codec, CodecSpec, Encoded
@@ -286,15 +287,31 @@ def stale_message(where: str, found: CacheSpec, wanted: CacheSpec) -> str:
 
 
 def committed_scene_ids(root: zarr.Group) -> set[str]:
-    """Scene groups under `root` whose committed marker is true (unreadable metadata = absent)."""
+    """Scene groups under `root` whose committed marker is true (unreadable metadata = absent).
+
+    One concurrent metadata pass (`Group.groups`; 2.4x faster than a read per scene at 3,000
+    scenes, bench/cache_scale.py); if any scene's metadata is unreadable, scene by scene."""
+    try:
+        return {name for name, group in root.groups() if group.attrs.get(COMMITTED) is True}
+    except Exception:  # a torn scene document (zarr's listing reads them all): one by one
+        pass
     out: set[str] = set()
-    for name in root.group_keys():
+    for name in _child_names(root):
         try:
             if root[name].attrs.get(COMMITTED) is True:
                 out.add(name)
         except Exception:  # torn/unreadable scene metadata: not committed
             continue
     return out
+
+
+def _child_names(group: zarr.Group) -> list[str]:
+    """Names directly under `group` from the store's listing, without reading their metadata."""
+
+    async def names() -> list[str]:
+        return [key async for key in group.store.list_dir(group.path)]
+
+    return [name for name in sync(names()) if name != "zarr.json"]
 
 
 def scene_damage(root: zarr.Group, scene: str, spec: CacheSpec, codec: Codec) -> list[str]:
