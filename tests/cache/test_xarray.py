@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from srkd.cache import CacheReader, CacheWriter, CodecSpec, ensemble_of, schema
+from srkd.cache import CacheReader, CacheWriter, CodecSpec, arrays, ensemble_of
 from srkd.cache.annotations import DECODE, upgrade_metadata
 from srkd.errors import CacheError
 from tests.cache.conftest import make_spec, make_views
@@ -23,7 +23,7 @@ SCENES = {"synthetic_0000": 300, "synthetic_0001": 700}  # the second spans thre
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of 256 rows, so small scenes cross chunk boundaries (dask blocks) too."""
-    monkeypatch.setattr(schema, "CHUNK_ROWS", 256)
+    monkeypatch.setattr(arrays, "CHUNK_ROWS", 256)
 
 
 def build(path: Path, codec: CodecSpec) -> CacheReader:
