@@ -10,7 +10,8 @@ Layout (see README, "Teacher cache"):
     <root>/<scene>/ensemble/<array>       optional: mean probabilities over the views
 
 Every per-point array has one row per ORIGINAL point of the scene (row i = origin_index i).
-Which arrays an entry holds depends on the codec (`srkd.cache.codecs`).
+Which arrays an entry holds depends on the codec (`srkd.cache.codecs`); how they are stored is
+`srkd.cache.arrays`, their dimension names and decode attributes `srkd.cache.annotations`.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import zarr
-import zarr.codecs as zc
+from zarr.core.sync import sync
 
-from srkd.cache.codecs import Codec, CodecSpec, Encoded
+from srkd.cache.arrays import CHUNK_ROWS, entry_nbytes, read_entry, write_entry  # noqa: F401 (their old home)
+from srkd.cache.codecs import Codec, CodecSpec
 from srkd.data.layout import check_scene_id as layout_check_scene_id
 from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
-from srkd.errors import DataError, CacheError, ConfigError
+from srkd.errors import CacheError, ConfigError, DataError
 
 SCHEMA_VERSION = 2
 """Bumped whenever the layout changes incompatibly. Version 2: the fingerprint no longer covers the
@@ -56,9 +58,6 @@ COMMITTED = "committed"
 
 ENSEMBLE = "ensemble"
 
-CHUNK_ROWS = 131072
-"""Rows per chunk of a per-point array: >= 1 MB for the code arrays of a 20-class/64-d entry, and
-one to a few chunks per typical scene (readers load whole entries)."""
 
 def check_scene_id(scene_id: str) -> str:
     """Return `scene_id` if it is a safe single path component (the dataset layout's rule,
@@ -285,15 +284,31 @@ def stale_message(where: str, found: CacheSpec, wanted: CacheSpec) -> str:
 
 
 def committed_scene_ids(root: zarr.Group) -> set[str]:
-    """Scene groups under `root` whose committed marker is true (unreadable metadata = absent)."""
+    """Scene groups under `root` whose committed marker is true (unreadable metadata = absent).
+
+    One concurrent metadata pass (`Group.groups`; 2.4x faster than a read per scene at 3,000
+    scenes, bench/cache_scale.py); if any scene's metadata is unreadable, scene by scene."""
+    try:
+        return {name for name, group in root.groups() if group.attrs.get(COMMITTED) is True}
+    except Exception:  # a torn scene document (zarr's listing reads them all): one by one
+        pass
     out: set[str] = set()
-    for name in root.group_keys():
+    for name in _child_names(root):
         try:
             if root[name].attrs.get(COMMITTED) is True:
                 out.add(name)
         except Exception:  # torn/unreadable scene metadata: not committed
             continue
     return out
+
+
+def _child_names(group: zarr.Group) -> list[str]:
+    """Names directly under `group` from the store's listing, without reading their metadata."""
+
+    async def names() -> list[str]:
+        return [key async for key in group.store.list_dir(group.path)]
+
+    return [name for name in sync(names()) if name != "zarr.json"]
 
 
 def scene_damage(root: zarr.Group, scene: str, spec: CacheSpec, codec: Codec) -> list[str]:
@@ -333,84 +348,3 @@ def scene_damage(root: zarr.Group, scene: str, spec: CacheSpec, codec: Codec) ->
 
 def describe(path_or_store: Any) -> str:
     return str(path_or_store) if isinstance(path_or_store, (str, Path)) else type(path_or_store).__name__
-
-
-def _array_codecs(layout_shape: tuple[int, ...], dtype: str, shuffle: str, clevel: int, point: bool):
-    filters = [zc.TransposeCodec(order=(1, 0))] if point and len(layout_shape) == 1 else []
-    compressors = [
-        zc.BloscCodec(cname="zstd", clevel=int(clevel), shuffle=shuffle, typesize=int(np.dtype(dtype).itemsize)),
-        zc.Crc32cCodec(),  # a damaged chunk fails loudly instead of decoding to garbage
-    ]
-    return filters, compressors
-
-
-def write_entry(group: zarr.Group, entry: str, codec: Codec, encoded: Encoded) -> None:
-    """Write one entry's encoded arrays as `<group>/<entry>/<name>`."""
-    sub = group.create_group(entry, overwrite=True)
-    for kind, arrays in (("point", encoded.point), ("side", encoded.side)):
-        for name, data in arrays.items():
-            data = np.ascontiguousarray(data)
-            point = kind == "point"
-            filters, compressors = _array_codecs(data.shape[1:], data.dtype.str, _shuffle(data), codec.clevel, point)
-            chunks = (min(max(len(data), 1), CHUNK_ROWS), *data.shape[1:]) if point else data.shape
-            fill = float("nan") if data.dtype.kind == "f" else 0
-            arr = sub.create_array(
-                name, shape=data.shape, dtype=data.dtype, chunks=tuple(max(c, 1) for c in chunks),
-                filters=filters, compressors=compressors, fill_value=fill, attributes={"kind": kind},
-            )  # fmt: skip
-            arr[...] = data
-
-
-def _shuffle(data: np.ndarray) -> str:
-    return "shuffle" if data.dtype.itemsize > 1 else "noshuffle"
-
-
-def read_entry(
-    group: zarr.Group, entry: str, codec: Codec, scene: str, num_classes: int | None = None,
-    feature_dim: int | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Read one entry's arrays whole: (point arrays, side arrays).
-
-    Raises CacheError naming the scene and array when an array is missing, has a missing chunk
-    (zarr would silently return fill values), or fails to decode (bad checksum, truncation).
-    """
-    point: dict[str, np.ndarray] = {}
-    side: dict[str, np.ndarray] = {}
-    k = num_classes if num_classes is not None else 0
-    d = feature_dim if feature_dim is not None else 0
-    layouts = [("point", codec.point_layout(k, d)), ("side", codec.side_layout(k, d))]
-    for kind, layout in layouts:
-        for name, lay in layout.items():
-            where = f"scene {scene!r}, array {entry}/{name}"
-            try:
-                arr = group[f"{entry}/{name}"]
-                if arr.nchunks_initialized != arr.nchunks:
-                    raise CacheError(
-                        f"{where}: {arr.nchunks - arr.nchunks_initialized} of {arr.nchunks} chunk(s) "
-                        "are missing; the cache is damaged: delete this scene's group and re-run "
-                        "`srkd cache-teacher` to rebuild it"
-                    )
-                data = arr[...]
-            except CacheError:
-                raise
-            except Exception as exc:  # zarr/blosc/crc raise many types; all mean "unreadable"
-                raise CacheError(
-                    f"{where} cannot be read ({type(exc).__name__}: {exc}); the cache is damaged: "
-                    "delete this scene's group and re-run `srkd cache-teacher` to rebuild it"
-                ) from exc
-            if str(data.dtype) != lay.dtype or (
-                num_classes is not None and feature_dim is not None
-                and (data.shape[1:] if kind == "point" else data.shape) != lay.shape
-            ):  # fmt: skip
-                raise CacheError(f"{where} has shape {data.shape} {data.dtype}, expected rows of {lay.shape} {lay.dtype}")
-            (point if kind == "point" else side)[name] = data
-    rows = {len(a) for a in point.values()}
-    if len(rows) > 1:
-        raise CacheError(f"scene {scene!r}, entry {entry}: point arrays disagree on the point count {sorted(rows)}")
-    return point, side
-
-
-def entry_nbytes(group: zarr.Group, entry: str) -> int:
-    """Stored bytes (chunks + array metadata) of one entry's arrays."""
-    sub = group[entry]
-    return int(sum(arr.nbytes_stored() for _, arr in sub.arrays()))

@@ -245,3 +245,15 @@ def test_cache_package_never_imports_torch():
         "assert 'torch' not in sys.modules, 'srkd.cache imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_a_torn_scene_document_hides_that_scene_only(tmp_path: Path) -> None:
+    # zarr's own group listing reads every child's zarr.json and raises on a torn one: the
+    # committed-scene listing must still return the other scenes (and the reader open)
+    spec = make_spec(views=1, ensemble=False)
+    writer = CacheWriter.create(tmp_path / "cache", spec)
+    for i in range(3):
+        writer.write_scene(f"s{i}", make_views(30, spec, seed=i)[:1])
+    (tmp_path / "cache" / "s1" / "zarr.json").write_text('{"zarr_format": 3, "node_ty')
+    assert CacheReader(tmp_path / "cache").scene_ids == ("s0", "s2")
+    assert writer.committed_scenes() == {"s0", "s2"}

@@ -1,35 +1,65 @@
-"""The README's "Reading a cache without srkd" block, run as printed, decodes what srkd decodes."""
+"""The README's cache-reading snippets (plain zarr, dask, xarray), run as printed, decode exactly
+what srkd decodes (float32, bit for bit).
+
+Each snippet is the ```python block right after an HTML comment `<!-- snippet: NAME -->` in
+README.md; a missing marker fails (the README and this test must not drift apart).
+`SRKD_README=path` runs the snippets of another markdown file (a README draft).
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from srkd.cache import CacheReader, CacheWriter, CodecSpec
+from srkd.cache import CacheReader, CacheWriter, CodecSpec, ensemble_of
 from tests.cache.conftest import make_spec, make_views
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(os.environ.get("SRKD_README") or Path(__file__).resolve().parents[2] / "README.md")
+SNIPPETS = ("cache-zarr", "cache-dask", "cache-xarray")
 
 
-def readme_block(heading: str) -> str:
-    """The first ```python block after `heading` in the README."""
+def readme_snippet(name: str) -> str:
+    """The ```python block that directly follows `<!-- snippet: name -->` in the README."""
+    marker = f"<!-- snippet: {name} -->"
     text = README.read_text()
-    start = text.index(heading)
-    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    if marker not in text:
+        pytest.fail(f"{README} has no {marker!r} marker before its {name} code block; put it back "
+                    "(this test runs the README's snippets) or update SNIPPETS here")  # fmt: skip
+    found = re.match(r"\s*```python\n(.*?)```", text[text.index(marker) + len(marker) :], re.DOTALL)
+    if found is None:
+        pytest.fail(f"{README}: {marker!r} is not followed by a ```python block")
+    return found.group(1)
 
 
-def test_reading_a_cache_without_srkd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = make_spec(codec=CodecSpec.create("int8"), views=1, ensemble=False)
-    writer = CacheWriter.create(tmp_path / "cache", spec)
-    views = make_views(500, spec)
-    writer.write_scene("synthetic_0000", views[:1])
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture(scope="module")
+def demo_like_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache shaped like the demo's (int8, 2 views + ensemble) whose first scene is
+    synthetic_0000; some features are all zero (as ReLU features can be)."""
+    folder = tmp_path_factory.mktemp("readme")
+    spec = make_spec(codec=CodecSpec.create("int8"), views=2, ensemble=True)
+    writer = CacheWriter.create(folder / "cache", spec)
+    for i in range(2):
+        views = make_views(500 + i, spec, seed=i)
+        views[0].feature[::50] = 0
+        writer.write_scene(f"synthetic_{i:04d}", views, ensemble_of(views), data_sha256="0" * 64)
+    return folder
+
+
+@pytest.mark.parametrize("name", SNIPPETS)
+def test_readme_snippet_decodes_what_srkd_decodes(name: str, demo_like_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code = readme_snippet(name)
+    monkeypatch.chdir(demo_like_cache)
     names: dict = {}
-    exec(readme_block("### Reading a cache without srkd"), names)  # noqa: S102 (the README's own code)
-    logits, feature = CacheReader(tmp_path / "cache").read_all("synthetic_0000", 0)
-    assert names["logits"].dtype == np.float32 and names["feature"].dtype == np.float32
-    np.testing.assert_allclose(names["logits"], logits, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(names["feature"], feature, rtol=1e-5, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a snippet that warns (e.g. about consolidation) is not "as written"
+        exec(compile(code, f"README {name}", "exec"), names)
+    logits, feature = CacheReader(demo_like_cache / "cache").read_all("synthetic_0000", 0)
+    got_l, got_f = np.asarray(names["logits"]), np.asarray(names["feature"])
+    assert got_l.dtype == np.float32 and got_f.dtype == np.float32
+    np.testing.assert_array_equal(got_l, logits)
+    np.testing.assert_array_equal(got_f, feature)

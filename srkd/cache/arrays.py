@@ -1,0 +1,101 @@
+"""One cache entry's arrays on disk: how `<scene>/<entry>/<array>` is written (chunks, Blosc-zstd,
+crc32c, dimension names and decode attributes) and read back whole, with damage reported as
+CacheError naming the scene and array."""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+import zarr.codecs as zc
+
+from srkd.cache.annotations import annotate
+from srkd.cache.codecs import Codec, Encoded
+from srkd.errors import CacheError
+
+CHUNK_ROWS = 131072
+"""Rows per chunk of a per-point array: >= 1 MB for the code arrays of a 20-class/64-d entry, and
+one to a few chunks per typical scene (readers load whole entries)."""
+
+
+def _array_codecs(layout_shape: tuple[int, ...], dtype: str, shuffle: str, clevel: int, point: bool):
+    filters = [zc.TransposeCodec(order=(1, 0))] if point and len(layout_shape) == 1 else []
+    compressors = [
+        zc.BloscCodec(cname="zstd", clevel=int(clevel), shuffle=shuffle, typesize=int(np.dtype(dtype).itemsize)),
+        zc.Crc32cCodec(),  # a damaged chunk fails loudly instead of decoding to garbage
+    ]
+    return filters, compressors
+
+
+def write_entry(group: zarr.Group, entry: str, codec: Codec, encoded: Encoded) -> None:
+    """Write one entry's encoded arrays as `<group>/<entry>/<name>`, each with its dimension
+    names and decode attributes (`srkd.cache.annotations`)."""
+    sub = group.create_group(entry, overwrite=True)
+    for kind, arrays in (("point", encoded.point), ("side", encoded.side)):
+        for name, data in arrays.items():
+            data = np.ascontiguousarray(data)
+            point = kind == "point"
+            filters, compressors = _array_codecs(data.shape[1:], data.dtype.str, _shuffle(data), codec.clevel, point)
+            chunks = (min(max(len(data), 1), CHUNK_ROWS), *data.shape[1:]) if point else data.shape
+            fill = float("nan") if data.dtype.kind == "f" else 0
+            dims, attrs = annotate(codec, kind, name, data.ndim)
+            arr = sub.create_array(
+                name, shape=data.shape, dtype=data.dtype, chunks=tuple(max(c, 1) for c in chunks),
+                filters=filters, compressors=compressors, fill_value=fill, attributes=attrs,
+                dimension_names=dims,
+            )  # fmt: skip
+            arr[...] = data
+
+
+def _shuffle(data: np.ndarray) -> str:
+    return "shuffle" if data.dtype.itemsize > 1 else "noshuffle"
+
+
+def read_entry(
+    group: zarr.Group, entry: str, codec: Codec, scene: str, num_classes: int | None = None,
+    feature_dim: int | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Read one entry's arrays whole: (point arrays, side arrays).
+
+    Raises CacheError naming the scene and array when an array is missing, has a missing chunk
+    (zarr would silently return fill values), or fails to decode (bad checksum, truncation).
+    """
+    point: dict[str, np.ndarray] = {}
+    side: dict[str, np.ndarray] = {}
+    k = num_classes if num_classes is not None else 0
+    d = feature_dim if feature_dim is not None else 0
+    layouts = [("point", codec.point_layout(k, d)), ("side", codec.side_layout(k, d))]
+    for kind, layout in layouts:
+        for name, lay in layout.items():
+            where = f"scene {scene!r}, array {entry}/{name}"
+            try:
+                arr = group[f"{entry}/{name}"]
+                if arr.nchunks_initialized != arr.nchunks:
+                    raise CacheError(
+                        f"{where}: {arr.nchunks - arr.nchunks_initialized} of {arr.nchunks} chunk(s) "
+                        "are missing; the cache is damaged: delete this scene's group and re-run "
+                        "`srkd cache-teacher` to rebuild it"
+                    )
+                data = arr[...]
+            except CacheError:
+                raise
+            except Exception as exc:  # zarr/blosc/crc raise many types; all mean "unreadable"
+                raise CacheError(
+                    f"{where} cannot be read ({type(exc).__name__}: {exc}); the cache is damaged: "
+                    "delete this scene's group and re-run `srkd cache-teacher` to rebuild it"
+                ) from exc
+            if str(data.dtype) != lay.dtype or (
+                num_classes is not None and feature_dim is not None
+                and (data.shape[1:] if kind == "point" else data.shape) != lay.shape
+            ):  # fmt: skip
+                raise CacheError(f"{where} has shape {data.shape} {data.dtype}, expected rows of {lay.shape} {lay.dtype}")
+            (point if kind == "point" else side)[name] = data
+    rows = {len(a) for a in point.values()}
+    if len(rows) > 1:
+        raise CacheError(f"scene {scene!r}, entry {entry}: point arrays disagree on the point count {sorted(rows)}")
+    return point, side
+
+
+def entry_nbytes(group: zarr.Group, entry: str) -> int:
+    """Stored bytes (chunks + array metadata) of one entry's arrays."""
+    sub = group[entry]
+    return int(sum(arr.nbytes_stored() for _, arr in sub.arrays()))
