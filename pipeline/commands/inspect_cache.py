@@ -18,6 +18,7 @@ def inspect_cache(
     repair: Annotated[bool, typer.Option("--repair", help="With --verify: mark damaged scenes as uncommitted, so the next `srkd cache-teacher` with the same settings rebuilds them.")] = False,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root for the labels of --verify's mIoU (default: the root recorded in the cache).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and verification) as JSON instead of tables.")] = False,
+    upgrade: Annotated[bool, typer.Option("--upgrade", help="Add the Zarr dimension names and decode attributes that caches written by older srkd versions lack (so xarray opens them); only array metadata changes, never a chunk or the fingerprint.")] = False,
 ) -> None:
     """Summarise a teacher cache; with --verify, check every scene and report the teacher's mIoU."""
     from rich.console import Console
@@ -34,6 +35,8 @@ def inspect_cache(
             raise ConfigError("--repair needs --verify (it marks the scenes --verify finds damaged)")
         if data_root is not None and not data_root.is_dir():
             raise ConfigError(f"--data-root {data_root} is not a directory")
+        if upgrade:
+            _upgrade(cache)
         summary = summarize(cache)
         result: dict = {"summary": summary}
         problems: list[str] = []
@@ -72,6 +75,17 @@ def inspect_cache(
                 _print_verify(console, problems, result["teacher"])
         if problems:
             raise typer.Exit(code=1)
+
+
+def _upgrade(cache: Path) -> None:
+    """srkd.cache.annotations.upgrade_metadata under the cache's exclusive lock (no build runs)."""
+    from srkd.cache.annotations import upgrade_metadata
+    from srkd.errors import CacheError
+    from srkd.locking import locked_dir
+
+    with locked_dir(cache, "teacher cache", CacheError):
+        changed = upgrade_metadata(cache)
+    typer.echo(f"--upgrade: {changed} array(s) given dimension names and decode attributes", err=True)
 
 
 def _repair_lock(cache: Path):  # type: ignore[no-untyped-def]

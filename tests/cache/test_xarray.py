@@ -146,3 +146,17 @@ def test_upgrade_refuses_what_is_not_a_srkd_cache(tmp_path: Path) -> None:
     zarr.open_group(tmp_path / "foreign", mode="w")
     with pytest.raises(CacheError, match="not a srkd teacher cache"):
         upgrade_metadata(tmp_path / "foreign")
+
+
+def test_inspect_cache_upgrade_makes_an_older_cache_open_in_xarray(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    cache = tmp_path / "cache"
+    build(cache, CodecSpec.create("int8"))
+    n = strip_annotations(cache)
+    res = CliRunner().invoke(app, ["inspect-cache", str(cache), "--upgrade", "--json"])
+    assert res.exit_code == 0, res.output
+    assert f"--upgrade: {n} array(s)" in res.output
+    xr.open_zarr(cache, group="synthetic_0000/view_0", consolidated=False)  # no longer refused
