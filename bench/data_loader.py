@@ -44,12 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def open_scenes(root: Path, split: str):
-    from srkd.data.scannet import ScanNetScenes
-
-    return ScanNetScenes(root, split, "scannet")
-
-
 def time_loader(scenes, args: argparse.Namespace, workers: int) -> dict:
     from srkd.data.dataset import SceneDataset, make_loader
     from srkd.data.transforms import train_transforms
@@ -101,11 +95,14 @@ def time_stages(scenes, args: argparse.Namespace) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not (args.data_root / args.split).is_dir():
-        print(f"skipped: no dataset split at {args.data_root / args.split} "
-              "(pass --data-root DIR with a Pointcept-layout ScanNet)")
-        return 0
+        print(f"error: no dataset split at {args.data_root / args.split}: pass --data-root DIR "
+              "with a Pointcept-layout ScanNet (the default is ../shared/data/scannet_real), or "
+              "generate one with `srkd generate-synthetic --out DIR`", file=sys.stderr)
+        return 1
     torch.set_num_threads(1)
-    scenes = open_scenes(args.data_root, args.split)
+    from srkd.data.sources import open_scenes
+
+    scenes = open_scenes("scannet", args.data_root, args.split)
     sizes = [scenes.load(s).num_points for s in scenes.scene_ids]
     rows = [time_loader(scenes, args, w) for w in args.workers]
     stages = time_stages(scenes, args)
