@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from srkd.errors import ConfigError, DataError
 from srkd.metrics import check_class_names, check_confusion_matrix, default_class_names
-from srkd.report import atomic_write
+from srkd.io import atomic_write
 from srkd.types import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -49,10 +49,11 @@ def plot_class_iou(
     Absent classes (no ground truth, no prediction) get no bar and an "x" on the axis.
     Returns the PNG path.
     """
-    from srkd.report import check_rows
-
-    rows, names = check_rows(rows, class_names)
-    k, m = len(names), len(rows)
+    if not rows:
+        raise ConfigError("plot_class_iou needs at least one model row")
+    k = rows[0].scores.num_classes  # rows as srkd.report.check_rows leaves them: one class count
+    names = check_class_names(default_class_names(k) if class_names is None else class_names, k)
+    m = len(rows)
     width = 0.8 / m
     fig = Figure(figsize=(min(max(8.0, 0.32 * k * max(1.0, m / 2) + 2.0), 120.0), 4.8))
     ax = fig.add_subplot()

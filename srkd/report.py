@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from srkd.errors import ConfigError, DataError
-from srkd.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: F401 (atomic_write: srkd.plots)
+from srkd.io import atomic_write_json, atomic_write_text
 from srkd.metrics import SegmentationScores, check_class_names, default_class_names
 
 METRICS_FORMAT = "srkd-metrics"

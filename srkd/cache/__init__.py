@@ -4,7 +4,8 @@ numpy, zarr, numcodecs and dask only (no torch), so the cache can be read and in
 See README, "Teacher cache", for the on-disk schema.
 """
 
-from srkd.cache.codecs import CodecSpec, make_codec, measure_codec
+from srkd.cache.arrays import measure_codec
+from srkd.cache.codecs import CodecSpec, make_codec
 from srkd.cache.reader import CacheReader
 from srkd.cache.schema import SCHEMA_VERSION, CacheSpec, ViewTargets, ensemble_of
 from srkd.cache.writer import CacheWriter

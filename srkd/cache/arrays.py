@@ -1,6 +1,7 @@
 """One cache entry's arrays on disk: how `<scene>/<entry>/<array>` is written (chunks, Blosc-zstd,
 crc32c, dimension names and decode attributes) and read back whole, with damage reported as
-CacheError naming the scene and array."""
+CacheError naming the scene and array; `measure_codec` (a codec's size and errors through this
+storage, used by bench/cache_codec.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ import zarr
 import zarr.codecs as zc
 
 from srkd.cache.annotations import annotate
-from srkd.cache.codecs import Codec, Encoded
-from srkd.errors import CacheError
+from srkd.cache.codecs import (
+    Codec,
+    CodecSpec,
+    Encoded,
+    affinity_error,
+    make_codec,
+    softmax_kl,
+)
+from srkd.errors import CacheError, ConfigError
 
 CHUNK_ROWS = 131072
 """Rows per chunk of a per-point array: >= 1 MB for the code arrays of a 20-class/64-d entry, and
@@ -99,3 +107,63 @@ def entry_nbytes(group: zarr.Group, entry: str) -> int:
     """Stored bytes (chunks + array metadata) of one entry's arrays."""
     sub = group[entry]
     return int(sum(arr.nbytes_stored() for _, arr in sub.arrays()))
+
+
+def measure_codec(
+    codec: Codec | CodecSpec,
+    logits: np.ndarray,
+    feature: np.ndarray,
+    T: float = 2.0,
+    n_affinity: int = 4096,
+    rng: np.random.Generator | None = None,
+) -> dict[str, float]:
+    """Encode one entry, store it (in memory, exactly as on disk) and decode it back.
+
+    Args:
+        codec: codec or its spec.
+        logits: float32 (N, K) exact teacher logits.
+        feature: float32 (N, D) exact teacher features.
+        T: softmax temperature of the KL error (the distillation temperature).
+        n_affinity: points sampled (without replacement) for the affinity error.
+        rng: generator for that sample (default: seeded 0).
+    Returns:
+        dict with bytes_per_point (stored bytes of every array incl. its metadata, side arrays), raw_bytes_per_point
+        (encoded, uncompressed), kl_mean and kl_max (nats), affinity_mae, feature_rel_mse
+        (||f - f'||^2 / ||f||^2 averaged over points), argmax_agreement, encode_s, decode_s.
+    """
+    import time
+
+    codec = make_codec(codec) if isinstance(codec, CodecSpec) else codec
+    rng = np.random.default_rng(0) if rng is None else rng
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    feature = np.ascontiguousarray(feature, dtype=np.float32)
+    n = len(logits)
+    if n == 0 or feature.shape[0] != n:
+        raise ConfigError(f"measure_codec needs matching non-empty inputs, got {logits.shape} and {feature.shape}")
+    store = zarr.storage.MemoryStore()
+    group = zarr.create_group(store)
+    start = time.perf_counter()
+    encoded = codec.encode(logits, feature)
+    write_entry(group, "entry", codec, encoded)
+    encode_s = time.perf_counter() - start
+    stored = entry_nbytes(group, "entry")
+    start = time.perf_counter()
+    point, side = read_entry(group, "entry", codec, scene="measure")
+    dec_logits, dec_feature = codec.decode(point, side)
+    decode_s = time.perf_counter() - start
+    raw = sum(a.nbytes for a in encoded.point.values()) + sum(a.nbytes for a in encoded.side.values())
+    kl = softmax_kl(logits, dec_logits, T)
+    pick = rng.choice(n, size=min(n_affinity, n), replace=False)
+    err = dec_feature.astype(np.float64) - feature
+    denom = np.maximum((feature.astype(np.float64) ** 2).sum(axis=1), 1e-30)
+    return {
+        "bytes_per_point": stored / n,
+        "raw_bytes_per_point": raw / n,
+        "kl_mean": float(kl.mean()),
+        "kl_max": float(kl.max()),
+        "affinity_mae": affinity_error(feature[pick], dec_feature[pick]),
+        "feature_rel_mse": float(((err**2).sum(axis=1) / denom).mean()),
+        "argmax_agreement": float((logits.argmax(1) == dec_logits.argmax(1)).mean()),
+        "encode_s": encode_s,
+        "decode_s": decode_s,
+    }

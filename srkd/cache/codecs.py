@@ -21,7 +21,7 @@ Blosc-zstd; a codec only decides the numbers and dtypes. Codecs:
 - ``float16``: both arrays as float16.
 - ``lossless``: both arrays as float32 (only compression).
 
-`measure_codec` reports bytes per point on disk and the two errors the project bounds.
+`srkd.cache.arrays.measure_codec` reports bytes per point on disk and the two errors the project bounds.
 """
 
 from __future__ import annotations
@@ -313,67 +313,3 @@ def affinity_error(exact: np.ndarray, decoded: np.ndarray) -> float:
 
     a, b = unit(exact), unit(decoded)
     return float(np.abs(a @ a.T - b @ b.T).mean())
-
-
-def measure_codec(
-    codec: Codec | CodecSpec,
-    logits: np.ndarray,
-    feature: np.ndarray,
-    T: float = 2.0,
-    n_affinity: int = 4096,
-    rng: np.random.Generator | None = None,
-) -> dict[str, float]:
-    """Encode one entry, store it (in memory, exactly as on disk) and decode it back.
-
-    Args:
-        codec: codec or its spec.
-        logits: float32 (N, K) exact teacher logits.
-        feature: float32 (N, D) exact teacher features.
-        T: softmax temperature of the KL error (the distillation temperature).
-        n_affinity: points sampled (without replacement) for the affinity error.
-        rng: generator for that sample (default: seeded 0).
-    Returns:
-        dict with bytes_per_point (stored bytes of every array incl. its metadata, side arrays), raw_bytes_per_point
-        (encoded, uncompressed), kl_mean and kl_max (nats), affinity_mae, feature_rel_mse
-        (||f - f'||^2 / ||f||^2 averaged over points), argmax_agreement, encode_s, decode_s.
-    """
-    import time
-
-    import zarr
-
-    from srkd.cache.schema import entry_nbytes, read_entry, write_entry
-
-    codec = make_codec(codec) if isinstance(codec, CodecSpec) else codec
-    rng = np.random.default_rng(0) if rng is None else rng
-    logits = np.ascontiguousarray(logits, dtype=np.float32)
-    feature = np.ascontiguousarray(feature, dtype=np.float32)
-    n = len(logits)
-    if n == 0 or feature.shape[0] != n:
-        raise ConfigError(f"measure_codec needs matching non-empty inputs, got {logits.shape} and {feature.shape}")
-    store = zarr.storage.MemoryStore()
-    group = zarr.create_group(store)
-    start = time.perf_counter()
-    encoded = codec.encode(logits, feature)
-    write_entry(group, "entry", codec, encoded)
-    encode_s = time.perf_counter() - start
-    stored = entry_nbytes(group, "entry")
-    start = time.perf_counter()
-    point, side = read_entry(group, "entry", codec, scene="measure")
-    dec_logits, dec_feature = codec.decode(point, side)
-    decode_s = time.perf_counter() - start
-    raw = sum(a.nbytes for a in encoded.point.values()) + sum(a.nbytes for a in encoded.side.values())
-    kl = softmax_kl(logits, dec_logits, T)
-    pick = rng.choice(n, size=min(n_affinity, n), replace=False)
-    err = dec_feature.astype(np.float64) - feature
-    denom = np.maximum((feature.astype(np.float64) ** 2).sum(axis=1), 1e-30)
-    return {
-        "bytes_per_point": stored / n,
-        "raw_bytes_per_point": raw / n,
-        "kl_mean": float(kl.mean()),
-        "kl_max": float(kl.max()),
-        "affinity_mae": affinity_error(feature[pick], dec_feature[pick]),
-        "feature_rel_mse": float(((err**2).sum(axis=1) / denom).mean()),
-        "argmax_agreement": float((logits.argmax(1) == dec_logits.argmax(1)).mean()),
-        "encode_s": encode_s,
-        "decode_s": decode_s,
-    }
