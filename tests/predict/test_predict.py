@@ -209,3 +209,16 @@ def test_a_lidar_checkpoint_is_refused_with_a_pointer_to_evaluate(tmp_path):
     assert segmenter.grid_size == spec.grid_size == 0.05  # no recorded grid: the dataset's
     with pytest.raises(ConfigError, match="lidar model .*srkd evaluate --dataset nuscenes"):
         load_predictor(path, device="cpu")
+
+
+def test_the_real_raw_scannet_mesh_becomes_a_labelled_ply(checkpoint, scannet_raw_sample, tmp_path):
+    """The issue's acceptance case on the real raw scan (a tiny model: the labels are not the
+    point, the reading of the real mesh, the normals and the outputs are)."""
+    mesh = next(scannet_raw_sample.rglob("*_vh_clean_2.ply"))
+    res = CliRunner().invoke(app, ["predict", "-c", str(checkpoint), str(mesh), "--out",
+                                   str(tmp_path / "out"), "--no-tta", "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    n = len(read_mesh(mesh).vertices)
+    labels = np.load(tmp_path / "out" / f"{mesh.stem}.labels.npy")
+    assert labels.shape == (n,) and labels.dtype == np.int64 and labels.min() >= 0
+    assert len(read_mesh(tmp_path / "out" / mesh.name).vertices) == n
