@@ -97,18 +97,17 @@ def hilbert_encode(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
     """
     g = _check_grid(grid_coord, depth).to(torch.int32)
     x = [g[:, 0].contiguous(), g[:, 1].contiguous(), g[:, 2].contiguous()]
-    q = 1 << (depth - 1)
-    while q > 1:
-        p = q - 1
-        # axis 0: invert its own lower bits where its bit q is set
-        x[0] = torch.where((x[0] & q) != 0, x[0] ^ p, x[0])
+    for level in range(depth - 1, 0, -1):
+        p = (1 << level) - 1
+        # branch-free selects: m is all ones where the axis has bit `level` set, else zero
+        # axis 0: invert its own lower bits where its bit is set
+        m = -((x[0] >> level) & 1)
+        x[0] = x[0] ^ (m & p)
         for i in (1, 2):
-            on = (x[i] & q) != 0
+            m = -((x[i] >> level) & 1)
             swap = (x[0] ^ x[i]) & p  # exchange the lower bits of axis 0 and axis i
-            x0 = torch.where(on, x[0] ^ p, x[0] ^ swap)
-            x[i] = torch.where(on, x[i], x[i] ^ swap)
-            x[0] = x0
-        q >>= 1
+            x[0] = x[0] ^ ((m & p) | (~m & swap))  # bit set: invert axis 0, else swap
+            x[i] = x[i] ^ (~m & swap)
     # Gray encode: prefix-XOR over the interleaved bit string (x, y, z of each level, MSB first).
     x[1] = x[1] ^ x[0]
     x[2] = x[2] ^ x[1]
