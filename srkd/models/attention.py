@@ -11,9 +11,8 @@ we follow Pointcept's padding scheme (facts from `SerializedAttention.get_paddin
   its own (first) slot.
 
 The same patches are used on every device: with flash-attn's variable-length kernel on CUDA when
-it is importable, torch's scaled_dot_product_attention otherwise on CUDA (a key mask for patches
-shorter than K), and on CPU a chunked matmul-softmax attention with a recomputing backward
-(cpu_patch_attention; ~2-3x less CPU time than SDPA's CPU flash kernel at PTv3's head widths). Pointcept's own non-flash path instead shrinks K to the smallest sample of the
+it is importable, and with torch's scaled_dot_product_attention (a key mask for patches shorter
+than K) otherwise. Pointcept's own non-flash path instead shrinks K to the smallest sample of the
 batch; we keep the flash semantics everywhere so CPU and GPU agree on one checkpoint.
 """
 
@@ -121,82 +120,35 @@ def patch_layout(offset: torch.Tensor, patch_size: int) -> PatchLayout:
     return PatchLayout(pad=pad, unpad=unpad, cu_seqlens=cu_seqlens, patch_size=longest)
 
 
-CPU_CHUNK_ELEMENTS = 1 << 18
-"""Attention scores held at once by the CPU patch attention (1 MiB of float32: stays in L2)."""
-
-
-def _chunks(rows: int, length: int) -> tuple[range, int]:
-    """Row steps over (rows, length, length) scores, CPU_CHUNK_ELEMENTS at a time, and the step."""
-    step = max(1, CPU_CHUNK_ELEMENTS // (length * length))
-    return range(0, rows, step), step
-
-
-class _ChunkedPatchAttention(torch.autograd.Function):
-    """softmax(q k^T * scale + bias) v over (R, L, D) rows of patches, a few rows at a time.
-
-    On CPU this beats SDPA's flash kernel for PTv3's small head widths (D = 8..32): each chunk's
-    (c, L, L) scores stay in cache, and the matmuls go to bmm. Backward recomputes each chunk's
-    probabilities from the saved log-sum-exp (as FlashAttention does, Dao et al., NeurIPS 2022):
-        P = exp(S - lse), dV = P^T dO, dS = P * (dO V^T - rowsum(dO * O)), dQ = dS K * scale,
-        dK = dS^T Q * scale.
-    bias: None or float (R, 1, L), 0 for valid keys and -inf for padding.
-    """
-
-    @staticmethod
-    def forward(ctx, q, k, v, bias, scale: float):
-        out = torch.empty_like(q)
-        lse = q.new_empty(q.shape[:-1])
-        steps, c = _chunks(q.shape[0], q.shape[1])
-        for i in steps:
-            rows = slice(i, i + c)
-            s = _scores(q[rows], k[rows], bias, rows, scale)
-            m = torch.logsumexp(s, -1, keepdim=True)
-            lse[rows] = m[..., 0]
-            torch.bmm(s.sub_(m).exp_(), v[rows], out=out[rows])
-        ctx.save_for_backward(q, k, v, bias, out, lse)
-        ctx.scale = scale
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, d_out):
-        q, k, v, bias, out, lse = ctx.saved_tensors
-        scale = ctx.scale
-        d_out = d_out.contiguous()
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        delta = (d_out * out).sum(-1, keepdim=True)
-        steps, c = _chunks(q.shape[0], q.shape[1])
-        for i in steps:
-            rows = slice(i, i + c)
-            p = _scores(q[rows], k[rows], bias, rows, scale).sub_(lse[rows, :, None]).exp_()
-            torch.bmm(p.transpose(1, 2), d_out[rows], out=dv[rows])
-            ds = torch.bmm(d_out[rows], v[rows].transpose(1, 2)).sub_(delta[rows]).mul_(p).mul_(scale)
-            torch.bmm(ds, k[rows], out=dq[rows])
-            torch.bmm(ds.transpose(1, 2), q[rows], out=dk[rows])
-        return dq, dk, dv, None, None
-
-
-def _scores(q, k, bias, rows: slice, scale: float) -> torch.Tensor:
-    s = torch.bmm(q, k.transpose(1, 2)).mul_(scale)
-    return s if bias is None else s.add_(bias[rows])
-
-
-def cpu_patch_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, scale: float
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+    scale: float,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Patch attention on CPU; q, k, v float (S, H, L, D), key_mask None or bool (S, 1, 1, L).
+    """Softmax attention inside each segment [cu_seqlens[s], cu_seqlens[s+1]) with SDPA.
 
-    Same result as `F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)`
-    within float32 rounding; returns (S, H, L, D). No attention dropout (callers use SDPA then).
+    q, k, v: (P, H, D) packed along the segments; returns (P, H, D) in q's dtype.
+    Segments are gathered into a (S, H, L, D) batch with L = max_seqlen; shorter segments get a
+    key mask, and their empty query rows are dropped on the way back.
     """
-    s, h, length, d = q.shape
-    q, k, v = (t.reshape(s * h, length, d) for t in (q, k, v))
-    bias = None
-    if key_mask is not None:
-        bias = torch.zeros(key_mask.shape, dtype=q.dtype, device=q.device)
-        bias = bias.masked_fill_(~key_mask, float("-inf")).expand(s, h, 1, length)
-        bias = bias.reshape(s * h, 1, length)
-    return _ChunkedPatchAttention.apply(q, k, v, bias, float(scale)).view(s, h, length, d)
+    bounds = cu_seqlens.long()
+    lengths = bounds[1:] - bounds[:-1]
+    steps = torch.arange(max_seqlen, device=q.device)
+    valid = steps[None, :] < lengths[:, None]  # (S, L)
+    index = (bounds[:-1, None] + steps[None, :]).clamp(max=q.shape[0] - 1)  # (S, L)
+
+    def batched(t: torch.Tensor) -> torch.Tensor:
+        return t[index].transpose(1, 2)  # (S, L, H, D) -> (S, H, L, D)
+
+    mask = None if bool(valid.all()) else valid[:, None, None, :]
+    out = F.scaled_dot_product_attention(
+        batched(q), batched(k), batched(v), attn_mask=mask, dropout_p=dropout_p, scale=scale
+    )
+    return out.transpose(1, 2)[valid]  # (P, H, D): valid slots in row-major = packed order
 
 
 class SerializedAttention(nn.Module):
@@ -263,15 +215,10 @@ class SerializedAttention(nn.Module):
             # one gather in (point -> (S, L) grid cell), SDPA on the grid, one gather out
             grid_point, point_row = patch_index or patch_gather_index(order, inverse, layout)
             s = layout.num_patches
-            grid = qkv[grid_point].view(s, -1, 3, h, c // h).permute(2, 0, 3, 1, 4)
-            if qkv.device.type == "cpu" and dropout_p == 0.0:
-                q, k, v = grid.contiguous().unbind(0)
-                out = cpu_patch_attention(q, k, v, layout.key_mask, self.scale)
-            else:
-                q, k, v = grid.unbind(0)
-                out = F.scaled_dot_product_attention(
-                    q, k, v, attn_mask=layout.key_mask, dropout_p=dropout_p, scale=self.scale
-                )  # (S, H, L, D)
+            q, k, v = qkv[grid_point].view(s, -1, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=layout.key_mask, dropout_p=dropout_p, scale=self.scale
+            )  # (S, H, L, D)
             out = out.transpose(1, 2).reshape(-1, c)[point_row]
         return self.proj_drop(self.proj(out))
 

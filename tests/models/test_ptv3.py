@@ -222,28 +222,3 @@ def test_large_teacher_forward_on_cpu(large):
         out = large(b)
     assert out.logits.shape == (3000, 20) and out.feature.shape == (3000, 64)
     assert bool(torch.isfinite(out.logits).all())
-
-
-@pytest.mark.parametrize("chunk", [1 << 18, 40])  # 40 elements: one row per chunk, many chunks
-def test_cpu_patch_attention_matches_sdpa_with_gradients(monkeypatch, chunk):
-    from srkd.models import attention
-
-    monkeypatch.setattr(attention, "CPU_CHUNK_ELEMENTS", chunk)
-    torch.manual_seed(3)
-    s, h, length, d = 3, 2, 6, 4
-    q, k, v = (torch.randn(s, h, length, d, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    mask = torch.ones(s, 1, 1, length, dtype=torch.bool)
-    mask[1, ..., 4:] = False  # a short patch: its last two keys are padding
-    grad = torch.randn(s, h, length, d, dtype=torch.float64)
-    grad[1, :, 4:] = 0  # padded query rows are discarded by the caller
-    got = attention.cpu_patch_attention(q, k, v, mask, 0.7)
-    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.7)
-    torch.testing.assert_close(got[1, :, :4], want[1, :, :4])
-    torch.testing.assert_close(got[[0, 2]], want[[0, 2]])
-    g_got = torch.autograd.grad(got, (q, k, v), grad)
-    g_want = torch.autograd.grad(want, (q, k, v), grad)
-    for a, b in zip(g_got, g_want):
-        torch.testing.assert_close(a, b)
-    assert torch.autograd.gradcheck(
-        lambda q_, k_, v_: attention.cpu_patch_attention(q_, k_, v_, None, 0.5), (q, k, v)
-    )
