@@ -17,6 +17,8 @@ The input is one synthetic indoor-like scene (points on the floor and walls of a
 - forward+backward: train mode (drop-path, order shuffling on, seeded per pass), loss =
   mean(logits^2) + mean(feature^2), backward; no optimizer step.
 Times are the median of --repeats after one warm-up pass; points/s = points / median time.
+The process CPU time of the same passes is recorded too (and its old/new ratio): at one thread it
+is robust to other processes on a shared machine, where wall time with 2 threads is not.
 FLOPs of one pass are counted once with torch.utils.flop_counter (matmuls, convolutions,
 attention; spconv's CPU path runs through aten mm and is counted, elementwise ops are not), so
 GFLOP/s = counted FLOPs / median time. The roofline is the fp32 matmul GFLOP/s of a
@@ -49,9 +51,16 @@ RESULTS = HERE.parent / "results" / "models.json"
 
 def synthetic_room(points: int, seed: int = 0):
     """A PointBatch of `points` unique 2 cm voxels on the floor and walls of a box room."""
+    from srkd.data.collate import collate
+
+    return collate([synthetic_sample(points, seed)])
+
+
+def synthetic_sample(points: int, seed: int = 0):
+    """The VoxelSample of `synthetic_room`."""
     import numpy as np
 
-    from srkd.data.collate import VoxelSample, collate
+    from srkd.data.collate import VoxelSample
 
     rng = np.random.default_rng(seed)
     size = np.array([6.0, 5.0, 3.0])
@@ -77,9 +86,9 @@ def synthetic_room(points: int, seed: int = 0):
         feat=rng.standard_normal((n, 6)).astype(np.float32),
         origin_index=np.arange(n),
         segment=np.zeros(n, dtype=np.int64),
-        scene_id="bench_room",
+        scene_id=f"bench_room{seed}",
     )
-    return collate([sample])
+    return sample
 
 
 def _reset_peak_rss() -> bool:
@@ -146,16 +155,19 @@ def _train_pass(model, batch, seed: int) -> None:
     loss.backward()
 
 
-def _timed(fn, repeats: int, device: str) -> list[float]:
+def _timed(fn, repeats: int, device: str) -> tuple[list[float], list[float]]:
+    """(wall seconds, process CPU seconds) of `repeats` calls after one warm-up call. With one
+    thread, CPU time is robust to other processes on a shared machine; wall time is not."""
     fn()  # warm-up: spconv builds its kernels / caches on the first call
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return times
+        cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
 def _flops(fn) -> int:
@@ -201,10 +213,10 @@ def measure(preset: str, device: str, args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats()
     exact_peak = _reset_peak_rss()
     base = _rss_kib("VmRSS")
-    fwd_times = _timed(forward, args.repeats, device)
+    fwd_times, fwd_cpu = _timed(forward, args.repeats, device)
     peak = torch.cuda.max_memory_allocated() if cuda else max(_rss_kib("VmHWM") - base, 0) * 1024
     out = forward()
-    train_times = _timed(train, args.repeats, device) if args.backward else []
+    train_times, train_cpu = _timed(train, args.repeats, device) if args.backward else ([], [])
     fwd_flops, train_flops = _flops(forward), (_flops(train) if args.backward else 0)
     n = len(batch.feat)
     fwd_s = statistics.median(fwd_times)
@@ -213,6 +225,7 @@ def measure(preset: str, device: str, args: argparse.Namespace) -> dict:
         "device_name": torch.cuda.get_device_name(0) if cuda else _cpu_name(),
         "threads": args.threads, "params": count_parameters(model), "points": n,
         "repeats": args.repeats, "forward_s": fwd_s, "forward_times_s": fwd_times,
+        "forward_cpu_s": statistics.median(fwd_cpu),
         "forward_s_per_10k": fwd_s * 10_000 / n, "forward_points_per_s": n / fwd_s,
         "forward_gflop": fwd_flops / 1e9, "forward_gflops_per_s": fwd_flops / fwd_s / 1e9,
         "matmul_gflops_per_s": roofline,
@@ -224,7 +237,8 @@ def measure(preset: str, device: str, args: argparse.Namespace) -> dict:
     }  # fmt: skip
     if train_times:
         train_s = statistics.median(train_times)
-        row.update(train_s=train_s, train_times_s=train_times, train_points_per_s=n / train_s,
+        row.update(train_s=train_s, train_times_s=train_times, train_cpu_s=statistics.median(train_cpu),
+                   train_points_per_s=n / train_s,
                    train_gflop=train_flops / 1e9, train_gflops_per_s=train_flops / train_s / 1e9)
     if args.profile:
         row["profile_forward"] = _profile(forward, args.profile)
@@ -286,11 +300,11 @@ def _ratios(rows: list[dict]) -> list[dict]:
         for tree in ("new", "old"):
             mine = [r for r in rows if (r["preset"], r["device"], r.get("tree")) == (preset, device, tree)
                     and "error" not in r]
-            for key in ("forward_s", "train_s"):
+            for key in ("forward_s", "train_s", "forward_cpu_s", "train_cpu_s"):
                 vals = [r[key] for r in mine if key in r]
                 if vals:
                     entry[f"{tree}_{key}"] = statistics.median(vals)
-        for key in ("forward_s", "train_s"):
+        for key in ("forward_s", "train_s", "forward_cpu_s", "train_cpu_s"):
             if f"old_{key}" in entry and f"new_{key}" in entry:
                 entry[f"speedup_{key}"] = entry[f"old_{key}"] / entry[f"new_{key}"]
         out.append(entry)
@@ -356,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
                                 print(f"{kind} {preset} [{label}]\n{row[kind]}")
     ratios = _ratios(rows) if args.against else []
     for e in ratios:
-        print(f"{e['preset']} {e['device']}: forward old/new = {e.get('speedup_forward_s', float('nan')):.2f}x, "
-              f"forward+backward old/new = {e.get('speedup_train_s', float('nan')):.2f}x")
+        nan = float("nan")
+        print(f"{e['preset']} {e['device']}: old/new wall (CPU) time: forward "
+              f"{e.get('speedup_forward_s', nan):.2f}x ({e.get('speedup_forward_cpu_s', nan):.2f}x), "
+              f"forward+backward {e.get('speedup_train_s', nan):.2f}x ({e.get('speedup_train_cpu_s', nan):.2f}x)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "models",
