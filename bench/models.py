@@ -140,9 +140,9 @@ def matmul_gflops(size: int, device: str, repeats: int = 5) -> float:
 
 
 def _sync(device: str) -> None:
-    import torch
-
     if device.startswith("cuda"):
+        import torch
+
         torch.cuda.synchronize()
 
 
@@ -156,8 +156,7 @@ def _train_pass(model, batch, seed: int) -> None:
 
 
 def _timed(fn, repeats: int, device: str) -> tuple[list[float], list[float]]:
-    """(wall seconds, process CPU seconds) of `repeats` calls after one warm-up call. With one
-    thread, CPU time is robust to other processes on a shared machine; wall time is not."""
+    """(wall s, process CPU s) of `repeats` calls after a warm-up call (CPU: robust to load)."""
     fn()  # warm-up: spconv builds its kernels / caches on the first call
     times, cpu = [], []
     for _ in range(repeats):
@@ -311,6 +310,22 @@ def _ratios(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _write(args: argparse.Namespace, rows: list[dict], complete: bool, ratios: list | None = None) -> None:
+    """Write the JSON report atomically; `complete` is False while workers are still running."""
+    import torch
+
+    payload = {
+        "benchmark": "models", "complete": complete,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "against": args.against,
+        "torch": torch.__version__, "python": platform.python_version(), "cpu_count": os.cpu_count(),
+        "loadavg": os.getloadavg(), "results": rows, "ratios": ratios or [],
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(payload, indent=2))
+    tmp_out.replace(args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="*", help="default: every registered preset")
@@ -325,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=int, default=0, help="rows of a torch.profiler table (0: off)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     p.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
-    p.add_argument("--_worker", help=argparse.SUPPRESS)
+    p.add_argument("--_worker", help=argparse.SUPPRESS)  # internal: one worker subprocess
     p.add_argument("--tree-label", default="new", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -365,30 +380,17 @@ def main(argv: list[str] | None = None) -> int:
                         row = _run_worker(preset, device, tree, label, args)
                         rows.append(row)
                         print(_fmt_row(row), flush=True)
+                        _write(args, rows, complete=False)  # a killed run keeps its rows
                         for kind in ("profile_forward", "profile_train"):
                             if kind in row:
                                 print(f"{kind} {preset} [{label}]\n{row[kind]}")
     ratios = _ratios(rows) if args.against else []
     for e in ratios:
-        nan = float("nan")
+        nan = float("nan")  # a ratio is missing when a worker failed
         print(f"{e['preset']} {e['device']}: old/new wall (CPU) time: forward "
               f"{e.get('speedup_forward_s', nan):.2f}x ({e.get('speedup_forward_cpu_s', nan):.2f}x), "
               f"forward+backward {e.get('speedup_train_s', nan):.2f}x ({e.get('speedup_train_cpu_s', nan):.2f}x)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "benchmark": "models",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "against": args.against,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_after": os.getloadavg(),
-        "results": rows,
-        "ratios": ratios,
-    }
-    tmp_out = args.out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(payload, indent=2))
-    tmp_out.replace(args.out)
+    _write(args, rows, complete=True, ratios=ratios)
     print(f"wrote {args.out}")
     return 1 if any("error" in r for r in rows) else 0
 
