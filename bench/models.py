@@ -266,7 +266,7 @@ def _run_worker(preset: str, device: str, tree: Path, label: str, args: argparse
     ] + ([] if args.backward else ["--no-backward"])  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, cwd=tree)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env, cwd=tree, check=False)
     except subprocess.TimeoutExpired:
         return {"preset": preset, "device": device, "tree": label, "error": f"timeout {args.timeout} s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

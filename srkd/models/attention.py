@@ -196,7 +196,7 @@ class SerializedAttention(nn.Module):
         layout: `patch_layout(offset, self.patch_size)`; patch_index: optional
         `patch_gather_index(order, inverse, layout)` (a level caches it per curve).
         Returns (N, C) in input point order."""
-        n, c = feat.shape
+        c = feat.shape[1]
         h = self.num_heads
         dropout_p = self.attn_drop if self.training else 0.0
         qkv = self.qkv(feat)
