@@ -395,5 +395,5 @@ def environment(device) -> dict:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent))
+    sys.path[:0] = [str(HERE.parent), str(REPO)]  # bench helpers; this tree's srkd, not installed
     sys.exit(main())
