@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from srkd.errors import ConfigError
 from srkd.losses._checks import as_float, check_temperature, split_sizes
@@ -34,28 +33,62 @@ def _pair_log_softmax(affinity: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return torch.cat([torch.log_softmax(a, dim=1) for a in torch.split(affinity, sizes, dim=1)], 1)
 
 
-def _row_block(
-    s_i: torch.Tensor,
-    s_all: torch.Tensor,
-    t_i: torch.Tensor,
-    t_all: torch.Tensor,
-    sizes: list[int],
-    tau: float,
-) -> torch.Tensor:
-    """sum_j mean_rows KL(teacher row || student row) for sample i against every sample j.
+def _block_terms(
+    s_i: torch.Tensor, s_all: torch.Tensor, t_i: torch.Tensor, t_all: torch.Tensor,
+    sizes: list[int], tau: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row block i: (loss_i, r, q) with loss_i = sum_j mean_rows KL(q || r), and r, q the student
+    and teacher per-pair row softmaxes, float (n_i, M). Inputs L2-normalised, float32."""
+    log_r = _pair_log_softmax(s_i @ s_all.T / tau, sizes)
+    log_q = _pair_log_softmax(t_i @ t_all.T / tau, sizes)
+    q = log_q.exp()
+    # every row of every pair j sums to a KL; /n_i averages over rows, the sum runs over j
+    return (q * (log_q - log_r)).sum() / s_i.shape[0], log_r.exp_(), q
 
-    s_i (n_i, Ds), s_all (M, Ds), t_i (n_i, Dt), t_all (M, Dt): L2-normalised, float32.
-    Peak memory: a few (n_i, M) tensors, M = sum_j n_j.
+
+class _FusedRelation(torch.autograd.Function):
+    """sum_i loss_i over the row blocks of s_all, with its gradient computed in the same pass.
+
+    With A = s_i s_all^T / tau and per-pair row softmaxes r = softmax(A), q (teacher; every
+    (row, pair) of q sums to 1): d loss_i / d A = (r - q) / n_i, so
+        d/d s_i   += (r - q) s_all / (n_i tau),    d/d s_all += (r - q)^T s_i / (n_i tau).
+    The loss is a scalar, so the whole gradient is known after the forward pass: each (n_i, M)
+    block is built once (no activation checkpoint recomputation, teacher side computed once),
+    and backward only scales the stored (M, Ds) gradient by the incoming scalar.
     """
-    # float32 affinities even under AMP: fp16 cosines carry ~1e-3 error, comparable to the
-    # differences the loss is meant to see
-    with torch.autocast(device_type=s_i.device.type, enabled=False):
-        log_r = _pair_log_softmax(s_i @ s_all.T / tau, sizes)
-        with torch.no_grad():
-            log_q = _pair_log_softmax(t_i @ t_all.T / tau, sizes)
-            q = log_q.exp()
-        # every row of every pair j sums to a KL; /n_i averages over rows, the sum runs over j
-        return (q * (log_q - log_r)).sum() / s_i.shape[0]
+
+    @staticmethod
+    def forward(ctx, s_all: torch.Tensor, t_all: torch.Tensor, sizes: list[int], tau: float):
+        want_grad = ctx.needs_input_grad[0]
+        grad = torch.zeros_like(s_all) if want_grad else None
+        total = s_all.new_zeros(())
+        start = 0
+        for n_i in sizes:
+            s_i, t_i = s_all[start : start + n_i], t_all[start : start + n_i]
+            loss_i, r, q = _block_terms(s_i, s_all, t_i, t_all, sizes, tau)
+            total = total + loss_i
+            if grad is not None:
+                g = r.sub_(q).div_(n_i * tau)  # (n_i, M) d loss_i / d A, times 1 / tau
+                grad[start : start + n_i] += g @ s_all
+                grad += g.T @ s_i
+            start += n_i
+        ctx.save_for_backward(grad if grad is not None else s_all.new_zeros(()))
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_out, None, None, None
+
+
+class _NoGrad:
+    """Stand-in for the autograd context when no gradient is wanted."""
+
+    needs_input_grad = (False, False, False, False)
+
+    def save_for_backward(self, *tensors: torch.Tensor) -> None:
+        pass
 
 
 def relation_loss(
@@ -70,8 +103,8 @@ def relation_loss(
         Relation_tau = 1/B^2 * sum_{i,j} 1/n_i * sum_r KL(q_ijr || r_ijr)
 
     Affinities are n x n, so teacher and student widths may differ. The teacher is detached.
-    Memory is O(n_i * sum_j n_j) per row block: each block is recomputed in backward
-    (activation checkpointing) instead of keeping all B^2 blocks alive; no N x N over all points.
+    Memory is O(n_i * sum_j n_j) per row block: the gradient is formed block by block in the
+    forward pass (see _FusedRelation), so no block stays alive; no N x N over all points.
 
     Args:
         t_feats: B float tensors (n_i, Dt), the teacher features at the sampled points.
@@ -93,19 +126,15 @@ def relation_loss(
                 f"features {tuple(s.shape)}; both must be (n_i, D) with the same n_i >= 1"
             )
     sizes = [s.shape[0] for s in s_feats]
-    s_norm = [F.normalize(as_float(s), dim=1) for s in s_feats]
-    t_norm = [F.normalize(as_float(t.detach()), dim=1) for t in t_feats]
-    s_all, t_all = torch.cat(s_norm), torch.cat(t_norm)
-    recompute = torch.is_grad_enabled() and s_all.requires_grad
-    total = s_all.new_zeros(())
-    for s_i, t_i in zip(s_norm, t_norm):
-        if recompute:
-            block = checkpoint(
-                _row_block, s_i, s_all, t_i, t_all, sizes, float(tau), use_reentrant=False
-            )
+    s_all = torch.cat([F.normalize(as_float(s), dim=1) for s in s_feats])
+    t_all = torch.cat([F.normalize(as_float(t.detach()), dim=1) for t in t_feats])
+    # float32 affinities even under AMP: fp16 cosines carry ~1e-3 error, comparable to the
+    # differences the loss is meant to see
+    with torch.autocast(device_type=s_all.device.type, enabled=False):
+        if torch.is_grad_enabled() and s_all.requires_grad:
+            total = _FusedRelation.apply(s_all, t_all, sizes, float(tau))
         else:
-            block = _row_block(s_i, s_all, t_i, t_all, sizes, float(tau))
-        total = total + block
+            total = _FusedRelation.forward(_NoGrad(), s_all, t_all, sizes, float(tau))
     return total / (len(sizes) ** 2)
 
 

@@ -51,11 +51,32 @@ class PatchLayout:
     unpad: torch.Tensor
     cu_seqlens: torch.Tensor
     patch_size: int
+    grid_pos: torch.Tensor | None = None
+    row_of_pos: torch.Tensor | None = None
+    key_mask: torch.Tensor | None = None
 
     @property
     def num_patches(self) -> int:
         """Number of patches S."""
         return len(self.cu_seqlens) - 1
+
+    def __post_init__(self) -> None:
+        # The (S, L) grid that SDPA runs on (L = patch_size), derived once per layout:
+        #   grid_pos   int64 (S * L,) serialized position read by each grid cell (cells past a
+        #              short patch's end read its last slot and are masked out),
+        #   row_of_pos int64 (N,) grid cell (row of the (S * L, C) output) of each position,
+        #   key_mask   bool (S, 1, 1, L) valid keys, or None when every patch is full.
+        if self.grid_pos is not None:
+            return
+        bounds = self.cu_seqlens.long()
+        lengths = bounds[1:] - bounds[:-1]
+        steps = torch.arange(self.patch_size, device=bounds.device)
+        valid = steps[None, :] < lengths[:, None]  # (S, L)
+        slot = (bounds[:-1, None] + steps[None, :]).clamp(max=int(self.pad.numel()) - 1)
+        self.grid_pos = self.pad[slot.reshape(-1)]
+        row_of_slot = torch.nonzero(valid.reshape(-1)).reshape(-1)  # row-major = packed order
+        self.row_of_pos = row_of_slot[self.unpad]
+        self.key_mask = None if bool(valid.all()) else valid[:, None, None, :]
 
 
 def counts_from_offset(offset: torch.Tensor) -> torch.Tensor:
@@ -164,29 +185,51 @@ class SerializedAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self, feat: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor, layout: PatchLayout
+        self,
+        feat: torch.Tensor,
+        order: torch.Tensor,
+        inverse: torch.Tensor,
+        layout: PatchLayout,
+        patch_index: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """feat: (N, C); order/inverse: int64 (N,) one curve's serialized order and its inverse;
-        layout: `patch_layout(offset, self.patch_size)`. Returns (N, C) in input point order."""
-        n, c = feat.shape
+        layout: `patch_layout(offset, self.patch_size)`; patch_index: optional
+        `patch_gather_index(order, inverse, layout)` (a level caches it per curve).
+        Returns (N, C) in input point order."""
+        c = feat.shape[1]
         h = self.num_heads
-        slot_order = order[layout.pad]  # padded slot -> point index
-        slot_of_point = layout.unpad[inverse]  # point index -> its slot
-        qkv = self.qkv(feat)[slot_order].reshape(-1, 3, h, c // h)
         dropout_p = self.attn_drop if self.training else 0.0
+        qkv = self.qkv(feat)
         if self.enable_flash and flash_attn is not None and qkv.is_cuda:
+            slot_order = order[layout.pad]  # padded slot -> point index
             half = qkv.dtype if qkv.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
             out = flash_attn.flash_attn_varlen_qkvpacked_func(
-                qkv.to(half),
+                qkv[slot_order].reshape(-1, 3, h, c // h).to(half),
                 layout.cu_seqlens,
                 max_seqlen=layout.patch_size,
                 dropout_p=dropout_p,
                 softmax_scale=self.scale,
             ).to(qkv.dtype)
+            out = out.reshape(-1, c)[layout.unpad[inverse]]
         else:
-            q, k, v = qkv.unbind(dim=1)
-            out = varlen_attention(
-                q, k, v, layout.cu_seqlens, layout.patch_size, self.scale, dropout_p
-            )
-        out = out.reshape(-1, c)[slot_of_point]
+            # one gather in (point -> (S, L) grid cell), SDPA on the grid, one gather out
+            grid_point, point_row = patch_index or patch_gather_index(order, inverse, layout)
+            s = layout.num_patches
+            q, k, v = qkv[grid_point].view(s, -1, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=layout.key_mask, dropout_p=dropout_p, scale=self.scale
+            )  # (S, H, L, D)
+            out = out.transpose(1, 2).reshape(-1, c)[point_row]
         return self.proj_drop(self.proj(out))
+
+
+def patch_gather_index(
+    order: torch.Tensor, inverse: torch.Tensor, layout: PatchLayout
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather maps between points and the (S, L) SDPA grid of one curve.
+
+    order, inverse: int64 (N,) the curve's serialized order and its inverse permutation.
+    Returns (grid_point int64 (S * L,): the point each grid cell reads; point_row int64 (N,):
+    the grid cell each point's output is read from).
+    """
+    return order[layout.grid_pos], layout.row_of_pos[inverse]

@@ -16,7 +16,12 @@ from torch import nn
 
 from srkd.errors import ConfigError
 from srkd.models import sparse
-from srkd.models.attention import PatchLayout, SerializedAttention, patch_layout
+from srkd.models.attention import (
+    PatchLayout,
+    SerializedAttention,
+    patch_gather_index,
+    patch_layout,
+)
 from srkd.models.serialization import Serialization
 from srkd.types import UNPOOLING_MODES
 
@@ -55,6 +60,9 @@ class PointLevel:
     cluster: torch.Tensor | None = None
     cpe_input: torch.Tensor | None = None
     _layouts: dict[int, PatchLayout] = field(default_factory=dict, repr=False)
+    _patch_index: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def batch_size(self) -> int:
@@ -65,6 +73,17 @@ class PointLevel:
         if patch_size not in self._layouts:
             self._layouts[patch_size] = patch_layout(self.offset, patch_size)
         return self._layouts[patch_size]
+
+    def patch_index(self, patch_size: int, curve: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`patch_gather_index` of curve `curve` (row of the serialization) at `patch_size`,
+        computed once per level: the blocks of a stage cycle through the same few curves."""
+        key = (patch_size, curve)
+        if key not in self._patch_index:
+            s = self.serialization
+            self._patch_index[key] = patch_gather_index(
+                s.order[curve], s.inverse[curve], self.layout(patch_size)
+            )
+        return self._patch_index[key]
 
     def sparse_with(self, feat: torch.Tensor) -> sparse.SparseTensor:
         """This level's sparse tensor carrying `feat` (M, C')."""
@@ -184,8 +203,11 @@ class Block(nn.Module):
         x = x + norm(linear(conv(level.sparse_with(conv_in)).features))
         s = level.serialization
         k = self.order_index % s.order.shape[0]
-        layout = level.layout(self.attn.patch_size)
-        x = x + self.drop_path(self.attn(self.norm1(x), s.order[k], s.inverse[k], layout))
+        size = self.attn.patch_size
+        attn = self.attn(
+            self.norm1(x), s.order[k], s.inverse[k], level.layout(size), level.patch_index(size, k)
+        )
+        x = x + self.drop_path(attn)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         level.feat = x
         return level

@@ -50,19 +50,39 @@ def _check_grid(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
     return g
 
 
+def _spread_table(device: torch.device) -> torch.Tensor:
+    """int64 (256,): bit i of the index moved to bit 3i (the Morton spread of one byte)."""
+    v = torch.arange(256, device=device, dtype=torch.int64)
+    out = torch.zeros_like(v)
+    for i in range(8):
+        out |= ((v >> i) & 1) << (3 * i)
+    return out
+
+
+_SPREAD: dict[torch.device, torch.Tensor] = {}
+
+
+def _spread(v: torch.Tensor) -> torch.Tensor:
+    """Bit i of each int (< 2**16) moved to bit 3i, by two byte-table lookups; int64 (N,)."""
+    table = _SPREAD.get(v.device)
+    if table is None:
+        table = _SPREAD[v.device] = _spread_table(v.device)
+    v = v.long()
+    return table[v & 255] | (table[v >> 8] << 24)
+
+
+def _interleave(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Bits of x, y, z (each < 2**16) interleaved: bit i lands at 3i+2, 3i+1, 3i. int64 (N,)."""
+    return (_spread(x) << 2) | (_spread(y) << 1) | _spread(z)
+
+
 def z_order_encode(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
     """Morton code of integer voxel coordinates.
 
     grid_coord: integer (N, 3), each value in [0, 2**depth).  Returns int64 (N,) in [0, 8**depth).
     """
     g = _check_grid(grid_coord, depth)
-    x, y, z = g[:, 0], g[:, 1], g[:, 2]
-    code = torch.zeros_like(x)
-    for i in range(depth):
-        code |= ((x >> i) & 1) << (3 * i + 2)
-        code |= ((y >> i) & 1) << (3 * i + 1)
-        code |= ((z >> i) & 1) << (3 * i)
-    return code
+    return _interleave(g[:, 0], g[:, 1], g[:, 2])
 
 
 def hilbert_encode(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
@@ -72,35 +92,31 @@ def hilbert_encode(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
     significant bit down), Gray-encode, then read the "transposed" index bit by bit, axis 0 first.
     grid_coord: integer (N, 3) in [0, 2**depth).  Returns int64 (N,) in [0, 8**depth); codes of
     consecutive integers are face-adjacent voxels.
+    The per-axis work runs on int32 (coordinates have <= 16 bits); the final bit interleave is
+    the Morton spread of the transformed axes.
     """
-    g = _check_grid(grid_coord, depth)
-    x = [g[:, 0].clone(), g[:, 1].clone(), g[:, 2].clone()]
-    q = 1 << (depth - 1)
-    while q > 1:
-        p = q - 1
-        # axis 0: invert its own lower bits where its bit q is set
-        x[0] = torch.where((x[0] & q) != 0, x[0] ^ p, x[0])
+    g = _check_grid(grid_coord, depth).to(torch.int32)
+    x = [g[:, 0].contiguous(), g[:, 1].contiguous(), g[:, 2].contiguous()]
+    for level in range(depth - 1, 0, -1):
+        p = (1 << level) - 1
+        # branch-free selects: m is all ones where the axis has bit `level` set, else zero
+        # axis 0: invert its own lower bits where its bit is set
+        m = -((x[0] >> level) & 1)
+        x[0] = x[0] ^ (m & p)
         for i in (1, 2):
-            on = (x[i] & q) != 0
+            m = -((x[i] >> level) & 1)
             swap = (x[0] ^ x[i]) & p  # exchange the lower bits of axis 0 and axis i
-            x0 = torch.where(on, x[0] ^ p, x[0] ^ swap)
-            x[i] = torch.where(on, x[i], x[i] ^ swap)
-            x[0] = x0
-        q >>= 1
+            x[0] = x[0] ^ ((m & p) | (~m & swap))  # bit set: invert axis 0, else swap
+            x[i] = x[i] ^ (~m & swap)
     # Gray encode: prefix-XOR over the interleaved bit string (x, y, z of each level, MSB first).
     x[1] = x[1] ^ x[0]
     x[2] = x[2] ^ x[1]
-    t = torch.zeros_like(x[0])
-    q = 1 << (depth - 1)
-    while q > 1:
-        t = torch.where((x[2] & q) != 0, t ^ (q - 1), t)
-        q >>= 1
-    x = [xi ^ t for xi in x]
-    code = torch.zeros_like(x[0])
-    for b in range(depth):
-        for i in range(3):
-            code |= ((x[i] >> b) & 1) << (3 * b + 2 - i)
-    return code
+    # t: bit b set when an odd number of the bits of axis 2 above b are set (bits 1..depth-1),
+    # i.e. the prefix XOR from the top of (axis 2 >> 1), in log2(16) shift-XOR steps
+    t = x[2] >> 1
+    for shift in (1, 2, 4, 8):
+        t = t ^ (t >> shift)
+    return _interleave(x[0] ^ t, x[1] ^ t, x[2] ^ t)
 
 
 def encode(
