@@ -186,8 +186,9 @@ class RunLog:
                     sink.close()
 
     def write_curves(self) -> None:
-        """curves.png (atomic): loss terms and lr per step, validation mIoU per epoch."""
-        if not self.enabled:
+        """curves.png (atomic): loss terms and lr per step, validation mIoU per epoch; nothing
+        before the first logged row (a run that failed at its start leaves no empty picture)."""
+        if not self.enabled or not self.curves.has_rows():
             return
         from srkd.plots import plot_training_curves
 
@@ -223,6 +224,10 @@ class Curves:
         self.losses: dict[str, tuple[array, array]] = {}
         self.lr: tuple[array, array] = (array("q"), array("d"))
         self.miou: tuple[array, array] = (array("q"), array("d"))
+
+    def has_rows(self) -> bool:
+        """True once a training step or a validation has been added."""
+        return len(self.lr[0]) > 0 or len(self.miou[0]) > 0 or any(len(s) for s, _ in self.losses.values())
 
     def add(self, row: Mapping[str, Any]) -> None:
         """Take the drawn values of one log row (rows without a step are skipped)."""
