@@ -45,6 +45,5 @@ def test_demo_pipeline_runs_end_to_end(tmp_path):
         assert (tmp_path / "reports/demo" / png).stat().st_size > 1000
     again = run_pipeline(spec, overrides=TINY)
     assert not any(r.ran for r in again)
-    # a changed distill parameter re-runs the students and the report, nothing upstream
-    third = run_pipeline(spec, overrides={**TINY, "distill.seed": 1})
-    assert sorted(r.name for r in third if r.ran) == ["baseline", "distill", "evaluate"]
+    # which stages a changed parameter re-runs is tested in tests/pipeline/test_runner.py, whose
+    # stages are quick Python one-liners (here each stage would import torch and spconv again)
