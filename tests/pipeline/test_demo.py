@@ -45,5 +45,8 @@ def test_demo_pipeline_runs_end_to_end(tmp_path):
         assert (tmp_path / "reports/demo" / png).stat().st_size > 1000
     again = run_pipeline(spec, overrides=TINY)
     assert not any(r.ran for r in again)
-    # which stages a changed parameter re-runs is tested in tests/pipeline/test_runner.py, whose
-    # stages are quick Python one-liners (here each stage would import torch and spconv again)
+    # a changed distill parameter would re-run the two students, nothing upstream (a dry run: what
+    # their new outputs then re-run is test_runner's, with stages that need no torch import)
+    third = run_pipeline(spec, overrides={**TINY, "distill.seed": 1}, dry_run=True)
+    assert {"baseline", "distill"} <= {r.name for r in third if r.ran}
+    assert not {"generate", "cache_teacher", "cache_teacher_val"} & {r.name for r in third if r.ran}
