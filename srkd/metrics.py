@@ -361,7 +361,7 @@ def check_class_names(class_names: Sequence[str], k: int) -> list[str]:
 
 def default_class_names(num_classes: int) -> tuple[str, ...]:
     """ScanNet-20 or ScanNet200 names when K is 20 or 200, otherwise "class_0", "class_1", ..."""
-    from srkd.data import classes
+    from srkd.data.scannet import classes
 
     k = _check_num_classes(num_classes)
     if k == len(classes.SCANNET20_CLASSES):

@@ -11,10 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
-from srkd.data.classes import SCANNET20_CLASSES
 from srkd.data.collate import PointBatch
-from srkd.data.layout import write_scene
 from srkd.data.scannet import ScanNetScenes
+from srkd.data.scannet.classes import SCANNET20_CLASSES
+from srkd.data.scannet.layout import write_scene
+from srkd.data.transforms import replay
 from srkd.data.voxelize import grid_sample
 from srkd.errors import CheckpointError, ConfigError
 from srkd.evaluate import (
@@ -27,7 +28,6 @@ from srkd.evaluate import (
     resolve_device,
     write_evaluation,
 )
-from srkd.data.transforms import replay
 from srkd.inference import infer_scene, infer_view, precise_views
 from srkd.models import SegmentationModel, create_model, save_checkpoint
 from srkd.models.base import ModelOutput

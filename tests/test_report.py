@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from srkd.data.classes import SCANNET20_CLASSES, SCANNET20_COLORS
+from srkd.data.scannet.classes import SCANNET20_CLASSES, SCANNET20_COLORS
 from srkd.errors import ConfigError, DataError
 from srkd.metrics import SegmentationScores, confusion_matrix
 from srkd.report import (

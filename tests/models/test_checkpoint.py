@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from srkd.errors import CheckpointError
-from srkd.models import compact_checkpoint, create_model, file_sha256, load_checkpoint, save_checkpoint
+from srkd.models import (
+    compact_checkpoint,
+    create_model,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
 from srkd.models.checkpoint import FORMAT_VERSION, read_checkpoint_meta
 
 CLASSES = ["wall", "floor", "chair"]
@@ -146,9 +152,9 @@ DEMO_TEACHER = Path(__file__).resolve().parents[2] / "srkd" / "assets" / "demo_t
 def test_shipped_demo_teacher_is_small_safe_and_trained(tmp_path) -> None:
     """The teacher the demo distils from: <= 10 MB, float16 storage, weights_only, and really
     trained (it segments a synthetic room it never saw far above chance)."""
-    from srkd.data.classes import SCANNET20_CLASSES
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
-    from srkd.data.synthetic import generate_dataset
+    from srkd.data.scannet.classes import SCANNET20_CLASSES
+    from srkd.data.synthetic.rooms import generate_dataset
     from srkd.distill import validation_scores
 
     assert DEMO_TEACHER.stat().st_size <= 10_000_000

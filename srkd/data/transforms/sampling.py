@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from srkd.data.voxelize import grid_sample, sphere_crop_indices
 from srkd.errors import ConfigError
 from srkd.types import PointCloud
 
-from .transforms_base import Transform, new_seed, register_transform
-from .voxelize import grid_sample, sphere_crop_indices
+from .base import Transform, new_seed, register_transform
 
 
 @dataclass(frozen=True, eq=False)
