@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -336,13 +336,6 @@ class SegmentationScores:
             "per_class": per_class,
             "confusion": self.confusion.tolist(),
         }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SegmentationScores:
-        """Rebuild from `to_dict` output (everything is recomputed from the confusion matrix)."""
-        if not isinstance(data, Mapping) or "confusion" not in data:
-            raise DataError("scores must be a mapping with a 'confusion' matrix (from to_dict)")
-        return cls.from_confusion(np.asarray(data["confusion"], dtype=np.int64))
 
 
 def _json_float(x: float) -> float | None:

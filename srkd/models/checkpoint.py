@@ -229,12 +229,6 @@ def _describe_difference(kind: str, have: Sequence[str], want: Sequence[str]) ->
     return f"{kind} differ (checkpoint vs expected) at " + ", ".join(diffs[:3]) + more
 
 
-def read_checkpoint_meta(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CheckpointMeta:
-    """The description of the checkpoint at ``path`` without building the model."""
-    path = Path(path)
-    return _meta(_read(path, map_location), path)
-
-
 def _meta(data: dict, path: Path) -> CheckpointMeta:
     spec = data["feature_spec"]
     try:

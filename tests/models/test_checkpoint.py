@@ -17,7 +17,7 @@ from srkd.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from srkd.models.checkpoint import FORMAT_VERSION, read_checkpoint_meta
+from srkd.models.checkpoint import FORMAT_VERSION
 
 CLASSES = ["wall", "floor", "chair"]
 FEATURES = ["color", "normal"]
@@ -70,7 +70,6 @@ def test_round_trip(saved: tuple[Path, torch.nn.Module]) -> None:
     assert want.keys() == got.keys()
     for k in want:
         assert torch.equal(want[k], got[k]), k
-    assert read_checkpoint_meta(path).model_name == "test_spunet"
     assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temp file
 
 
@@ -175,13 +174,13 @@ def test_ptv3_checkpoints_record_their_decoder_semantics(tmp_path: Path) -> None
     model = create_model("test_ptv3", unpooling="v3m2")
     path = save_checkpoint(tmp_path / "m.pt", model, class_names=[str(i) for i in range(20)],
                            feature_names=FEATURES, color_norm="legacy")
-    meta = read_checkpoint_meta(path)
+    meta = load_checkpoint(path)[1]
     assert meta.model_args["unpooling"] == "v3m2" and meta.color_norm == "legacy"
     # a preset default is recorded too, so a later change of the default cannot alter a saved model
     default = save_checkpoint(tmp_path / "d.pt", create_model("test_ptv3"),
                               class_names=[str(i) for i in range(20)], feature_names=FEATURES,
                               color_norm="pointcept")
-    assert read_checkpoint_meta(default).model_args == {"unpooling": "v3m1"}
+    assert load_checkpoint(default)[1].model_args == {"unpooling": "v3m1"}
 
 
 def test_format_1_checkpoints_load_as_srkd_0_1_built_them(tmp_path: Path) -> None:

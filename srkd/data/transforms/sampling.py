@@ -83,7 +83,7 @@ class GridSample(Transform):
     Returns a `VoxelCloud` whose `grid_coord` is the kept points' voxel coordinates
     (min-shifted over the input). params: {"seed": int, "grid_size": float}.
     Test-mode fragments are not a single cloud; use `srkd.data.voxelize.grid_sample(...,
-    mode="test")` (the dataset does so in test mode).
+    mode="test")` (as `srkd.data.dataset.make_fragments` does).
     """
 
     name = "grid_sample"
