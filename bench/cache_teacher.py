@@ -49,7 +49,7 @@ def synthetic_dataset(root: Path, scenes: int, points: int, seed: int = 0) -> Pa
     """Room-like scenes (points on the floor and walls of a 6 x 5 x 3 m box) in the layout."""
     import numpy as np
 
-    from srkd.data.layout import write_scene
+    from srkd.data.scannet.layout import write_scene
 
     rng = np.random.default_rng(seed)
     size = np.array([6.0, 5.0, 3.0])
@@ -76,8 +76,8 @@ def bench_model(name: str, data_root: Path, split: str, args: argparse.Namespace
     import torch
 
     from srkd.cache import CodecSpec
-    from srkd.data.classes import SCANNET20_CLASSES
     from srkd.data.scannet import get_dataset_spec, list_scenes, load_scene
+    from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.models import create_model, save_checkpoint
     from srkd.teacher_cache import TeacherRef, ViewSettings, load_teacher, scene_targets
     from srkd.teacher_cache_run import CacheJob, build_cache

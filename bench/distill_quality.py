@@ -175,7 +175,7 @@ def prepare_data(args: argparse.Namespace) -> Path:
         if not ((root / "train").is_dir() and (root / "val").is_dir()):
             raise SystemExit(f"distill_quality: no dataset at {root} (needs train/ and val/ scene folders)")
         return root
-    from srkd.data.synthetic import generate_dataset
+    from srkd.data.synthetic.rooms import generate_dataset
 
     n = args.rooms + args.val_rooms
     root = args.work / f"rooms-seed{args.data_seed}-{args.rooms}+{args.val_rooms}x{args.points}"

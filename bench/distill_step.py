@@ -78,8 +78,8 @@ def load_sources(root: Path | None, batch: int, points: int, tmp: Path):
     points around its centre and written as a layout dataset under `tmp`; returns (root, kind)."""
     import numpy as np
 
-    from srkd.data.layout import write_scene
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
+    from srkd.data.scannet.layout import write_scene
 
     ds = get_dataset_spec("scannet")
     kind = "given"
@@ -87,7 +87,7 @@ def load_sources(root: Path | None, batch: int, points: int, tmp: Path):
         if REAL.is_dir():
             root, kind = REAL, "scannet_real"
         else:
-            from srkd.data.synthetic import generate_dataset
+            from srkd.data.synthetic.rooms import generate_dataset
 
             root, kind = tmp / "synthetic", "synthetic"
             generate_dataset(root, scenes=batch + 1, seed=0, val_fraction=0.0,

@@ -267,8 +267,8 @@ def check_p3(device, root: Path | None, scenes: int, tmp: Path, preset: str,
     import torch
 
     from srkd.cache import CodecSpec
-    from srkd.data.classes import SCANNET20_CLASSES
     from srkd.data.scannet import get_dataset_spec, list_scenes, load_scene
+    from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.models import create_model, save_checkpoint
     from srkd.teacher_cache import TeacherRef, ViewSettings, load_teacher, scene_targets
     from srkd.teacher_cache_run import CacheJob, build_cache

@@ -319,9 +319,7 @@ def load_eval_model(path: Path, *, grid_size: float | None = None, name: str | N
 
 
 def _kind(tp: dict[str, Any]) -> str:
-    """The row's kind from train_params: "role" if recorded, else how the model was trained."""
-    if tp.get("role"):
-        return str(tp["role"])
+    """The row's kind from train_params: how the model was trained."""
     method = f" ({tp['method']})" if tp.get("method") else ""
     if tp.get("cache") or tp.get("online_teacher"):
         return "student" + method

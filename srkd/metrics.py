@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -337,13 +337,6 @@ class SegmentationScores:
             "confusion": self.confusion.tolist(),
         }
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SegmentationScores:
-        """Rebuild from `to_dict` output (everything is recomputed from the confusion matrix)."""
-        if not isinstance(data, Mapping) or "confusion" not in data:
-            raise DataError("scores must be a mapping with a 'confusion' matrix (from to_dict)")
-        return cls.from_confusion(np.asarray(data["confusion"], dtype=np.int64))
-
 
 def _json_float(x: float) -> float | None:
     return None if math.isnan(float(x)) else float(x)
@@ -361,7 +354,7 @@ def check_class_names(class_names: Sequence[str], k: int) -> list[str]:
 
 def default_class_names(num_classes: int) -> tuple[str, ...]:
     """ScanNet-20 or ScanNet200 names when K is 20 or 200, otherwise "class_0", "class_1", ..."""
-    from srkd.data import classes
+    from srkd.data.scannet import classes
 
     k = _check_num_classes(num_classes)
     if k == len(classes.SCANNET20_CLASSES):

@@ -21,8 +21,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from srkd.errors import ConfigError, DataError
-from srkd.metrics import check_class_names, check_confusion_matrix, default_class_names
 from srkd.io import atomic_write
+from srkd.metrics import check_class_names, check_confusion_matrix, default_class_names
 from srkd.types import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def plot_confusion(
 def _class_rgb(class_colors: Sequence[Sequence[float]] | None, k_needed: int) -> np.ndarray:
     """float (K, 3) colours in [0, 1]; the table may be 0..255 ints or 0..1 floats."""
     if class_colors is None:
-        from srkd.data.classes import SCANNET20_COLORS
+        from srkd.data.scannet.classes import SCANNET20_COLORS
 
         class_colors = SCANNET20_COLORS
     table = np.asarray(class_colors, dtype=np.float64)

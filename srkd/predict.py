@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from srkd.data.dataset import make_fragments
-from srkd.data.ply import write_ply
+from srkd.data.scannet.ply import write_ply
 from srkd.data.transforms import Compose, replay
-from srkd.data.transforms_color import NormalizeColor
+from srkd.data.transforms.color import NormalizeColor
 from srkd.errors import CheckpointError, ConfigError, DataError
 from srkd.inference import precise_views
 from srkd.models.deploy import PlainSegmenter, load_plain_segmenter
@@ -80,8 +80,8 @@ class PredictRun:
 def class_palette(class_names: Sequence[str]) -> tuple[str, np.ndarray]:
     """(dataset name, uint8 (K, 3) colours) of the registered dataset with exactly these classes;
     ("unknown", generated distinct colours) when none matches."""
-    from srkd.data.classes import spread_palette
     from srkd.data.scannet import dataset_for_classes
+    from srkd.data.scannet.classes import spread_palette
 
     spec = dataset_for_classes(class_names)
     if spec is not None:

@@ -7,7 +7,7 @@ Accepted inputs (one scan each):
     .ply     a mesh (vertices + faces; e.g. ScanNet's `scene*_vh_clean_2.ply`): the vertices are the
              points; or a point cloud (vertices only). Vertex colour as uchar red, green, blue.
 Normals, when the model needs them: the file's own (normal.npy, or PLY nx, ny, nz), else for a mesh
-the area-weighted face normals (`srkd.data.ply.vertex_normals`, as `srkd prepare scannet`), else
+the area-weighted face normals (`srkd.data.scannet.ply.vertex_normals`, as `srkd prepare scannet`), else
 PCA over the k nearest neighbours oriented towards the centroid (`srkd.data.normals`).
 Every problem is one DataError naming the file and what to do.
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from srkd.data.layout import SCENE_FILES
 from srkd.data.normals import DEFAULT_NEIGHBOURS, pca_normals
-from srkd.data.ply import read_mesh, vertex_normals
+from srkd.data.scannet.layout import SCENE_FILES
+from srkd.data.scannet.ply import read_mesh, vertex_normals
 from srkd.errors import DataError
 from srkd.types import PointCloud
 

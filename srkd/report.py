@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srkd.errors import ConfigError, DataError
+from srkd.errors import ConfigError
 from srkd.io import atomic_write_json, atomic_write_text
 from srkd.metrics import SegmentationScores, check_class_names, default_class_names
 
@@ -118,24 +118,6 @@ class ReportRow:
             "extra": dict(self.extra),
         }
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReportRow:
-        """Inverse of `to_dict`."""
-        try:
-            latency = data["latency"]
-            return cls(
-                name=str(data["name"]),
-                kind=str(data["kind"]),
-                scores=SegmentationScores.from_dict(data["scores"]),
-                split=SplitInfo(**data["split"]),
-                params=None if data["params"] is None else int(data["params"]),
-                latency=None if latency is None else Latency(**latency),
-                source=str(data.get("source", "")),
-                extra=dict(data.get("extra", {})),
-            )
-        except (KeyError, TypeError) as e:
-            raise DataError(f"a model row in the metrics file is malformed ({e!r})") from e
-
 
 def check_rows(
     rows: Sequence[ReportRow], class_names: Sequence[str] | None = None
@@ -190,29 +172,6 @@ def write_metrics_json(
     except (TypeError, ValueError) as e:  # e.g. a numpy value or NaN in a row's `extra`
         raise ConfigError(f"the report rows cannot be written as JSON to {path}: {e}") from e
     return atomic_write_text(Path(path), text + "\n")
-
-
-def read_metrics_json(path: Path) -> tuple[list[ReportRow], list[str]]:
-    """Read a file written by `write_metrics_json`: (rows, class names)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DataError(f"metrics file {path} does not exist") from e
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"metrics file {path} is not readable JSON ({e})") from e
-    if not isinstance(data, dict) or data.get("format") != METRICS_FORMAT:
-        raise DataError(f"{path} is not an srkd metrics file (no format {METRICS_FORMAT!r})")
-    if data.get("version") != METRICS_VERSION:
-        raise DataError(
-            f"{path} has metrics format version {data.get('version')!r}; this srkd reads "
-            f"version {METRICS_VERSION}"
-        )
-    try:
-        rows = [ReportRow.from_dict(m) for m in data["models"]]
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from e
-    return check_rows(rows, data.get("class_names"))
 
 
 def _pct(x: float) -> str:

@@ -11,10 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
-from srkd.data.classes import SCANNET20_CLASSES
 from srkd.data.collate import PointBatch
-from srkd.data.layout import write_scene
 from srkd.data.scannet import ScanNetScenes
+from srkd.data.scannet.classes import SCANNET20_CLASSES
+from srkd.data.scannet.layout import write_scene
+from srkd.data.transforms import replay
 from srkd.data.voxelize import grid_sample
 from srkd.errors import CheckpointError, ConfigError
 from srkd.evaluate import (
@@ -27,11 +28,9 @@ from srkd.evaluate import (
     resolve_device,
     write_evaluation,
 )
-from srkd.data.transforms import replay
 from srkd.inference import infer_scene, infer_view, precise_views
 from srkd.models import SegmentationModel, create_model, save_checkpoint
 from srkd.models.base import ModelOutput
-from srkd.report import read_metrics_json
 
 K = 20
 GRID = 0.1
@@ -152,11 +151,12 @@ def test_report_and_pictures_written(data_root: Path, tmp_path: Path) -> None:
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| oracle |" in report and "| student |" in report and f"scene_{SCENES[1]}.png" in report
-    rows, class_names = read_metrics_json(tmp_path / "out" / "metrics.json")
-    assert class_names == list(SCANNET20_CLASSES)
-    assert rows[0].scores.miou == 1.0 and rows[0].split.num_scenes == 2
-    assert rows[1].latency is not None and rows[1].latency.ms_per_scene > 0
-    assert rows[1].latency.device.startswith("cpu")
+    data = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    rows = data["models"]
+    assert data["class_names"] == list(SCANNET20_CLASSES)
+    assert rows[0]["scores"]["miou"] == 1.0 and rows[0]["split"]["num_scenes"] == 2
+    assert rows[1]["latency"] is not None and rows[1]["latency"]["ms_per_scene"] > 0
+    assert rows[1]["latency"]["device"].startswith("cpu")
 
 
 def _write_cache(root: Path, scenes: ScanNetScenes, ensemble: bool, split: str = "val") -> Path:
@@ -265,7 +265,7 @@ def _checkpoint(path: Path, data_root: Path, classes: tuple[str, ...] = SCANNET2
     model = create_model("test_spunet", num_classes=len(classes), in_channels=6)
     return save_checkpoint(path, model, class_names=classes, feature_names=("color", "normal"), color_norm="pointcept",
                            train_params={"dataset": "scannet", "data_root": str(data_root),
-                                         "grid_size": GRID, "role": "student"})  # fmt: skip
+                                         "grid_size": GRID, "cache": "teacher_cache"})  # fmt: skip
 
 
 @pytest.fixture
@@ -303,9 +303,9 @@ def test_cli_defaults_to_the_distill_student(data_root: Path, cli_dir: Path) -> 
     )
     result = CliRunner().invoke(app, ["evaluate", "--max-scenes", "1", "--latency-runs", "0"])
     assert result.exit_code == 0, result.output
-    rows, _ = read_metrics_json(cli_dir / "reports" / "ev" / "metrics.json")
-    assert rows[0].name == "student" and rows[0].split.tta_views == 1
-    assert rows[0].split.num_scenes == 1
+    rows = json.loads((cli_dir / "reports" / "ev" / "metrics.json").read_text())["models"]
+    assert rows[0]["name"] == "student" and rows[0]["split"]["tta_views"] == 1
+    assert rows[0]["split"]["num_scenes"] == 1
 
 
 def test_cli_scores_a_cached_teacher_next_to_a_checkpoint(data_root: Path, cli_dir: Path) -> None:
@@ -315,10 +315,10 @@ def test_cli_scores_a_cached_teacher_next_to_a_checkpoint(data_root: Path, cli_d
     result = CliRunner().invoke(app, ["evaluate", "--cache", str(cache), "-c", str(ckpt), "--no-tta",
                                       "--max-scenes", "1", "--latency-runs", "0", "--out", "ev"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    rows, _ = read_metrics_json(cli_dir / "ev" / "metrics.json")
-    assert [r.name for r in rows] == ["student", "oracle_teacher (cache)"]
-    assert rows[1].scores.miou == 1.0 and rows[1].kind == "teacher-cache"
-    assert "mean of 3 views" in rows[1].split.scope
+    rows = json.loads((cli_dir / "ev" / "metrics.json").read_text())["models"]
+    assert [r["name"] for r in rows] == ["student", "oracle_teacher (cache)"]
+    assert rows[1]["scores"]["miou"] == 1.0 and rows[1]["kind"] == "teacher-cache"
+    assert "mean of 3 views" in rows[1]["split"]["scope"]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from srkd.data.collate import VoxelSample, collate
-from srkd.data.layout import check_scene_id, write_scene
+from srkd.data.scannet.layout import check_scene_id, write_scene
 from srkd.errors import ConfigError, DataError
 from srkd.registry import Registry
 

@@ -130,15 +130,14 @@ def test_nothing_labelled_gives_nan_and_zero_classes():
     json.dumps(d, allow_nan=False)
 
 
-def test_to_dict_is_strict_json_and_round_trips():
+def test_to_dict_is_strict_json():
     s = SegmentationScores.from_confusion(confusion_matrix(PRED, TARGET, 4))
     d = s.to_dict(["w", "x", "y", "z"])
     text = json.dumps(d, allow_nan=False)
     assert d["classes_in_mean"] == 3 and d["num_points"] == 7
     assert [c["iou"] for c in d["per_class"]] == [0.5, 0.4, 0.0, None]
     assert [c["present"] for c in d["per_class"]] == [True, True, True, False]
-    back = SegmentationScores.from_dict(json.loads(text))
-    assert (back.confusion == s.confusion).all() and back.miou == s.miou
+    assert json.loads(text)["confusion"] == s.confusion.tolist() and d["miou"] == s.miou
     with pytest.raises(ConfigError, match="3 class names"):
         s.to_dict(["a", "b", "c"])
 

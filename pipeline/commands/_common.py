@@ -11,13 +11,13 @@ from typing import Annotated, Optional
 import typer
 
 from srkd.data.scannet import DATASETS
-from srkd.data.transforms_color import COLOR_NORMS
+from srkd.data.transforms.color import COLOR_NORMS
 from srkd.types import LOSS_METHODS, TARGET_MODES, UNPOOLING_MODES
 
 # Choices are enums built from the library's own name lists (numpy-only modules), so typer refuses a
 # bad value at once, before any command body imports torch or spconv.
 ColorNorm = enum.StrEnum("ColorNorm", {name: name for name in COLOR_NORMS})
-"""Choices of --color-norm (srkd.data.transforms_color.COLOR_NORMS)."""
+"""Choices of --color-norm (srkd.data.transforms.color.COLOR_NORMS)."""
 
 Unpooling = enum.StrEnum("Unpooling", {name: name for name in UNPOOLING_MODES})
 """Choices of --unpooling (PTv3 decoder semantics, srkd.models.ptv3_blocks.SerializedUnpooling)."""

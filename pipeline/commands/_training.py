@@ -8,8 +8,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.commands._common import ColorNorm, DatasetName, DeviceOption, optional_float
-from srkd.data.transforms_color import DEFAULT_COLOR_NORM
+from pipeline.commands._common import (
+    ColorNorm,
+    DatasetName,
+    DeviceOption,
+    optional_float,
+)
+from srkd.data.transforms.color import DEFAULT_COLOR_NORM
 
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Passes over the training split.")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Samples per step (per process under torchrun).")]
@@ -127,7 +132,13 @@ def run_with_progress(cfg, title: str) -> None:
 
     Under torchrun only rank 0 prints (header, progress bar, loss shares, "done") and warns."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from srkd.device import configure_threads
     from srkd.experiment import run

@@ -30,9 +30,15 @@ def scannet(
 ) -> None:
     """Convert raw ScanNet scans (PLY mesh, segs, aggregation) to coord/color/normal/segment .npy files."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    from srkd.data.prepare import SceneResult, prepare_scannet
+    from srkd.data.scannet.prepare import SceneResult, prepare_scannet
 
     console = Console(stderr=True)
     chosen = [s.strip() for item in splits or [] for s in item.split(",") if s.strip()] or None

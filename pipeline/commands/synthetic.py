@@ -58,14 +58,19 @@ def generate_synthetic(
         return
     import numpy as np
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
     from rich.table import Table
 
-    from srkd.data.classes import SCANNET20_CLASSES
-    from srkd.data.synthetic import generate_dataset, split_sizes
-
     from pipeline.params import command_defaults, pick
-    from srkd.data.layout import UNFINISHED
+    from srkd.data.scannet.classes import SCANNET20_CLASSES
+    from srkd.data.scannet.layout import UNFINISHED
+    from srkd.data.synthetic.rooms import generate_dataset, split_sizes
     from srkd.errors import ConfigError, DataError
 
     console = Console(stderr=True)
@@ -133,9 +138,9 @@ def _outdoor(out: Optional[Path], scenes: Optional[int], seed: Optional[int],
     from pipeline.params import command_defaults, pick
     from srkd.data.scannet import get_dataset_spec
     from srkd.data.sources import open_scenes
-    from srkd.data.synthetic import split_sizes
-    from srkd.data.synthetic_lidar import LidarConfig
-    from srkd.data.synthetic_lidar_dataset import generate_outdoor_dataset
+    from srkd.data.synthetic.lidar import LidarConfig
+    from srkd.data.synthetic.lidar_dataset import generate_outdoor_dataset
+    from srkd.data.synthetic.rooms import split_sizes
     from srkd.errors import ConfigError, DataError
 
     console = Console(stderr=True)

@@ -30,8 +30,8 @@ from zarr.core.sync import sync
 
 from srkd.cache.arrays import CHUNK_ROWS, entry_nbytes, read_entry, write_entry  # noqa: F401 (their old home)
 from srkd.cache.codecs import Codec, CodecSpec
-from srkd.data.layout import check_scene_id as layout_check_scene_id
-from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
+from srkd.data.scannet.layout import check_scene_id as layout_check_scene_id
+from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CacheError, ConfigError, DataError
 
 SCHEMA_VERSION = 2
@@ -61,7 +61,7 @@ ENSEMBLE = "ensemble"
 
 def check_scene_id(scene_id: str) -> str:
     """Return `scene_id` if it is a safe single path component (the dataset layout's rule,
-    `srkd.data.layout.check_scene_id`), else raise CacheError."""
+    `srkd.data.scannet.layout.check_scene_id`), else raise CacheError."""
     try:
         return layout_check_scene_id(scene_id)
     except (DataError, TypeError):

@@ -155,10 +155,3 @@ def mix3d(batch: PointBatch, prob: float, rng: np.random.Generator) -> PointBatc
         views=batch.views,
         source_offset=offset,
     )
-
-
-def collate_mix3d(
-    samples: Sequence[VoxelSample], prob: float, rng: np.random.Generator
-) -> PointBatch:
-    """`collate` then `mix3d` (see both)."""
-    return mix3d(collate(samples), prob, rng)

@@ -31,7 +31,6 @@ from .transforms import (
 )
 from .voxelize import grid_sample
 
-DATASET_MODES = ("train", "test")
 _MIX_STREAM = 0x3D  # separates the Mix3D coin stream from the per-sample streams
 _SHUFFLE_STREAM = 0x5F
 
@@ -122,18 +121,15 @@ class SceneDataset(Dataset):
     Args:
         source: scene source (`scene_ids`, `load`).
         transforms: chain applied to each scene (e.g. `train_transforms()`); None = nothing.
-        grid_size: voxel edge in metres (a dataset's is DatasetSpec.grid_size). Train mode: if the chain has no GridSample, one is
-            appended; if it has one, its grid_size must equal this. Test mode: fragment grid.
+        grid_size: voxel edge in metres (a dataset's is DatasetSpec.grid_size). If the chain has no GridSample, one is
+            appended; if it has one, its grid_size must equal this.
         feature_names: PointCloud fields concatenated into `feat`.
-        mode: "train" -> item is one VoxelSample (one random point per voxel);
-              "test" -> item is a list of VoxelSample fragments covering every point (the chain
-              must then not drop points: no subset transforms).
         seed: base seed; item i of epoch e draws from ``sample_rng(seed, e, i)``.
         repeats: each scene appears `repeats` times per epoch (Pointcept's "loop").
         view_provider: optional; its view record is replayed before `transforms` and the sample
             gets its view index (see `ViewProvider`).
-        fragment_transforms: test mode only, see `make_fragments`.
-    Each VoxelSample carries `record`: the full record (view + chain [+ appended grid sample])
+    Each item is one VoxelSample (one random point per voxel); it carries `record`: the full
+    record (view + chain [+ appended grid sample])
     that `srkd.data.transforms.replay` reproduces from the raw scene.
     """
 
@@ -143,14 +139,10 @@ class SceneDataset(Dataset):
         transforms: Compose | None = None,
         grid_size: float = INDOOR_GRID_SIZE,
         feature_names: tuple[str, ...] = ("color", "normal"),
-        mode: str = "train",
         seed: int = 0,
         repeats: int = 1,
         view_provider: ViewProvider | None = None,
-        fragment_transforms: Compose | None = None,
     ) -> None:
-        if mode not in DATASET_MODES:
-            raise ConfigError(f"dataset mode must be one of {DATASET_MODES}, got {mode!r}")
         if not hasattr(source, "scene_ids") or not hasattr(source, "load"):
             raise ConfigError(f"{source!r} is not a scene source (needs scene_ids and load())")
         if len(source.scene_ids) == 0:
@@ -161,29 +153,20 @@ class SceneDataset(Dataset):
         self.transforms = transforms if transforms is not None else Compose([])
         self.grid_size = float(grid_size)
         self.feature_names = tuple(feature_names)
-        self.mode = mode
         self.seed = int(seed)
         self.repeats = int(repeats)
         self.view_provider = view_provider
-        self.fragment_transforms = fragment_transforms
         self.epoch = 0
         self._check_chain()
 
     def _check_chain(self) -> None:
         for t in self.transforms.transforms:
-            if self.mode == "test" and t.kind == "subset":
-                raise ConfigError(
-                    f"test mode covers every point, but the chain contains {t.name!r}, which "
-                    "drops points; remove it (fragments are made by the dataset)"
-                )
             if isinstance(t, GridSample) and t.grid_size != self.grid_size:
                 raise ConfigError(
                     f"the chain grid-samples at {t.grid_size} m but the dataset's grid_size is "
                     f"{self.grid_size} m; use one value"
                 )
-        if self.mode == "train" and not any(
-            isinstance(t, GridSample) for t in self.transforms.transforms
-        ):
+        if not any(isinstance(t, GridSample) for t in self.transforms.transforms):
             self.transforms = self.transforms + Compose([GridSample(self.grid_size)])
 
     def set_epoch(self, epoch: int) -> None:
@@ -197,7 +180,7 @@ class SceneDataset(Dataset):
         """Scene id of dataset item `index`."""
         return self.source.scene_ids[index % len(self.source.scene_ids)]
 
-    def __getitem__(self, index: int) -> VoxelSample | list[VoxelSample]:
+    def __getitem__(self, index: int) -> VoxelSample:
         if not 0 <= index < len(self):
             raise IndexError(f"dataset index {index} out of range [0, {len(self)})")
         rng = sample_rng(self.seed, self.epoch, index)
@@ -209,10 +192,6 @@ class SceneDataset(Dataset):
         else:
             view = -1
             pc, record = self.transforms(pc, rng)
-        if self.mode == "test":
-            return make_fragments(
-                pc, self.grid_size, self.feature_names, self.fragment_transforms, view, record
-            )
         return to_voxel_sample(pc, self.feature_names, view, record)  # type: ignore[arg-type]
 
 
@@ -241,17 +220,12 @@ def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def _fragments_of_one(items: list[list[VoxelSample]]) -> list[VoxelSample]:
-    return items[0]
-
-
 class SceneLoader(DataLoader):
     """DataLoader over a SceneDataset whose batches (and Mix3D coins) are reproducible.
 
     Mix3D is applied in the main process after collation (it only merges offsets), from a
     Generator seeded by (seed, epoch), so batches are identical for any number of workers.
-    Call `set_epoch(e)` before each epoch. In test mode each item is one scene's list of
-    fragment VoxelSamples (batch_size must be 1).
+    Call `set_epoch(e)` before each epoch.
     """
 
     def __init__(
@@ -269,16 +243,12 @@ class SceneLoader(DataLoader):
             raise ConfigError(f"need batch_size >= 1 and workers >= 0, got {batch_size}, {workers}")
         if not 0.0 <= mix3d_prob <= 1.0:
             raise ConfigError(f"mix3d_prob must be in [0, 1], got {mix3d_prob}")
-        test = getattr(dataset, "mode", "train") == "test"
-        if test and (batch_size != 1 or mix3d_prob > 0):
-            raise ConfigError("a test-mode loader yields one scene's fragments: use batch_size=1, "
-                              "mix3d_prob=0")
         super().__init__(
             dataset,
             batch_size=batch_size,
             sampler=sampler if sampler is not None else EpochSampler(len(dataset), shuffle, seed),
             num_workers=workers,
-            collate_fn=_fragments_of_one if test else collate,
+            collate_fn=collate,
             drop_last=drop_last,
             worker_init_fn=_worker_init if workers > 0 else None,
         )

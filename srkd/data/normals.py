@@ -6,7 +6,7 @@ reconstruction from unorganized points", SIGGRAPH 1992. PCA gives a line, not a 
 sign is chosen so that the normal points towards the cloud's centroid (``n . (c - p) >= 0``).
 For an indoor scan (sensor inside the room) that is the side the sensor saw, which is the
 direction of ScanNet's mesh normals on walls, floor and most furniture; for a single closed
-object it points inwards. Meshes should use `srkd.data.ply.vertex_normals` (faces carry the
+object it points inwards. Meshes should use `srkd.data.scannet.ply.vertex_normals` (faces carry the
 orientation) instead.
 """
 

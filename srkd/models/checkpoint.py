@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 import srkd
-from srkd.data.transforms_color import LEGACY_COLOR_NORM, check_color_norm
+from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CheckpointError, ConfigError
 from srkd.io import atomic_write
 from srkd.models.base import SegmentationModel, recorded_values
@@ -122,7 +122,9 @@ def save_checkpoint(
     Raises CheckpointError when the name is not a registered preset or the class count differs
     from the model's. Returns the path written.
     """
-    from srkd.models import MODELS  # the package imports this module; import here avoids a cycle
+    from srkd.models import (
+        MODELS,  # the package imports this module; import here avoids a cycle
+    )
 
     model = getattr(model, "module", model)
     path = Path(path)
@@ -225,12 +227,6 @@ def _describe_difference(kind: str, have: Sequence[str], want: Sequence[str]) ->
     diffs = [f"#{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(have, want)) if a != b]
     more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
     return f"{kind} differ (checkpoint vs expected) at " + ", ".join(diffs[:3]) + more
-
-
-def read_checkpoint_meta(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CheckpointMeta:
-    """The description of the checkpoint at ``path`` without building the model."""
-    path = Path(path)
-    return _meta(_read(path, map_location), path)
 
 
 def _meta(data: dict, path: Path) -> CheckpointMeta:

@@ -132,7 +132,7 @@ def load_plain_segmenter(
     0.02 m. Raises CheckpointError / ConfigError.
     """
     from srkd.data.scannet import dataset_for_classes
-    from srkd.data.transforms_sampling import INDOOR_GRID_SIZE
+    from srkd.data.transforms.sampling import INDOOR_GRID_SIZE
     from srkd.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(path, map_location=map_location)

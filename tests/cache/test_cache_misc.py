@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 import zarr
 
-from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ensemble_of, measure_codec
+from srkd.cache import (
+    CacheReader,
+    CacheSpec,
+    CacheWriter,
+    CodecSpec,
+    ensemble_of,
+    measure_codec,
+)
 from srkd.cache.codecs import softmax_kl
 from srkd.cache.inspect import summarize, teacher_miou, verify
 from srkd.errors import CacheError, ConfigError
@@ -206,8 +213,8 @@ def test_inspect_cache_command(tmp_path):
     from typer.testing import CliRunner
 
     from cli import app
-    from srkd.data.classes import SCANNET20_CLASSES
-    from srkd.data.layout import write_scene
+    from srkd.data.scannet.classes import SCANNET20_CLASSES
+    from srkd.data.scannet.layout import write_scene
 
     # a labelled dataset the cache claims to come from, so --verify can score the teacher
     spec = make_spec(

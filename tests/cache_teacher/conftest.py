@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srkd.data.classes import SCANNET20_CLASSES
-from srkd.data.layout import write_scene
+from srkd.data.scannet.classes import SCANNET20_CLASSES
+from srkd.data.scannet.layout import write_scene
 
 SCENES = ("scene0000_00", "scene0001_00", "scene0002_00")
 GRID = 0.05  # with ~2 points per 5 cm voxel every scene splits into several test-mode fragments

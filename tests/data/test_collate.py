@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from srkd.data.collate import VoxelSample, collate, collate_mix3d, mix3d
+from srkd.data.collate import VoxelSample, collate, mix3d
 from srkd.errors import ConfigError
 
 
@@ -45,7 +45,7 @@ def test_collate_without_record_is_backwards_compatible():
 def test_mix3d_merges_pairs_and_keeps_source_identity(sizes):
     samples = [sample(i, n) for i, n in enumerate(sizes)]
     plain = collate(samples)
-    mixed = collate_mix3d(samples, prob=0.8, rng=AlwaysMix(0.0))
+    mixed = mix3d(collate(samples), prob=0.8, rng=AlwaysMix(0.0))
     ends = np.cumsum(sizes)
     expect = ends[1::2].tolist() + ([int(ends[-1])] if len(sizes) % 2 else [])
     assert mixed.offset.tolist() == expect
@@ -77,6 +77,6 @@ def test_mix3d_probability_and_guards():
 
 
 def test_mixed_batch_moves_to_device():
-    mixed = collate_mix3d([sample(0, 3), sample(1, 2)], 1.0, AlwaysMix(0.0))
+    mixed = mix3d(collate([sample(0, 3), sample(1, 2)]), 1.0, AlwaysMix(0.0))
     moved = mixed.to("cpu")
     assert torch.equal(moved.source_offset, mixed.source_offset)

@@ -8,7 +8,7 @@ import torch
 
 from srkd.data import transforms as T
 from srkd.data.collate import PointBatch
-from srkd.data.dataset import SceneDataset, make_loader, sample_rng
+from srkd.data.dataset import SceneDataset, make_fragments, make_loader, sample_rng
 from srkd.errors import ConfigError
 from srkd.types import PointCloud
 
@@ -80,11 +80,12 @@ def test_chain_without_grid_sample_gets_one_and_mismatch_is_refused():
         SceneDataset(src, small_chain(), grid_size=0.02)
 
 
-def test_test_mode_fragments_cover_every_point():
+def test_fragments_cover_every_point():
     src = MemoryScenes(2, points=3000)
-    ds = SceneDataset(src, T.Compose([T.CenterShift(), T.NormalizeColor()]), 0.1, mode="test")
-    frags = ds[0]
-    raw = src.load(frags[0].scene_id)
+    raw = src.load(src.scene_ids[0])
+    chain = T.Compose([T.CenterShift(), T.NormalizeColor()])
+    pc, record = chain(raw, np.random.default_rng(0))
+    frags = make_fragments(pc, 0.1, ("color", "normal"), record=record)
     seen = np.concatenate([f.origin_index for f in frags])
     np.testing.assert_array_equal(np.unique(seen), np.arange(raw.num_points))
     for f in frags:
@@ -93,13 +94,6 @@ def test_test_mode_fragments_cover_every_point():
         m = T.geometry_matrix(f.record)
         expect = raw.coord[f.origin_index].astype(np.float64) @ m[:3, :3].T + m[:3, 3]
         np.testing.assert_allclose(f.coord, expect, atol=1e-5)
-    loader = make_loader(ds, batch_size=1, shuffle=False)
-    first = next(iter(loader))
-    assert isinstance(first, list) and len(first) == len(frags)
-    with pytest.raises(ConfigError, match="drops points"):
-        SceneDataset(src, small_chain(), 0.05, mode="test")
-    with pytest.raises(ConfigError, match="batch_size=1"):
-        make_loader(ds, batch_size=2)
 
 
 def test_view_provider_replays_a_cached_view_for_the_student():
@@ -165,8 +159,6 @@ def test_mix3d_in_the_loader_keeps_scene_identity():
 
 def test_bad_dataset_arguments():
     src = MemoryScenes(1)
-    with pytest.raises(ConfigError, match="mode"):
-        SceneDataset(src, None, mode="val")
     with pytest.raises(ConfigError, match="no scenes"):
         SceneDataset(MemoryScenes(0), None)
     with pytest.raises(ConfigError, match="scene source"):

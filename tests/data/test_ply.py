@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srkd.data import ply
-from srkd.data.ply import read_mesh, read_ply, vertex_normals
+from srkd.data.scannet import ply
+from srkd.data.scannet.ply import read_mesh, read_ply, vertex_normals
 from srkd.errors import DataError
 
 

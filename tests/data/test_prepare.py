@@ -11,8 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from srkd.data.classes import SCANNET20_CLASSES, SCANNET200_CLASSES, VALID_CLASS_IDS_200
-from srkd.data.prepare import (
+from srkd.data.scannet import get_dataset_spec, load_scene
+from srkd.data.scannet.classes import (
+    SCANNET20_CLASSES,
+    SCANNET200_CLASSES,
+    VALID_CLASS_IDS_200,
+)
+from srkd.data.scannet.prepare import (
     LabelMap,
     load_label_map,
     nyu40_to_segment20,
@@ -21,7 +26,6 @@ from srkd.data.prepare import (
     scannet200_id_to_segment200,
     scene_labels,
 )
-from srkd.data.scannet import get_dataset_spec, load_scene
 from srkd.errors import ConfigError, DataError
 
 from .test_ply import write_ply

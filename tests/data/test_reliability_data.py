@@ -10,10 +10,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from srkd.data import synthetic
-from srkd.data.layout import UNFINISHED, check_split, write_scene
 from srkd.data.scannet import ScanNetScenes, get_dataset_spec, list_scenes, load_scene
-from srkd.data.synthetic import MANIFEST, generate_dataset, generate_scene, scene_id
+from srkd.data.scannet.layout import UNFINISHED, check_split, write_scene
+from srkd.data.synthetic import rooms
+from srkd.data.synthetic.rooms import (
+    MANIFEST,
+    generate_dataset,
+    generate_scene,
+    scene_id,
+)
 from srkd.errors import ConfigError, DataError
 
 SCANNET = get_dataset_spec("scannet")
@@ -53,14 +58,14 @@ def test_every_scene_of_seeds_0_to_39_is_generated():
 
 def _fail_at(monkeypatch, index: int) -> None:
     """Make scene `index` fail as the room generator used to, mid-way through a dataset."""
-    real = synthetic.generate_scene
+    real = rooms.generate_scene
 
     def flaky(seed: int, i: int, n_points: int = 30_000) -> dict[str, np.ndarray]:
         if i == index:
             raise ValueError("high - low < 0")
         return real(seed, i, n_points)
 
-    monkeypatch.setattr(synthetic, "generate_scene", flaky)
+    monkeypatch.setattr(rooms, "generate_scene", flaky)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -97,7 +102,7 @@ def test_regenerating_a_finished_dataset_that_fails_leaves_it_marked_unfinished(
 
 def test_cli_disk_error_midway_is_one_line_and_leaves_no_manifest(tmp_path, monkeypatch):
     out, calls = tmp_path / "syn", []
-    real = synthetic.write_scene
+    real = rooms.write_scene
 
     def full_disk(root: Path, split: str, sid: str, arrays: dict[str, np.ndarray]) -> Path:
         calls.append(sid)
@@ -105,7 +110,7 @@ def test_cli_disk_error_midway_is_one_line_and_leaves_no_manifest(tmp_path, monk
             raise OSError(28, "No space left on device")
         return real(root, split, sid, arrays)
 
-    monkeypatch.setattr(synthetic, "write_scene", full_disk)
+    monkeypatch.setattr(rooms, "write_scene", full_disk)
     res = invoke(["generate-synthetic", "--out", out, "--seed", 8, "--scenes", 8, "--points", FEW])
     assert res.exit_code == 1
     assert "No space left on device" in res.output and UNFINISHED in res.output
@@ -215,7 +220,7 @@ def test_cli_refuses_a_split_outside_the_data_root(tmp_path, command):
     if command == "train-teacher":
         args += ["--model", "test_spunet", "--epochs", 1]
     else:
-        args += ["--teacher", Path(synthetic.__file__).parents[1] / "assets" / "demo_teacher.pt"]
+        args += ["--teacher", Path(rooms.__file__).parents[2] / "assets" / "demo_teacher.pt"]
     res = invoke(args)
     assert res.exit_code == 1
     assert "split '../../other/train' is not a plain folder name" in res.output

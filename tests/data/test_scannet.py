@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srkd.data.classes import SCANNET200_CLASSES, SCANNET200_COLORS, VALID_CLASS_IDS_200
-from srkd.data.layout import write_scene
 from srkd.data.scannet import (
     DATASETS,
     ScanNetScenes,
@@ -16,6 +14,12 @@ from srkd.data.scannet import (
     list_scenes,
     load_scene,
 )
+from srkd.data.scannet.classes import (
+    SCANNET200_CLASSES,
+    SCANNET200_COLORS,
+    VALID_CLASS_IDS_200,
+)
+from srkd.data.scannet.layout import write_scene
 from srkd.errors import ConfigError, DataError
 
 SCANNET = get_dataset_spec("scannet")

@@ -8,9 +8,20 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from srkd.data.classes import SCANNET20_CLASSES
-from srkd.data.synthetic import MANIFEST, generate_dataset, generate_scene, scene_id, split_sizes
-from srkd.data.synthetic_geometry import Material, Surfaces, hidden_mask, sample_surfaces
+from srkd.data.scannet.classes import SCANNET20_CLASSES
+from srkd.data.synthetic.geometry import (
+    Material,
+    Surfaces,
+    hidden_mask,
+    sample_surfaces,
+)
+from srkd.data.synthetic.rooms import (
+    MANIFEST,
+    generate_dataset,
+    generate_scene,
+    scene_id,
+    split_sizes,
+)
 from srkd.errors import ConfigError, DataError
 
 N = 6000  # points per scene in these tests: small, but every structure still gets points

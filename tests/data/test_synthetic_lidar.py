@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from srkd.data.outdoor.classes import NUSCENES_RAW_TO_16, SEMANTICKITTI_LEARNING_MAP
-from srkd.data.synthetic_lidar import LidarConfig, OutdoorScene, cast, make_scene
-from srkd.data.synthetic_lidar_dataset import generate_outdoor_dataset, kitti_raw_labels
-from srkd.data.synthetic_lidar_world import (
+from srkd.data.synthetic.lidar import LidarConfig, OutdoorScene, cast, make_scene
+from srkd.data.synthetic.lidar_dataset import generate_outdoor_dataset, kitti_raw_labels
+from srkd.data.synthetic.lidar_world import (
     BARRIER,
     BUS,
     CAR,

@@ -16,7 +16,7 @@ SCENES, VAL_FRACTION, POINTS = 5, 0.2, 2000  # 4 train + 1 val scenes
 
 
 def make_data(root: Path) -> Path:
-    from srkd.data.synthetic import generate_dataset
+    from srkd.data.synthetic.rooms import generate_dataset
 
     generate_dataset(root, scenes=SCENES, seed=0, val_fraction=VAL_FRACTION, n_points=POINTS)
     return root
@@ -43,7 +43,13 @@ def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensem
 
     from srkd.cache import CacheWriter, CodecSpec
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
-    from srkd.teacher_cache import TeacherRef, ViewSettings, load_teacher, make_spec, scene_targets
+    from srkd.teacher_cache import (
+        TeacherRef,
+        ViewSettings,
+        load_teacher,
+        make_spec,
+        scene_targets,
+    )
 
     ds = get_dataset_spec("scannet")
     model, info = load_teacher(TeacherRef(teacher), ds, "cpu")

@@ -230,7 +230,7 @@ def make_sample(seed: int, index: int, voxels: int) -> dict[str, np.ndarray]:
     floor((coord - min) / GRID_SIZE) of the crop, shifted to start at 0; coord is shifted as by
     Pointcept's CenterShift(apply_z=False): x and y centred, z unchanged (any fixed values work).
     """
-    from srkd.data.synthetic import generate_scene
+    from srkd.data.synthetic.rooms import generate_scene
 
     scene = generate_scene(seed, index, SCENE_POINTS)
     coord = scene["coord"].astype(np.float64)

@@ -10,8 +10,14 @@ import pytest
 import torch
 
 from srkd.errors import CheckpointError
-from srkd.models import compact_checkpoint, create_model, file_sha256, load_checkpoint, save_checkpoint
-from srkd.models.checkpoint import FORMAT_VERSION, read_checkpoint_meta
+from srkd.models import (
+    compact_checkpoint,
+    create_model,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
+from srkd.models.checkpoint import FORMAT_VERSION
 
 CLASSES = ["wall", "floor", "chair"]
 FEATURES = ["color", "normal"]
@@ -64,7 +70,6 @@ def test_round_trip(saved: tuple[Path, torch.nn.Module]) -> None:
     assert want.keys() == got.keys()
     for k in want:
         assert torch.equal(want[k], got[k]), k
-    assert read_checkpoint_meta(path).model_name == "test_spunet"
     assert not list(path.parent.glob(".*tmp*"))  # atomic write left no temp file
 
 
@@ -146,9 +151,9 @@ DEMO_TEACHER = Path(__file__).resolve().parents[2] / "srkd" / "assets" / "demo_t
 def test_shipped_demo_teacher_is_small_safe_and_trained(tmp_path) -> None:
     """The teacher the demo distils from: <= 10 MB, float16 storage, weights_only, and really
     trained (it segments a synthetic room it never saw far above chance)."""
-    from srkd.data.classes import SCANNET20_CLASSES
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
-    from srkd.data.synthetic import generate_dataset
+    from srkd.data.scannet.classes import SCANNET20_CLASSES
+    from srkd.data.synthetic.rooms import generate_dataset
     from srkd.distill import validation_scores
 
     assert DEMO_TEACHER.stat().st_size <= 10_000_000
@@ -169,13 +174,13 @@ def test_ptv3_checkpoints_record_their_decoder_semantics(tmp_path: Path) -> None
     model = create_model("test_ptv3", unpooling="v3m2")
     path = save_checkpoint(tmp_path / "m.pt", model, class_names=[str(i) for i in range(20)],
                            feature_names=FEATURES, color_norm="legacy")
-    meta = read_checkpoint_meta(path)
+    meta = load_checkpoint(path)[1]
     assert meta.model_args["unpooling"] == "v3m2" and meta.color_norm == "legacy"
     # a preset default is recorded too, so a later change of the default cannot alter a saved model
     default = save_checkpoint(tmp_path / "d.pt", create_model("test_ptv3"),
                               class_names=[str(i) for i in range(20)], feature_names=FEATURES,
                               color_norm="pointcept")
-    assert read_checkpoint_meta(default).model_args == {"unpooling": "v3m1"}
+    assert load_checkpoint(default)[1].model_args == {"unpooling": "v3m1"}
 
 
 def test_format_1_checkpoints_load_as_srkd_0_1_built_them(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def test_outdoor_views_canonical_and_fragments_leave_coordinates_alone():
 
 
 def test_open_scenes_reads_scannet_and_refuses_bad_requests(tmp_path):
-    from srkd.data.synthetic import generate_dataset
+    from srkd.data.synthetic.rooms import generate_dataset
 
     generate_dataset(tmp_path / "rooms", scenes=2, seed=0, val_fraction=0.5, n_points=1000)
     source = open_scenes("scannet", tmp_path / "rooms", "train")

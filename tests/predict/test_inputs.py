@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from srkd.data.normals import pca_normals
-from srkd.data.ply import read_mesh, read_ply, write_ply
+from srkd.data.scannet.ply import read_mesh, read_ply, write_ply
 from srkd.errors import DataError
 from srkd.predict_inputs import check_input, read_input
 

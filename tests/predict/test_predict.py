@@ -13,9 +13,9 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
-from srkd.data.classes import SCANNET20_CLASSES, SCANNET20_COLORS
-from srkd.data.layout import write_scene
-from srkd.data.ply import read_mesh, read_ply, write_ply
+from srkd.data.scannet.classes import SCANNET20_CLASSES, SCANNET20_COLORS
+from srkd.data.scannet.layout import write_scene
+from srkd.data.scannet.ply import read_mesh, read_ply, write_ply
 from srkd.data.voxelize import grid_sample
 from srkd.errors import ConfigError, DataError
 from srkd.inference import infer_scene, precise_views

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from srkd.data.layout import UNFINISHED
+from srkd.data.scannet.layout import UNFINISHED
 from srkd.errors import DataError
 
 
@@ -123,7 +123,7 @@ def write_text(path: Path, text: str) -> Path:
 
 @contextmanager
 def unfinished_root(root: Path, what: str) -> Iterator[None]:
-    """Mark `root` unfinished (srkd.data.layout.UNFINISHED) while the body writes into it.
+    """Mark `root` unfinished (srkd.data.scannet.layout.UNFINISHED) while the body writes into it.
 
     The marker is removed only when the body returns normally; after a crash or an error it
     stays, and the readers refuse the root until a rerun of the writer completes.

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from srkd.data.layout import check_scene_id
 from srkd.data.outdoor.classes import (
     NUSCENES16_CLASSES,
     NUSCENES_RAW_TO_16,
@@ -62,6 +61,7 @@ from srkd.data.outdoor.nuscenes_tables import (
     lidarseg_files,
     release_root,
 )
+from srkd.data.scannet.layout import check_scene_id
 from srkd.errors import ConfigError, DataError
 from srkd.types import IGNORE_INDEX, PointCloud
 

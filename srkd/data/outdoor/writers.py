@@ -2,7 +2,7 @@
 
 They write the real binary scans, label files and (nuScenes) JSON tables, so that a synthetic or
 converted dataset is read by the same readers as a downloaded release. Every file is written
-atomically, and the root carries srkd.data.layout.UNFINISHED until the writer returns, so a
+atomically, and the root carries srkd.data.scannet.layout.UNFINISHED until the writer returns, so a
 crash never leaves a root that reads as complete. Tokens are deterministic (hashes of the scene
 names and positions): writing the same arrays twice gives the same files.
 """

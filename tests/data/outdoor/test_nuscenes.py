@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from srkd.data.layout import UNFINISHED
 from srkd.data.outdoor.classes import (
     NUSCENES16_CLASSES,
     NUSCENES16_COLORS,
@@ -28,6 +27,7 @@ from srkd.data.outdoor.writers import (
     matrix_quaternion,
     write_nuscenes,
 )
+from srkd.data.scannet.layout import UNFINISHED
 from srkd.errors import ConfigError, DataError
 
 SPEC = SimpleNamespace(name="nuscenes", num_classes=16)

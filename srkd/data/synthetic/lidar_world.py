@@ -1,4 +1,4 @@
-"""The procedural street a synthetic lidar scans (srkd.data.synthetic_lidar): primitives + labels.
+"""The procedural street a synthetic lidar scans (srkd.data.synthetic.lidar): primitives + labels.
 
 A street runs along +x: a road (|y| < road_half), sidewalks beside it, terrain beyond, and an
 optional cross street (|x - cross_x| < road_half). Along it stand buildings (boxes), trees

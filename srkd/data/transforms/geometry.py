@@ -16,7 +16,7 @@ from scipy.ndimage import uniform_filter1d
 from srkd.errors import ConfigError
 from srkd.types import PointCloud
 
-from .transforms_base import Transform, floats, new_seed, register_transform
+from .base import Transform, floats, new_seed, register_transform
 
 
 def _translation(t: np.ndarray) -> np.ndarray:

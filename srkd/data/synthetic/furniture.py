@@ -3,7 +3,7 @@ cylinders in a local frame.
 
 Local frame of every piece: x across its width, y across its depth with its back at +y (the side
 that goes against a wall) and its front facing -y, z up from the floor. Colours come from the
-shared palettes of synthetic_materials.py.
+shared palettes of materials.py.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from srkd.data.synthetic_geometry import Material, Surfaces
-from srkd.data.synthetic_materials import (
+from srkd.data.synthetic.geometry import Material, Surfaces
+from srkd.data.synthetic.materials import (
     BED,
     BOOKSHELF,
     CABINET,

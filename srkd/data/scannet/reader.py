@@ -26,20 +26,25 @@ from pathlib import Path
 
 import numpy as np
 
-from srkd.data.classes import (
-    SCANNET20_CLASSES,
-    SCANNET20_COLORS,
-    SCANNET200_CLASSES,
-    SCANNET200_COLORS,
-)
-from srkd.data.layout import SCENE_FILES, UNFINISHED, check_scene_id, check_split
 from srkd.data.outdoor.classes import (
     NUSCENES16_CLASSES,
     NUSCENES16_COLORS,
     SEMANTICKITTI19_CLASSES,
     SEMANTICKITTI19_COLORS,
 )
-from srkd.data.transforms_sampling import INDOOR_GRID_SIZE, OUTDOOR_GRID_SIZE
+from srkd.data.scannet.classes import (
+    SCANNET20_CLASSES,
+    SCANNET20_COLORS,
+    SCANNET200_CLASSES,
+    SCANNET200_COLORS,
+)
+from srkd.data.scannet.layout import (
+    SCENE_FILES,
+    UNFINISHED,
+    check_scene_id,
+    check_split,
+)
+from srkd.data.transforms.sampling import INDOOR_GRID_SIZE, OUTDOOR_GRID_SIZE
 from srkd.errors import ConfigError, DataError
 from srkd.registry import Registry
 from srkd.types import FEATURE_WIDTHS, PointCloud

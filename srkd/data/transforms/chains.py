@@ -1,7 +1,7 @@
 """Augmentation chains for training, teacher-cache views and student view replay.
 
-Every transform is a small class over `srkd.types.PointCloud` (see `transforms_base` for the
-sample/apply protocol, `transforms_geometry`, `transforms_color`, `transforms_sampling` for the
+Every transform is a small class over `srkd.types.PointCloud` (see `base` for the
+sample/apply protocol, `geometry`, `color`, `sampling` for the
 classes). This module builds the chains and turns records into matrices.
 
 Chains (ScanNet, METHOD.md order):
@@ -22,7 +22,7 @@ Student chain with view replay ("replay a recorded view, then the rest"):
     pc, rest_record = student_transforms()(pc, rng)        # fresh point-subset/colour draws
     full_record = view_record + rest_record                # replayable with `replay`
 
-(`apply_view_then` does exactly this.) The outdoor (lidar) chains live in `transforms_outdoor`;
+(`apply_view_then` does exactly this.) The outdoor (lidar) chains live in `outdoor`;
 `domain="outdoor"` selects them where a function here takes a domain (DOMAINS). Dropout moves after the view part here; because the view
 part is point-wise with recorded centres, and dropout's subset depends only on the point count,
 this is the same distribution as METHOD.md's order up to the rotation centre of the small x/y
@@ -39,7 +39,7 @@ import numpy as np
 from srkd.errors import ConfigError
 from srkd.types import PointCloud
 
-from .transforms_base import (
+from .base import (
     KINDS,
     TRANSFORMS,
     Compose,
@@ -51,7 +51,7 @@ from .transforms_base import (
     register_transform,
     replay,
 )
-from .transforms_color import (
+from .color import (
     COLOR_NORMS,
     DEFAULT_COLOR_NORM,
     LEGACY_COLOR_NORM,
@@ -61,7 +61,7 @@ from .transforms_color import (
     NormalizeColor,
     check_color_norm,
 )
-from .transforms_geometry import (
+from .geometry import (
     CenterShift,
     ElasticDistortion,
     RandomFlip,
@@ -70,7 +70,7 @@ from .transforms_geometry import (
     RandomScale,
     rotation_matrix,
 )
-from .transforms_outdoor import (
+from .outdoor import (
     outdoor_fragment_transforms,
     outdoor_student_transforms,
     outdoor_train_transforms,
@@ -78,7 +78,7 @@ from .transforms_outdoor import (
     outdoor_view_record,
     outdoor_view_transforms,
 )
-from .transforms_sampling import (
+from .sampling import (
     INDOOR_GRID_SIZE,
     OUTDOOR_GRID_SIZE,
     GridSample,

@@ -1,14 +1,14 @@
 """Fixtures and props of the synthetic rooms: fridge, toilet, bath with shower curtain, basin,
-pictures, other furniture and unlabelled clutter (same local frame as synthetic_furniture.py).
+pictures, other furniture and unlabelled clutter (same local frame as furniture.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from srkd.data.synthetic_furniture import open_box
-from srkd.data.synthetic_geometry import Surfaces
-from srkd.data.synthetic_materials import (
+from srkd.data.synthetic.furniture import open_box
+from srkd.data.synthetic.geometry import Surfaces
+from srkd.data.synthetic.materials import (
     APPLIANCE,
     BATHTUB,
     CERAMIC,

@@ -1,4 +1,4 @@
-"""A synthetic outdoor dataset on disk: simulated drives (srkd.data.synthetic_lidar) written in
+"""A synthetic outdoor dataset on disk: simulated drives (srkd.data.synthetic.lidar) written in
 the nuScenes-lidarseg or the SemanticKITTI release format by srkd.data.outdoor.writers, so the
 same readers load it as a downloaded release.
 
@@ -35,8 +35,8 @@ from srkd.data.outdoor.writers import (
     write_semantickitti,
 )
 from srkd.data.sources import SPLITS_FILE
-from srkd.data.synthetic_lidar import LidarConfig, SimulatedScan, make_scene
-from srkd.data.synthetic_lidar_world import (
+from srkd.data.synthetic.lidar import LidarConfig, SimulatedScan, make_scene
+from srkd.data.synthetic.lidar_world import (
     BARRIER,
     BUS,
     CAR,

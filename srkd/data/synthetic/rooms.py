@@ -1,9 +1,9 @@
 """A synthetic ScanNet-format dataset: procedural furnished rooms as labelled point clouds.
 
 `generate_scene(seed, index, n_points)` builds scene `index` of dataset `seed`: a room with
-floor, walls, doors, windows, curtains, pictures and furniture groups (synthetic_room.py,
-synthetic_groups.py, synthetic_furniture.py, synthetic_fixtures.py; labels and colour palettes in
-synthetic_materials.py), sampled as points on analytic surfaces (synthetic_geometry.py), then
+floor, walls, doors, windows, curtains, pictures and furniture groups (room.py,
+groups.py, furniture.py, fixtures.py; labels and colour palettes in
+materials.py), sampled as points on analytic surfaces (geometry.py), then
 passed through a simulated scanner:
 
 - hidden surfaces removed (under and behind furniture, behind curtains);
@@ -14,7 +14,7 @@ passed through a simulated scanner:
 
 Scene i draws from `np.random.default_rng([seed, i])` only, so scenes can be generated in any
 order or in parallel with identical results. `generate_dataset` writes the scenes in the
-Pointcept ScanNet layout (see srkd.data.layout) with a train/val split; a run that fails part-way
+Pointcept ScanNet layout (see srkd.data.scannet.layout) with a train/val split; a run that fails part-way
 leaves its folder marked unfinished, never a `synthetic.json` claiming scenes that are missing.
 """
 
@@ -28,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from srkd.data.layout import UNFINISHED, write_scene
-from srkd.data.synthetic_geometry import (
+from srkd.data.scannet.layout import UNFINISHED, write_scene
+from srkd.data.synthetic.geometry import (
     SampledPoints,
     Surfaces,
     hidden_mask,
     sample_surfaces,
     shade,
 )
-from srkd.data.synthetic_materials import Ctx
-from srkd.data.synthetic_room import build_room
+from srkd.data.synthetic.materials import Ctx
+from srkd.data.synthetic.room import build_room
 from srkd.errors import ConfigError, DataError
 from srkd.io import atomic_write_json
 from srkd.types import IGNORE_INDEX

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from srkd.data import synthetic_fixtures as fx
-from srkd.data import synthetic_materials as ma
-from srkd.data.synthetic_geometry import Material, Surfaces
-from srkd.data.synthetic_groups import GROUPS, THEMES, Group
-from srkd.data.synthetic_materials import CURTAIN, DOOR, FLOOR, WALL, WINDOW, Ctx
+from srkd.data.synthetic import fixtures as fx
+from srkd.data.synthetic import materials as ma
+from srkd.data.synthetic.geometry import Material, Surfaces
+from srkd.data.synthetic.groups import GROUPS, THEMES, Group
+from srkd.data.synthetic.materials import CURTAIN, DOOR, FLOOR, WALL, WINDOW, Ctx
 
 Rect = tuple[float, float, float, float]
 

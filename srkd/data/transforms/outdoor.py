@@ -26,9 +26,9 @@ from typing import Any
 
 from srkd.errors import ConfigError
 
-from .transforms_base import Compose, Record, Transform
-from .transforms_geometry import RandomFlip, RandomJitter, RandomRotate, RandomScale
-from .transforms_sampling import OUTDOOR_GRID_SIZE, GridSample
+from .base import Compose, Record, Transform
+from .geometry import RandomFlip, RandomJitter, RandomRotate, RandomScale
+from .sampling import OUTDOOR_GRID_SIZE, GridSample
 
 OUTDOOR_TTA_SCALES: tuple[float, ...] = (0.9, 0.95, 1.0, 1.05, 1.1)
 """Scales of the outdoor test-time views (each also flipped: 10 views)."""

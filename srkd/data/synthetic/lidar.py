@@ -4,7 +4,7 @@ The sensor (`LidarConfig`, defaults after nuScenes' Velodyne HDL-32E: 32 beams f
 -30.67 degrees elevation, 1080 azimuth steps per revolution, 70 m range, mounted 1.84 m above
 the road) casts one ray per (beam, azimuth step) from its pose; each ray returns the nearest of:
 the ground plane z = 0 (labelled road, sidewalk or terrain by where it is hit), oriented boxes,
-vertical cylinders and spheres of the street (srkd.data.synthetic_lidar_world). The casting is
+vertical cylinders and spheres of the street (srkd.data.synthetic.lidar_world). The casting is
 vectorised over rays: each primitive is intersected with the rays of its azimuth window in one
 numpy pass (a loop over the ~200 primitives, none over rays).
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from srkd.data.synthetic_lidar_world import NOISE, REFLECTIVITY, Street, build_street
+from srkd.data.synthetic.lidar_world import NOISE, REFLECTIVITY, Street, build_street
 from srkd.errors import ConfigError
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srkd.data.ply_writer import write_ply  # noqa: F401  (the writer's public home is this module)
+from srkd.data.scannet.ply_writer import write_ply  # noqa: F401  (the writer's public home is this module)
 from srkd.errors import DataError
 
 _TYPES: dict[str, str] = {

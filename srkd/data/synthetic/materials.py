@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from srkd.data.classes import SCANNET20_CLASSES
-from srkd.data.synthetic_geometry import IMAGE, STRIPES, Material
+from srkd.data.scannet.classes import SCANNET20_CLASSES
+from srkd.data.synthetic.geometry import IMAGE, STRIPES, Material
 
 _ID = {name: i for i, name in enumerate(SCANNET20_CLASSES)}
 WALL, FLOOR, CABINET, BED, CHAIR, SOFA = (

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from srkd.data.classes import VALID_CLASS_IDS_20, VALID_CLASS_IDS_200
-from srkd.data.layout import check_scene_id, write_scene
-from srkd.data.ply import read_mesh, vertex_normals
+from srkd.data.scannet.classes import VALID_CLASS_IDS_20, VALID_CLASS_IDS_200
+from srkd.data.scannet.layout import check_scene_id, write_scene
+from srkd.data.scannet.ply import read_mesh, vertex_normals
 from srkd.errors import ConfigError, DataError
 from srkd.types import IGNORE_INDEX
 

@@ -14,11 +14,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from srkd.data.voxelize import grid_sample, sphere_crop_indices
 from srkd.errors import ConfigError
 from srkd.types import PointCloud
 
-from .transforms_base import Transform, new_seed, register_transform
-from .voxelize import grid_sample, sphere_crop_indices
+from .base import Transform, new_seed, register_transform
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +83,7 @@ class GridSample(Transform):
     Returns a `VoxelCloud` whose `grid_coord` is the kept points' voxel coordinates
     (min-shifted over the input). params: {"seed": int, "grid_size": float}.
     Test-mode fragments are not a single cloud; use `srkd.data.voxelize.grid_sample(...,
-    mode="test")` (the dataset does so in test mode).
+    mode="test")` (as `srkd.data.dataset.make_fragments` does).
     """
 
     name = "grid_sample"

@@ -1,6 +1,6 @@
 """Write binary little-endian PLY files (points or triangle meshes) atomically; numpy only.
 
-Re-exported as `srkd.data.ply.write_ply`; `srkd.data.ply.read_mesh` reads what it writes.
+Re-exported as `srkd.data.scannet.ply.write_ply`; `srkd.data.scannet.ply.read_mesh` reads what it writes.
 """
 
 from __future__ import annotations

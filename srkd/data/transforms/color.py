@@ -13,7 +13,7 @@ import numpy as np
 from srkd.errors import ConfigError
 from srkd.types import PointCloud
 
-from .transforms_base import Transform, floats, new_seed, register_transform
+from .base import Transform, floats, new_seed, register_transform
 
 COLOR_NORMS: dict[str, tuple[float, float]] = {
     "pointcept": (1.0 / 255.0, 0.0),  # color / 255 in [0, 1]: Pointcept >= v1.6.0 (2025-03)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from srkd.data import synthetic_fixtures as fx
-from srkd.data import synthetic_furniture as fu
-from srkd.data import synthetic_materials as ma
-from srkd.data.synthetic_geometry import CYLINDER, DISK, Surfaces
-from srkd.data.synthetic_materials import DESK, TABLE, Ctx
+from srkd.data.synthetic import fixtures as fx
+from srkd.data.synthetic import furniture as fu
+from srkd.data.synthetic import materials as ma
+from srkd.data.synthetic.geometry import CYLINDER, DISK, Surfaces
+from srkd.data.synthetic.materials import DESK, TABLE, Ctx
 
 
 @dataclass
