@@ -50,6 +50,23 @@ DeviceOption = Annotated[Optional[str], typer.Option("--device", callback=_check
 
 
 @contextlib.contextmanager
+def task_progress(console, title: str) -> Iterator:  # type: ignore[no-untyped-def]
+    """A rich progress bar for one task of a command (`title`), yielding the library's progress
+    callback `(done, total, message) -> None`; the bar closes with the block."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(f"[bold]{title}[/bold] {{task.description}}"), BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)  # fmt: skip
+    with bar:
+        task = bar.add_task("loading", total=None)
+
+        def on_progress(done: int, total: int, message: str) -> None:
+            bar.update(task, completed=done, total=total, description=message)
+
+        yield on_progress
+
+
+@contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Report `SrkdError` (and missing files) as one red line on stderr and exit with code 1."""
     from srkd.errors import SrkdError

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.commands._common import DatasetName, DeviceOption, user_errors
+from pipeline.commands._common import task_progress, DatasetName, DeviceOption, user_errors
 
 DEFAULT_OUT = Path("reports/eval")
 
@@ -45,7 +45,6 @@ def evaluate(
 ) -> None:
     """Score models on every original point of a split (TTA), write metrics.json, report.md and pictures."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from pipeline.params import command_defaults, pick
     from srkd.errors import ConfigError
@@ -80,15 +79,7 @@ def evaluate(
 
         configure_threads()
 
-        bar = Progress(TextColumn("[bold]evaluate[/bold] {task.description}"), BarColumn(),
-                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                       console=console)  # fmt: skip
-        with bar:
-            task = bar.add_task("loading", total=None)
-
-            def on_progress(done: int, total: int, message: str) -> None:
-                bar.update(task, completed=done, total=total, description=message)
-
+        with task_progress(console, "evaluate") as on_progress:
             evaluation = run_evaluation(
                 checkpoints, cache=Path(cache) if cache is not None else None, dataset=dataset,
                 data_root=Path(data_root) if data_root is not None else None, split=split, grid_size=grid_size, tta=use_tta,

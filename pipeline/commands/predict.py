@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.commands._common import DeviceOption, user_errors
+from pipeline.commands._common import task_progress, DeviceOption, user_errors
 
 DEFAULT_OUT = Path("predictions")
 INPUTS_HELP = (
@@ -32,7 +32,6 @@ def predict(
 ) -> None:
     """Label every point of new scans with a trained model; write per-point labels and coloured PLYs."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
     with user_errors():
@@ -40,15 +39,7 @@ def predict(
         from srkd.predict import run_predict
 
         configure_threads()
-        bar = Progress(TextColumn("[bold]predict[/bold] {task.description}"), BarColumn(),
-                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                       console=console)  # fmt: skip
-        with bar:
-            task = bar.add_task("loading", total=None)
-
-            def on_progress(done: int, total: int, message: str) -> None:
-                bar.update(task, completed=done, total=total, description=message)
-
+        with task_progress(console, "predict") as on_progress:
             run = run_predict(checkpoint, inputs, out, tta=tta, device=device or "auto",
                               grid_size=grid_size, neighbours=neighbours, keep_going=keep_going,
                               progress=on_progress)  # fmt: skip
