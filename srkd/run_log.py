@@ -29,7 +29,7 @@ import numbers
 import time
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timezone, UTC
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -59,7 +59,7 @@ class LogSink(Protocol):
 
 def utc_now(timestamp: float) -> str:
     """ISO-8601 UTC time of a `time.time()` value, to the millisecond."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
 def flat_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

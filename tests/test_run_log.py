@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 
 import pytest
 
@@ -26,7 +26,7 @@ def scalars(log_dir):
 
 
 def test_rows_are_flat_with_time_kind_epoch_and_step(tmp_path):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     scores = iter([{"mIoU": 0.2, "mAcc": 0.3, "allAcc": 0.6, "scenes": 1, "iou": {"wall": 0.5}},
                    {"mIoU": 0.4, "mAcc": 0.5, "allAcc": 0.7, "scenes": 1, "iou": {"wall": 0.6}}])
     run(tmp_path, epochs=2, evaluate=lambda m: next(scores))
@@ -37,7 +37,7 @@ def test_rows_are_flat_with_time_kind_epoch_and_step(tmp_path):
     for r in rows:
         assert not any(isinstance(v, dict | list) for v in r.values()), r  # flat
         when = datetime.fromisoformat(r["time"])
-        assert when.utcoffset() == timedelta(0) and before <= when <= datetime.now(timezone.utc)
+        assert when.utcoffset() == timedelta(0) and before <= when <= datetime.now(UTC)
     elapsed = [r["elapsed_s"] for r in rows]
     assert elapsed == sorted(elapsed) and elapsed[0] >= 0
     train = rows[0]
