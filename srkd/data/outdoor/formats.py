@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from srkd.data.scannet.layout import UNFINISHED
+from srkd.data.scannet.layout import UNFINISHED, check_finished  # noqa: F401 (check_finished: the readers)
 from srkd.errors import DataError
 
 
@@ -133,13 +133,3 @@ def unfinished_root(root: Path, what: str) -> Iterator[None]:
     write_json(root / UNFINISHED, {"writer": what})
     yield
     (root / UNFINISHED).unlink()
-
-
-def check_finished(root: Path) -> None:
-    """DataError when a writer left `root` marked unfinished."""
-    marker = root / UNFINISHED
-    if marker.exists():
-        raise DataError(
-            f"dataset root {root} is unfinished ({marker} exists): the command that wrote it "
-            "stopped part-way; re-run it to finish, or delete the folder"
-        )

@@ -105,3 +105,15 @@ def write_scene(root: Path, split: str, scene_id: str, arrays: dict[str, np.ndar
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def check_finished(root: Path) -> None:
+    """DataError when `root` holds the UNFINISHED marker of a writer that stopped part-way (every
+    reader, indoor and lidar, refuses such a root)."""
+    marker = Path(root) / UNFINISHED
+    if marker.exists():
+        raise DataError(
+            f"dataset root {root} is unfinished ({marker} exists): the command that wrote it "
+            "stopped before writing every scene; re-run it with the same options to finish it, "
+            "or delete the folder"
+        )

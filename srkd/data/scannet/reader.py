@@ -40,7 +40,7 @@ from srkd.data.scannet.classes import (
 )
 from srkd.data.scannet.layout import (
     SCENE_FILES,
-    UNFINISHED,
+    check_finished,
     check_scene_id,
     check_split,
 )
@@ -160,7 +160,7 @@ def list_scenes(root: Path, split: str) -> list[str]:
             f"dataset root {root} does not exist; point it at a folder with <split>/<scene>/ "
             "subfolders (create one with `srkd prepare scannet` or `srkd generate-synthetic`)"
         )
-    _check_finished(root)
+    check_finished(root)
     if not split_dir.is_dir():
         have = ", ".join(_existing_splits(root)) or "none"
         raise DataError(
@@ -176,17 +176,6 @@ def list_scenes(root: Path, split: str) -> list[str]:
             "<scene_id>/ with coord.npy, color.npy, normal.npy and the label files"
         )
     return scenes
-
-
-def _check_finished(root: Path) -> None:
-    """DataError when `root` holds the UNFINISHED marker of a writer that stopped part-way."""
-    marker = root / UNFINISHED
-    if marker.exists():
-        raise DataError(
-            f"dataset root {root} is unfinished ({marker} exists): the command that wrote it "
-            "stopped before writing every scene; re-run it with the same options to finish it, "
-            "or delete the folder"
-        )
 
 
 def _check_finite(arr: np.ndarray, path: Path, scene_id: str) -> None:
