@@ -71,15 +71,12 @@ def generate_synthetic(
     from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.data.scannet.layout import UNFINISHED
     from srkd.data.synthetic.rooms import generate_dataset, split_sizes
-    from srkd.errors import ConfigError, DataError
+    from srkd.errors import DataError
 
     console = Console(stderr=True)
     with user_errors():
         d = command_defaults("data")
-        out = pick(out, d, "root", None)
-        if out is None:
-            raise ConfigError("pass --out DIR (or run where stages.yaml sets params.data.root)")
-        out = Path(out)
+        out = _output_folder(out, d)
         scenes = int(pick(scenes, d, "scenes", 24))
         seed = int(pick(seed, d, "seed", 0))
         val_fraction = float(pick(val_fraction, d, "val_fraction", 0.25))
@@ -149,10 +146,7 @@ def _outdoor(out: Optional[Path], scenes: Optional[int], seed: Optional[int],
             raise ConfigError("--points sets the size of an indoor room; an outdoor scan's size "
                               "follows from --beams and --azimuth-steps")
         d = command_defaults("data")
-        out = pick(out, d, "root", None)
-        if out is None:
-            raise ConfigError("pass --out DIR (or run where stages.yaml sets params.data.root)")
-        out = Path(out)
+        out = _output_folder(out, d)
         scenes = int(pick(scenes, d, "scenes", 8))
         _, n_val = split_sizes(scenes, float(pick(val_fraction, d, "val_fraction", 0.25)))
         lidar = LidarConfig(beams=opts["beams"], azimuth_steps=opts["azimuth_steps"])
@@ -178,3 +172,14 @@ def _outdoor(out: Optional[Path], scenes: Optional[int], seed: Optional[int],
         console.print(table)
         console.print(f"wrote {done['train']} train and {done['val']} val scans ({fmt} format, "
                       f"{done['points']:,} keyframe points) to {out}; read them with --dataset {fmt}")
+
+
+def _output_folder(out: Optional[Path], data_params: dict[str, Any]) -> Path:
+    """--out, else stages.yaml's params.data.root; ConfigError when neither is given."""
+    from pipeline.params import pick
+    from srkd.errors import ConfigError
+
+    out = pick(out, data_params, "root", None)
+    if out is None:
+        raise ConfigError("pass --out DIR (or run where stages.yaml sets params.data.root)")
+    return Path(out)
