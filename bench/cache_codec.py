@@ -24,7 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets, measure_codec
+from srkd.cache import (
+    CacheReader,
+    CacheSpec,
+    CacheWriter,
+    CodecSpec,
+    ViewTargets,
+    measure_codec,
+)
 
 SETTINGS: list[tuple[str, CodecSpec]] = [
     ("int8 (default, step 1/40)", CodecSpec.create("int8")),

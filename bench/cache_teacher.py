@@ -76,11 +76,13 @@ def bench_model(name: str, data_root: Path, split: str, args: argparse.Namespace
     import torch
 
     from srkd.cache import CodecSpec
+    from srkd.cache_teacher.build import build_cache
+    from srkd.cache_teacher.config import CacheJob
+    from srkd.cache_teacher.views import ViewSettings, scene_targets
     from srkd.data.scannet import get_dataset_spec, list_scenes, load_scene
     from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.models import create_model, save_checkpoint
-    from srkd.teacher_cache import TeacherRef, ViewSettings, load_teacher, scene_targets
-    from srkd.teacher_cache_run import CacheJob, build_cache
+    from srkd.models.teacher import TeacherRef, load_teacher
 
     torch.manual_seed(0)
     ckpt = save_checkpoint(work / f"{name}.pt", create_model(name), class_names=SCANNET20_CLASSES,

@@ -195,7 +195,7 @@ def prepare_teacher(args: argparse.Namespace, root: Path) -> tuple[Path, dict[st
     if not ckpt.is_file():
         cfg = _run_config(args, root, args.teacher_model, out, args.teacher_epochs, seed=0, method="ce")
         t0 = time.perf_counter()
-        from srkd.experiment import run  # threads were configured by main()
+        from srkd.distill.run import run  # threads were configured by main
 
         run(cfg)
         (out / "wall_s.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
@@ -206,8 +206,10 @@ def prepare_teacher(args: argparse.Namespace, root: Path) -> tuple[Path, dict[st
 def prepare_cache(args: argparse.Namespace, root: Path, teacher: Path) -> tuple[Path, float]:
     """The teacher cache of the train split (resumes / no-ops when already complete)."""
     from srkd.cache import CodecSpec
-    from srkd.teacher_cache import TeacherRef, ViewSettings
-    from srkd.teacher_cache_run import CacheJob, build_cache
+    from srkd.cache_teacher.build import build_cache
+    from srkd.cache_teacher.config import CacheJob
+    from srkd.cache_teacher.views import ViewSettings
+    from srkd.models.teacher import TeacherRef
 
     out = args.work / f"cache-{teacher.stem}-{args.views}views"
     job = CacheJob(dataset="scannet", data_root=root, split="train", teacher=TeacherRef(teacher), out=out,
@@ -221,7 +223,7 @@ def prepare_cache(args: argparse.Namespace, root: Path, teacher: Path) -> tuple[
 def score_teacher(root: Path, teacher: Path, grid_size: float) -> dict[str, float]:
     """The teacher scored exactly like the students (every val point, no TTA)."""
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
-    from srkd.distill import validation_scores
+    from srkd.distill.targets import validation_scores
     from srkd.models import load_checkpoint
 
     spec = get_dataset_spec("scannet")
@@ -245,8 +247,7 @@ def _configure(threads: int) -> None:
 
 def _run_config(args: argparse.Namespace, root: Path, model: str, out: Path, epochs: int, seed: int,
                 **kw: Any):
-    from srkd.experiment import RunConfig
-    from srkd.train import OptimConfig
+    from srkd.distill.config import OptimConfig, RunConfig
 
     # validation only after the last epoch: model.pt is the final model, no variant picks its
     # best epoch on the split it is scored on
@@ -260,7 +261,7 @@ def _run_config(args: argparse.Namespace, root: Path, model: str, out: Path, epo
 def run_job(args: argparse.Namespace, root: Path, teacher: Path, cache: Path, job: Job) -> dict[str, Any]:
     """Train one student and return its final val scores, wall time and first-step loss shares."""
     _configure(args.threads)
-    from srkd.experiment import run
+    from srkd.distill.run import run
 
     base, overrides = parse_variant(job.variant)
     kw = {k: v for k, v in base.items() if k != "teacher"}

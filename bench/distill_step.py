@@ -5,17 +5,17 @@ same batch, interleaved in one run.
     python bench/distill_step.py --device cuda --batch 8 --points 40000 --repeats 20
     python bench/distill_step.py --relation-points 1024 --threads 2 --out /tmp/step.json
 
-A step is what `srkd.train.train` times: teacher targets (no grad), student forward, loss,
+A step is what `srkd.distill.loop.train` times: teacher targets (no grad), student forward, loss,
 backward and the AdamW step (fp16 autocast + GradScaler on CUDA), CUDA-synchronised at both ends.
 
 - ce:      the student alone (CE + Lovasz), no targets.
 - cached:  SRKD (CE + Lovasz + 0.3 KL_T + 1e-3 Relation + 0.1 FeatMSE) with targets gathered by
-           `srkd.distill.CachedTargets` from a real Zarr cache on disk (default int8 codec),
+           `srkd.distill.targets.CachedTargets` from a real Zarr cache on disk (default int8 codec),
            built once at start with the teacher. The reader's in-memory LRU is OFF
            (cache_bytes=0), so every step reads and decodes the samples' cache entries from disk
            (through the OS page cache), as when the training set is far larger than the LRU.
 - online:  the same SRKD loss with the teacher (`--teacher`, default ptv3_large, ~125M) run on
-           the batch inside every step (`srkd.distill.OnlineTeacher`), as the release does.
+           the batch inside every step (`srkd.distill.targets.OnlineTeacher`), as the release does.
 
 Each variant trains its own copy of one initial student (the same weights at the start). After
 --warmup steps of each, the variants take turns --repeats times (the order rotates every round)
@@ -115,8 +115,9 @@ def load_sources(root: Path | None, batch: int, points: int, tmp: Path):
 def build_cache(root: Path, cache: Path, teacher, device) -> float:
     """Run the teacher once over every sub-scene (1 canonical view) and write an int8 cache."""
     from srkd.cache import CacheWriter, CodecSpec
+    from srkd.cache_teacher.views import ViewSettings, make_spec, scene_targets
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
-    from srkd.teacher_cache import TeacherInfo, ViewSettings, make_spec, scene_targets
+    from srkd.models.teacher import TeacherInfo
 
     ds = get_dataset_spec("scannet")
     info = TeacherInfo(teacher.__class__.__name__, {}, "random-init", int(teacher.feature_dim), "none")
@@ -138,7 +139,7 @@ def make_batch(root: Path, reader, points: int, batch: int):
     from srkd.data.dataset import SceneDataset
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
     from srkd.data.transforms import student_transforms
-    from srkd.distill import CachedViewProvider
+    from srkd.distill.targets import CachedViewProvider
 
     ds = get_dataset_spec("scannet")
     dataset = SceneDataset(ScanNetScenes(root, "train", ds), student_transforms(GRID, points),
@@ -153,7 +154,8 @@ class Variant:
     def __init__(self, name, student, loss, targets_fn, device) -> None:
         import torch
 
-        from srkd.train import OptimConfig, build_optimizer
+        from srkd.distill.config import OptimConfig
+        from srkd.distill.loop import build_optimizer
 
         self.name, self.student, self.loss, self.targets_fn = name, student, loss, targets_fn
         self.device = device
@@ -204,7 +206,7 @@ class Variant:
 
 
 def time_gather(reader_cold, reader_warm, batch, repeats: int = 10) -> dict:
-    from srkd.distill import CachedTargets
+    from srkd.distill.targets import CachedTargets
 
     out = {}
     for name, reader in (("cold", reader_cold), ("warm", reader_warm)):
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from srkd.cache import CacheReader
     from srkd.device import resolve_device
-    from srkd.distill import CachedTargets, OnlineTeacher
+    from srkd.distill.targets import CachedTargets, OnlineTeacher
     from srkd.losses.recipes import recipe
     from srkd.models import count_parameters, create_model
 

@@ -267,11 +267,13 @@ def check_p3(device, root: Path | None, scenes: int, tmp: Path, preset: str,
     import torch
 
     from srkd.cache import CodecSpec
+    from srkd.cache_teacher.build import build_cache
+    from srkd.cache_teacher.config import CacheJob
+    from srkd.cache_teacher.views import ViewSettings, scene_targets
     from srkd.data.scannet import get_dataset_spec, list_scenes, load_scene
     from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.models import create_model, save_checkpoint
-    from srkd.teacher_cache import TeacherRef, ViewSettings, load_teacher, scene_targets
-    from srkd.teacher_cache_run import CacheJob, build_cache
+    from srkd.models.teacher import TeacherRef, load_teacher
 
     if root is None or smoke_points:  # small synthetic rooms (bench/cache_teacher.py)
         from cache_teacher import synthetic_dataset

@@ -1,6 +1,6 @@
 """What does `srkd predict`'s plain-tensor path cost next to `srkd evaluate`'s inference?
 
-Runs `srkd.inference.infer_scene` (PointBatch path, evaluate) and `srkd.predict.predict_cloud`
+Runs `srkd.inference.infer_scene` (PointBatch path, evaluate) and `srkd.predict.run.predict_cloud`
 (PlainSegmenter path, predict) on the same scan, alternately in ABBA order, `--repeats` times
 each (one untimed warm-up of each first), prints the median wall times and their ratio, and checks that the
 two give the same probabilities. Writes JSON (--out).
@@ -31,8 +31,8 @@ def main() -> None:
 
     from srkd.device import configure_threads, describe_device
     from srkd.inference import infer_scene, precise_views
-    from srkd.predict import load_predictor, predict_cloud
-    from srkd.predict_inputs import read_input
+    from srkd.predict.inputs import read_input
+    from srkd.predict.run import load_predictor, predict_cloud
 
     threads = configure_threads()
     p = load_predictor(a.checkpoint, device="cpu")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srkd.run_log import RunLog
+from srkd.distill.run_log import RunLog
 
 TERMS = ("ce", "lovasz", "kl", "relation", "feat_mse")
 
@@ -56,7 +56,7 @@ def write_rows(log: RunLog, n: int, seed: int = 0) -> float:
 
 
 def measure(n: int, root: Path) -> dict[str, float]:
-    from srkd.tensorboard import TensorBoardSink
+    from srkd.distill.tensorboard import TensorBoardSink
 
     out: dict[str, float] = {"steps": n}
     for name, sinks in (("plain", lambda d: []), ("tensorboard", lambda d: [TensorBoardSink(d)])):
@@ -85,10 +85,10 @@ def main() -> None:
     parser.add_argument("--steps", default="1000,10000,100000", help="history lengths, comma-separated")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "run_log.json")
     args = parser.parse_args()
-    from srkd.tensorboard import require_tensorboard
+    from srkd.distill.tensorboard import require_tensorboard
 
     require_tensorboard()
-    import srkd.plots  # noqa: F401  (matplotlib's import is not the curves' cost)
+    import srkd.evaluate.plots  # noqa: F401  (matplotlib's import is not the curves' cost)
 
     results = []
     with tempfile.TemporaryDirectory(dir=".") as tmp:

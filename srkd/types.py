@@ -29,7 +29,7 @@ LOSS_METHODS: tuple[str, ...] = ("srkd", "srkd-release", "kd", "mse", "cwd", "re
 """The loss recipes `--method` names (their weights: srkd.losses.recipes)."""
 
 TARGET_MODES: tuple[str, ...] = ("view", "canonical", "ensemble")
-"""Where a distilled student's cached targets come from (`--targets`, srkd.distill): a replayed
+"""Where a distilled student's cached targets come from (`--targets`, srkd.distill.targets): a replayed
 cached view, view 0 under the student's own augmentation, or the mean over the cached views."""
 
 CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")

@@ -18,7 +18,7 @@ from srkd.data.scannet.layout import write_scene
 from srkd.data.transforms import replay
 from srkd.data.voxelize import grid_sample
 from srkd.errors import CheckpointError, ConfigError
-from srkd.evaluate import (
+from srkd.evaluate.run import (
     EvalModel,
     cached_teacher_prediction,
     display_name,

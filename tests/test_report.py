@@ -9,8 +9,7 @@ import pytest
 
 from srkd.data.scannet.classes import SCANNET20_CLASSES, SCANNET20_COLORS
 from srkd.errors import ConfigError, DataError
-from srkd.metrics import SegmentationScores, confusion_matrix
-from srkd.report import (
+from srkd.evaluate.report import (
     OWNED_FILES,
     Latency,
     ReportRow,
@@ -19,6 +18,7 @@ from srkd.report import (
     write_metrics_json,
     write_report,
 )
+from srkd.metrics import SegmentationScores, confusion_matrix
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HOW = "median of 5 runs after 2 warm-up, batch 1, no TTA"
@@ -152,7 +152,7 @@ def test_bad_reports_are_refused(tmp_path, rows, rng):
 
 
 def test_confusion_plot_linear_and_log(tmp_path, rng):
-    from srkd.plots import plot_confusion
+    from srkd.evaluate.plots import plot_confusion
 
     cm = confusion_matrix(rng.integers(0, 5, 500), rng.integers(-1, 4, 500), 5)  # row 4 empty
     names = ["a", "b", "c", "d", "e"]
@@ -163,7 +163,7 @@ def test_confusion_plot_linear_and_log(tmp_path, rng):
 
 
 def test_scene_topdown_render(tmp_path, rng):
-    from srkd.plots import plot_scene_topdown
+    from srkd.evaluate.plots import plot_scene_topdown
 
     n = 5000
     coord = np.column_stack([rng.uniform(0, 6, n), rng.uniform(0, 4, n), rng.uniform(0, 2.5, n)])

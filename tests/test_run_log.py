@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone, UTC
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from srkd.distill.run_log import LOG_FILE, normalise_row
 from srkd.errors import ConfigError
-from srkd.run_log import LOG_FILE, normalise_row
 from tests.test_train import read_rows, run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -73,7 +73,7 @@ def test_a_resume_continues_elapsed_time_and_keeps_each_step_once(tmp_path):
 
 
 def test_tensorboard_mirrors_the_log_once_per_step_across_a_resume(tmp_path):
-    from srkd.tensorboard import TensorBoardSink
+    from srkd.distill.tensorboard import TensorBoardSink
 
     scores = iter([0.2, 0.5, 0.4])
     evaluate = lambda m: {"mIoU": next(scores), "mAcc": 0.5, "allAcc": 0.9}  # noqa: E731
@@ -93,7 +93,7 @@ def test_tensorboard_mirrors_the_log_once_per_step_across_a_resume(tmp_path):
 
 
 def test_tensorboard_turned_on_at_resume_gets_the_whole_history(tmp_path):
-    from srkd.tensorboard import TensorBoardSink
+    from srkd.distill.tensorboard import TensorBoardSink
 
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, crash_at=5)
@@ -102,7 +102,7 @@ def test_tensorboard_turned_on_at_resume_gets_the_whole_history(tmp_path):
 
 
 def test_a_fresh_run_removes_the_last_runs_curves_and_events(tmp_path):
-    from srkd.tensorboard import TensorBoardSink
+    from srkd.distill.tensorboard import TensorBoardSink
 
     run(tmp_path, epochs=1, sinks=[TensorBoardSink(tmp_path)])
     old = set((tmp_path / "tensorboard").iterdir())
@@ -111,7 +111,7 @@ def test_a_fresh_run_removes_the_last_runs_curves_and_events(tmp_path):
 
 
 def test_missing_tensorboard_is_one_error_saying_how_to_install(monkeypatch):
-    from srkd.tensorboard import require_tensorboard
+    from srkd.distill.tensorboard import require_tensorboard
 
     for name in [m for m in sys.modules if m == "tensorboard" or m.startswith(("tensorboard.",
                                                                                "torch.utils.tensorboard"))]:

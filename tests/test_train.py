@@ -12,9 +12,10 @@ import torch
 from torch import nn
 
 from srkd.data.collate import VoxelSample, collate
+from srkd.distill.config import OptimConfig
+from srkd.distill.loop import STATE_FILE, TrainConfig, build_optimizer, train
 from srkd.errors import CheckpointError
 from srkd.models.base import ModelOutput, SegmentationModel
-from srkd.train import STATE_FILE, OptimConfig, TrainConfig, build_optimizer, train
 
 
 class TinyModel(SegmentationModel):

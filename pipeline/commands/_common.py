@@ -53,7 +53,14 @@ DeviceOption = Annotated[Optional[str], typer.Option("--device", callback=_check
 def task_progress(console, title: str) -> Iterator:  # type: ignore[no-untyped-def]
     """A rich progress bar for one task of a command (`title`), yielding the library's progress
     callback `(done, total, message) -> None`; the bar closes with the block."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(TextColumn(f"[bold]{title}[/bold] {{task.description}}"), BarColumn(),
                    MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console)  # fmt: skip

@@ -90,7 +90,7 @@ def optim_config(section: str, lr: float | None, weight_decay: float | None, gra
                  block_lr_scale: float | None = None):
     """OptimConfig from options > stages.yaml > the release's recipe."""
     from pipeline.params import command_defaults
-    from srkd.train import OptimConfig
+    from srkd.distill.config import OptimConfig
 
     d = command_defaults(section)
     base = OptimConfig()
@@ -116,7 +116,7 @@ def run_quietly(cfg) -> None:
     import logging
     import warnings
 
-    from srkd.experiment import run
+    from srkd.distill.run import run
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -141,7 +141,7 @@ def run_with_progress(cfg, title: str) -> None:
     )
 
     from srkd.device import configure_threads
-    from srkd.experiment import run
+    from srkd.distill.run import run
 
     configure_threads()
     if launch_rank() != 0:

@@ -12,7 +12,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.commands._common import ColorNorm, DatasetName, DeviceOption, Unpooling, optional_float, user_errors
+from pipeline.commands._common import (
+    ColorNorm,
+    DatasetName,
+    DeviceOption,
+    Unpooling,
+    optional_float,
+    user_errors,
+)
 
 FALLBACK = {
     "dataset": "scannet",
@@ -94,13 +101,22 @@ def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool
     import time
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from srkd.cache import CodecSpec
     from srkd.cache.inspect import summarize
+    from srkd.cache_teacher.build import SceneDone, build_cache
+    from srkd.cache_teacher.config import CacheJob
+    from srkd.cache_teacher.views import ViewSettings
     from srkd.device import configure_threads
-    from srkd.teacher_cache import TeacherRef, ViewSettings
-    from srkd.teacher_cache_run import CacheJob, SceneDone, build_cache
+    from srkd.models.teacher import TeacherRef
 
     configure_threads()  # the in-process teacher; dask workers set their own share
 

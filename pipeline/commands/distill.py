@@ -49,8 +49,8 @@ def distill(
     """Distil a small student from the teacher cache (SRKD losses by default)."""
     with user_errors():
         from pipeline.params import command_defaults, parse_overrides
+        from srkd.distill.config import RunConfig
         from srkd.errors import ConfigError
-        from srkd.experiment import RunConfig
 
         d = command_defaults("distill")
         cli = dict(locals())

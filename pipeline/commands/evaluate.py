@@ -11,7 +11,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.commands._common import task_progress, DatasetName, DeviceOption, user_errors
+from pipeline.commands._common import (
+    DatasetName,
+    DeviceOption,
+    task_progress,
+    user_errors,
+)
 
 DEFAULT_OUT = Path("reports/eval")
 
@@ -74,8 +79,8 @@ def evaluate(
         render_scene = pick(render_scene, params, "render_scene", None)
 
         from srkd.device import configure_threads
-        from srkd.evaluate import run_evaluation, write_evaluation
-        from srkd.report import render_markdown_table
+        from srkd.evaluate.report import render_markdown_table
+        from srkd.evaluate.run import run_evaluation, write_evaluation
 
         configure_threads()
 

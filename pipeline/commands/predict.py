@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.commands._common import task_progress, DeviceOption, user_errors
+from pipeline.commands._common import DeviceOption, task_progress, user_errors
 
 DEFAULT_OUT = Path("predictions")
 INPUTS_HELP = (
@@ -36,7 +36,7 @@ def predict(
     console = Console(stderr=True)
     with user_errors():
         from srkd.device import configure_threads
-        from srkd.predict import run_predict
+        from srkd.predict.run import run_predict
 
         configure_threads()
         with task_progress(console, "predict") as on_progress:

@@ -43,7 +43,7 @@ def train_teacher(
     """Train a model on ground truth alone (CE + Lovasz), e.g. a teacher for the demo."""
     with user_errors():
         from pipeline.params import command_defaults
-        from srkd.experiment import RunConfig
+        from srkd.distill.config import RunConfig
 
         d = command_defaults("teacher")
         cli = dict(locals())

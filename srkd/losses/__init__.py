@@ -12,7 +12,11 @@ from srkd.losses.feat_mse import FeatMSE
 from srkd.losses.kl import kl_distill_loss
 from srkd.losses.lovasz import lovasz_softmax_loss
 from srkd.losses.recipes import DATASETS, METHODS, Recipe, recipe
-from srkd.losses.relation import relation_loss, sample_relation_indices, sampled_relation_loss
+from srkd.losses.relation import (
+    relation_loss,
+    sample_relation_indices,
+    sampled_relation_loss,
+)
 
 __all__ = [
     "DATASETS",

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from srkd.losses._checks import as_float, check_logits, check_pair, check_temperature, split_sizes
+from srkd.losses._checks import (
+    as_float,
+    check_logits,
+    check_pair,
+    check_temperature,
+    split_sizes,
+)
 
 
 def cwd_loss(

@@ -17,11 +17,19 @@ from __future__ import annotations
 from torch import nn
 
 from srkd.errors import ConfigError
-from srkd.models import ptv3, spunet  # noqa: F401  (imported to register their presets)
-from srkd.models import presets_outdoor  # noqa: F401  (the outdoor PTv3 presets)
+from srkd.models import (  # noqa: F401  (imported to register their presets)
+    presets_outdoor,  # noqa: F401  (the outdoor PTv3 presets)
+    ptv3,
+    spunet,
+)
 from srkd.models._registry import MODELS
 from srkd.models.base import ModelOutput, SegmentationModel
-from srkd.models.checkpoint import compact_checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from srkd.models.checkpoint import (
+    compact_checkpoint,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
 from srkd.models.pointcept import load_pointcept_checkpoint
 
 __all__ = [

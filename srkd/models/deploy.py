@@ -12,7 +12,7 @@ with
     feat:   float32 (N, C) the model's input features, already normalised the way the model was
             trained: `PointCloud.feature(checkpoint feature names)` after
             `NormalizeColor(checkpoint color_norm)`, e.g. [color * 1/255, normal] (as
-            `srkd.predict.predict_cloud` builds them).
+            `srkd.predict.run.predict_cloud` builds them).
     offset: int64 (B,) cumulative end index of each sample (offset[-1] == N; Pointcept convention).
     logits: float32 (N, K), one row per input point, in input order.
 
@@ -21,7 +21,7 @@ float64, exactly as `srkd.data.voxelize.grid_sample` does) minus its sample's mi
 that share a voxel are averaged by the model (both SpUNet and PTv3 reduce duplicate voxels to one
 row and map the row's logits back to every point), so the caller needs no grid sampling and
 gets logits for every point. For Pointcept's test-mode protocol (one point per voxel per fragment,
-votes summed over fragments and TTA views), `srkd.predict.predict_cloud` calls this module once
+votes summed over fragments and TTA views), `srkd.predict.run.predict_cloud` calls this module once
 per fragment; with the fragment's coordinates as grid-sampled (before the x/y centre shift),
 the voxels are exactly those of `srkd evaluate`, and since the models use coordinates only through
 their voxels, the logits are the same.

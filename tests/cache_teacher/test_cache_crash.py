@@ -19,8 +19,10 @@ import pytest
 
 from srkd.cache import CacheReader, CodecSpec
 from srkd.cache.inspect import verify
-from srkd.teacher_cache import TeacherRef, ViewSettings
-from srkd.teacher_cache_run import CacheJob, build_cache
+from srkd.cache_teacher.build import build_cache
+from srkd.cache_teacher.config import CacheJob
+from srkd.cache_teacher.views import ViewSettings
+from srkd.models.teacher import TeacherRef
 
 from .conftest import GRID, make_dataset, make_teacher
 

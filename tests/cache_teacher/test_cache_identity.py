@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from srkd.cache import CacheReader, CacheWriter
 from srkd.cache.inspect import verify
 from srkd.cache.schema import ROOT_KEY
+from srkd.cache_teacher.build import build_cache
+from srkd.cache_teacher.views import ViewSettings
 from srkd.data.scannet import get_dataset_spec, load_scene
 from srkd.errors import CacheError
 from srkd.locking import locked_dir
-from srkd.teacher_cache import ViewSettings
-from srkd.teacher_cache_run import build_cache
 
 from .conftest import SCENES, make_dataset
 from .test_teacher_cache import job_for
@@ -153,7 +153,7 @@ def test_locked_dir_removes_a_folder_it_created_when_left_empty(tmp_path: Path) 
 
 def test_evaluate_refuses_a_cache_built_from_other_data(fresh, tmp_path: Path) -> None:
     from srkd.data.scannet import ScanNetScenes
-    from srkd.evaluate import evaluate_models
+    from srkd.evaluate.run import evaluate_models
 
     other = make_dataset(tmp_path / "other", seed=98)
     scenes = ScanNetScenes(other, "train", DATASET)

@@ -1,4 +1,4 @@
-"""`srkd cache-teacher` and srkd.teacher_cache: views, targets, determinism, resume, refusals."""
+"""`srkd cache-teacher` and srkd.cache_teacher.views: views, targets, determinism, resume, refusals."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from typer.testing import CliRunner
 
 from srkd.cache import CacheReader, CodecSpec
 from srkd.cache.inspect import verify
+from srkd.cache_teacher.build import build_cache, plan_cache
+from srkd.cache_teacher.config import CacheJob
+from srkd.cache_teacher.views import ViewSettings, spec_view_settings
 from srkd.data.scannet import get_dataset_spec, load_scene
 from srkd.data.transforms import CenterShift, Compose, replay
 from srkd.errors import CacheError, CheckpointError, ConfigError
 from srkd.inference import infer_view
 from srkd.models import file_sha256
-from srkd.teacher_cache import TeacherRef, ViewSettings, load_teacher, spec_view_settings
-from srkd.teacher_cache_run import CacheJob, build_cache, plan_cache
+from srkd.models.teacher import TeacherRef, load_teacher
 
 from .conftest import GRID, SCENES, make_teacher
 

@@ -1,4 +1,4 @@
-"""One rank of the 2-process gloo test of `srkd.experiment.run` (test_ddp.py).
+"""One rank of the 2-process gloo test of `srkd.distill.run.run` (test_ddp.py).
 
 A module without pytest, so the spawned processes import little. The rank joins the process
 group through a file:// rendezvous (no TCP port to collide with) BEFORE calling run(); run()
@@ -25,9 +25,9 @@ def worker(rank: int, rendezvous: str, cfg_values: dict, report_dir: str) -> Non
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
     try:
-        import srkd.experiment as experiment
+        import srkd.distill.run as experiment
         import srkd.losses.distributed as distributed
-        from srkd.experiment import RunConfig
+        from srkd.distill.config import RunConfig
 
         gathers: list[tuple[int, int, int]] = []
         real_gather = distributed.all_gather_with_grad

@@ -1,6 +1,6 @@
 """Fixtures of the distill tests: a tiny synthetic dataset, a tiny teacher and teacher caches.
 
-The caches are built here directly (teacher outputs through `srkd.teacher_cache.scene_targets`,
+The caches are built here directly (teacher outputs through `srkd.cache_teacher.views.scene_targets`,
 written with `CacheWriter`), so these tests do not depend on `srkd cache-teacher`'s
 orchestration; the CLI test builds its own cache with the command itself.
 """
@@ -42,14 +42,9 @@ def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensem
     from dataclasses import replace
 
     from srkd.cache import CacheWriter, CodecSpec
+    from srkd.cache_teacher.views import ViewSettings, make_spec, scene_targets
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
-    from srkd.teacher_cache import (
-        TeacherRef,
-        ViewSettings,
-        load_teacher,
-        make_spec,
-        scene_targets,
-    )
+    from srkd.models.teacher import TeacherRef, load_teacher
 
     ds = get_dataset_spec("scannet")
     model, info = load_teacher(TeacherRef(teacher), ds, "cpu")

@@ -1,4 +1,4 @@
-"""`srkd.experiment.run` under DDP: 2 CPU processes on gloo, cached SRKD targets; only rank 0
+"""`srkd.distill.run.run` under DDP: 2 CPU processes on gloo, cached SRKD targets; only rank 0
 prints and writes files."""
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from srkd.cache import CacheReader
+from srkd.cache_teacher.views import spec_view_settings
 from srkd.data.dataset import SceneDataset, make_loader
 from srkd.data.scannet import ScanNetScenes, get_dataset_spec
 from srkd.data.transforms import geometry_matrix, student_transforms
-from srkd.distill import CachedTargets, CachedViewProvider
+from srkd.distill.targets import CachedTargets, CachedViewProvider
 from srkd.errors import CacheError, CacheMissError, ConfigError
-from srkd.teacher_cache import spec_view_settings
 from tests.distill.conftest import GRID
 
 DS = get_dataset_spec("scannet")
@@ -158,7 +158,7 @@ def test_bad_mode_and_unreplayed_view_are_config_errors(cache_dir, data_root):
 
 def test_renormalize_color_maps_between_normalisations():
     from srkd.data.transforms import COLOR_NORMS
-    from srkd.distill import renormalize_color
+    from srkd.distill.targets import renormalize_color
 
     raw = torch.tensor([[0.0, 127.5, 255.0, 0.3, -0.2, 0.9]])  # colour then normal
     scale, shift = COLOR_NORMS["legacy"]
@@ -174,7 +174,7 @@ def test_renormalize_color_maps_between_normalisations():
 
 
 def test_online_teacher_gets_the_colours_it_was_trained_with():
-    from srkd.distill import OnlineTeacher
+    from srkd.distill.targets import OnlineTeacher
     from srkd.models.base import ModelOutput
 
     seen = []

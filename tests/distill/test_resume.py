@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from srkd.distill.config import RunConfig
+from srkd.distill.loop import STATE_FILE
+from srkd.distill.run import run
+from srkd.distill.state import read_state
 from srkd.errors import CheckpointError
-from srkd.experiment import RunConfig, run
-from srkd.train import STATE_FILE
-from srkd.train_state import read_state
 
 
 class Killed(Exception):

@@ -18,8 +18,9 @@ import torch
 from typer.testing import CliRunner
 
 from cli import app
-from srkd.train import STATE_FILE, OptimConfig
-from srkd.train_state import read_state
+from srkd.distill.config import OptimConfig
+from srkd.distill.loop import STATE_FILE
+from srkd.distill.state import read_state
 
 
 def invoke(args: list) -> object:

@@ -18,7 +18,6 @@ from srkd.losses import (
     relation_loss,
     sampled_relation_loss,
 )
-
 from tests.losses.reference import FIXTURE, make_inputs, reference_values
 from tests.losses.reference import Out as ModelOutput
 

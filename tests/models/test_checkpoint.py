@@ -154,7 +154,7 @@ def test_shipped_demo_teacher_is_small_safe_and_trained(tmp_path) -> None:
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
     from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.data.synthetic.rooms import generate_dataset
-    from srkd.distill import validation_scores
+    from srkd.distill.targets import validation_scores
 
     assert DEMO_TEACHER.stat().st_size <= 10_000_000
     raw = torch.load(DEMO_TEACHER, weights_only=True)  # plain tensors and values only

@@ -107,10 +107,9 @@ def test_evaluate_scores_ten_outdoor_views(run):
 def test_a_run_without_grid_or_weight_decay_takes_the_datasets(run):
     """RunConfig grid_size None and OptimConfig weight_decay None mean the DatasetSpec's values
     (0.05 m and 0.005 outdoors); the checkpoint records the numbers used."""
-    from srkd.experiment import RunConfig
-    from srkd.experiment import run as train_run
+    from srkd.distill.config import OptimConfig, RunConfig
+    from srkd.distill.run import run as train_run
     from srkd.models import load_checkpoint
-    from srkd.train import OptimConfig
 
     out = run["work"] / "alone"
     cfg = RunConfig(model="test_ptv3_outdoor", out=out, dataset=run["dataset"],

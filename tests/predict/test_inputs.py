@@ -12,7 +12,7 @@ import pytest
 from srkd.data.normals import pca_normals
 from srkd.data.scannet.ply import read_mesh, read_ply, write_ply
 from srkd.errors import DataError
-from srkd.predict_inputs import check_input, read_input
+from srkd.predict.inputs import check_input, read_input
 
 NEEDS = ("color", "normal")
 

@@ -21,8 +21,8 @@ from srkd.errors import ConfigError, DataError
 from srkd.inference import infer_scene, precise_views
 from srkd.models import create_model, save_checkpoint
 from srkd.models.deploy import PlainSegmenter, voxel_coords
-from srkd.predict import load_predictor, predict_cloud, run_predict
-from srkd.predict_inputs import read_input
+from srkd.predict.inputs import read_input
+from srkd.predict.run import load_predictor, predict_cloud, run_predict
 
 GRID = 0.1
 

@@ -275,7 +275,9 @@ def write_report(
     written = {"metrics": write_metrics_json(out_dir / "metrics.json", rows, names)}
     pictures: dict[str, Path] = {}
     if plots:
-        from srkd import plots as plotting  # matplotlib is imported only when pictures are drawn
+        from srkd.evaluate import (
+            plots as plotting,  # matplotlib is imported only when pictures are drawn
+        )
 
         written["class_iou"] = plotting.plot_class_iou(rows, names, out_dir / "class_iou.png")
         pictures["IoU per class"] = written["class_iou"]

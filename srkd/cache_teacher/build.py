@@ -36,35 +36,15 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets
+from srkd.cache import CacheReader, CacheSpec, CacheWriter, ViewTargets
+from srkd.cache_teacher.config import CacheJob
+from srkd.cache_teacher.views import make_spec, scene_targets
 from srkd.data.scannet import get_dataset_spec
 from srkd.data.sources import open_scenes
 from srkd.device import resolve_device
 from srkd.errors import CacheError, ConfigError, SrkdError
 from srkd.locking import locked_dir
-from srkd.teacher_cache import TeacherInfo, TeacherRef, ViewSettings, load_teacher, make_spec, scene_targets
-
-
-@dataclass(frozen=True)
-class CacheJob:
-    """Everything a scene task needs (picklable: it travels to dask workers).
-
-    Paths should be absolute and, on a multi-machine scheduler, on a filesystem every worker sees.
-    `plan_cache` fills in the dataset's grid size (grid_size None) and view domain.
-    torch_threads: intra-op threads of each teacher process (None = torch's default).
-    """
-
-    dataset: str
-    data_root: Path
-    split: str
-    teacher: TeacherRef
-    out: Path
-    views: ViewSettings = ViewSettings()
-    codec: CodecSpec = CodecSpec()
-    grid_size: float | None = None  # None: the dataset's (DatasetSpec.grid_size)
-    ensemble: bool = False
-    device: str = "auto"
-    torch_threads: int | None = None
+from srkd.models.teacher import TeacherInfo, load_teacher
 
 
 @dataclass(frozen=True)
@@ -291,7 +271,7 @@ def _check_resumed_data(job: CacheJob, dataset, committed: list[str]) -> None:  
     """A resumed build must read the data its committed scenes were built from (the data root
     may have moved; its content may not): a sample of them is checked as distill checks it."""
     if committed:
-        from srkd.distill import check_cache_data
+        from srkd.distill.targets import check_cache_data
 
         scenes = _scenes(dataset.name, job.data_root, job.split, fresh=True)
         check_cache_data(CacheReader(job.out, cache_bytes=0), scenes, committed)

@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from srkd.distill.run_log import EVENTS_PREFIX, META_KEYS, TENSORBOARD_DIR
 from srkd.errors import ConfigError
-from srkd.run_log import EVENTS_PREFIX, META_KEYS, TENSORBOARD_DIR
 
 INSTALL_HINT = 'pip install -e ".[tensorboard]" (or pip install tensorboard)'
 
@@ -41,7 +41,7 @@ def require_tensorboard() -> None:
 
 
 class TensorBoardSink:
-    """Writes the rows of a run's log into `<out_dir>/tensorboard/` (a srkd.run_log.LogSink)."""
+    """Writes the rows of a run's log into `<out_dir>/tensorboard/` (a srkd.distill.run_log.LogSink)."""
 
     def __init__(self, out_dir: Path) -> None:
         require_tensorboard()

@@ -1,7 +1,7 @@
 """Build and run one training job (`srkd distill` or `srkd train-teacher`) from a typed config.
 
 This is the glue between the data path, the models, the teacher targets, the loss recipes and
-the training loop; the loop itself (srkd/train.py) knows none of them.
+the training loop; the loop itself (srkd.distill.loop) knows none of them.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from srkd.data.dataset import SceneDataset, make_loader
 from srkd.data.scannet import DatasetSpec, get_dataset_spec
 from srkd.data.sources import open_scenes
 from srkd.data.transforms import (
-    DEFAULT_COLOR_NORM,
     CenterShift,
     Compose,
     check_color_norm,
@@ -31,7 +30,10 @@ from srkd.data.transforms import (
     train_transforms,
 )
 from srkd.device import resolve_device
-from srkd.distill import (
+from srkd.distill.config import RunConfig
+from srkd.distill.loop import TrainConfig, TrainResult, train
+from srkd.distill.state import STATE_FILE, prepare_run_dir
+from srkd.distill.targets import (
     CachedTargets,
     CachedViewProvider,
     OnlineTeacher,
@@ -39,73 +41,12 @@ from srkd.distill import (
     make_loss_fn,
     validation_scores,
 )
+from srkd.distill.tensorboard import TensorBoardSink, require_tensorboard
 from srkd.errors import CacheError, ConfigError
 from srkd.locking import locked_dir
 from srkd.losses.combined import TEACHER_TERMS
 from srkd.losses.recipes import recipe
 from srkd.models import create_model, save_checkpoint
-from srkd.tensorboard import TensorBoardSink, require_tensorboard
-from srkd.train import OptimConfig, TrainConfig, TrainResult, train
-from srkd.train_state import STATE_FILE, prepare_run_dir
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything one training job depends on (what the checkpoint records as train_params).
-
-    model / model_args:  the student (or the model to train alone), a registered preset.
-    dataset, data_root:  where scenes come from; with `cache` they default to the cache's own
-                         (dataset None = the cache's, or "scannet" without a cache).
-    method:              loss recipe: srkd | kd | mse | cwd | ce (see srkd.losses.recipes).
-    loss_overrides:      per-term weights etc. replacing the recipe's values.
-    targets:             view | canonical | ensemble (cached teacher only).
-    color_norm:          the model's input colour normalisation (srkd.data.transforms.COLOR_NORMS);
-                         the checkpoint records it and evaluation feeds the model the same.
-    cache / online_teacher (+ teacher_model, teacher_color_norm for a Pointcept checkpoint): the
-                         teacher's side.
-    tensorboard:         also write TensorBoard event files to out/tensorboard (main process;
-                         needs the optional tensorboard package, srkd.tensorboard).
-    """
-
-    model: str
-    out: Path
-    dataset: str | None = None
-    data_root: Path | None = None
-    model_args: dict[str, Any] = field(default_factory=dict)
-    train_split: str = "train"
-    val_split: str | None = "val"
-    grid_size: float | None = None  # None: the dataset's (DatasetSpec.grid_size)
-    color_norm: str = DEFAULT_COLOR_NORM
-    method: str = "ce"
-    loss_overrides: dict[str, Any] = field(default_factory=dict)
-    targets: str = "view"
-    cache: Path | None = None
-    online_teacher: Path | None = None
-    teacher_model: str | None = None
-    teacher_color_norm: str | None = None
-    epochs: int = 100
-    batch_size: int = 8
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    workers: int = 0
-    seed: int = 0
-    eval_every: int = 1
-    checkpoint_every: int = 50
-    max_points: int = 102400
-    mix3d_prob: float = 0.8
-    augment: bool = True
-    repeats: int = 1
-    val_max_scenes: int | None = None
-    amp: bool = True
-    device: str = "auto"
-    resume: bool = False
-    tensorboard: bool = False
-
-    def train_params(self) -> dict[str, Any]:
-        """Plain, JSON-able values for the checkpoint (paths as strings)."""
-        out = {}
-        for key, value in asdict(self).items():
-            out[key] = str(value) if isinstance(value, Path) else value
-        return out
 
 
 @dataclass
@@ -176,7 +117,7 @@ def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device, read
             )
         return CachedTargets(reader, cfg.targets), reader.spec.feature_dim
     if cfg.online_teacher is not None:
-        from srkd.teacher_cache import TeacherRef, load_teacher
+        from srkd.models.teacher import TeacherRef, load_teacher
 
         ref = TeacherRef(cfg.online_teacher, cfg.teacher_model, color_norm=cfg.teacher_color_norm)
         teacher, info = load_teacher(ref, ds, device)
@@ -189,7 +130,7 @@ def _teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device, read
 def run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None = None,
         on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train `cfg.model` as configured; writes `cfg.out`/model.pt (best), model_last.pt,
-    train_state.pt (for --resume), log.jsonl and curves.png (srkd.run_log), and with
+    train_state.pt (for --resume), log.jsonl and curves.png (srkd.distill.run_log), and with
     cfg.tensorboard the event files in tensorboard/.
 
     The main process holds a lock on the run folder while it trains (srkd.locking): a second run

@@ -11,7 +11,7 @@ Every row of log.jsonl is a flat object of plain values (no nesting):
     epoch       the epoch the row belongs to, counted from 1
     step        optimiser steps done (a val row: the step it validated after)
     train rows: loss (the weighted total), every loss term by name and its `<term>_weighted` and
-                `<term>_share` (see srkd.distill.make_loss_fn), lr (the rate the step used),
+                `<term>_share` (see srkd.distill.targets.make_loss_fn), lr (the rate the step used),
                 points_per_s (input points of the batch / step seconds), step_s
     val rows:   the validation metrics, lower-case (miou, macc, allacc, scenes), nested values
                 joined with "_", and val_s (seconds the validation took)
@@ -29,11 +29,11 @@ import numbers
 import time
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from srkd.train_state import atomic_write, write_error
+from srkd.distill.state import atomic_write, write_error
 
 LOG_FILE = "log.jsonl"
 CURVES_FILE = "curves.png"
@@ -190,7 +190,7 @@ class RunLog:
         before the first logged row (a run that failed at its start leaves no empty picture)."""
         if not self.enabled or not self.curves.has_rows():
             return
-        from srkd.plots import plot_training_curves
+        from srkd.evaluate.plots import plot_training_curves
 
         path = self.out_dir / CURVES_FILE
         try:

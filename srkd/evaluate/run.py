@@ -43,10 +43,10 @@ from srkd.data.sources import open_scenes
 from srkd.data.transforms import DEFAULT_COLOR_NORM
 from srkd.device import describe_device, resolve_device
 from srkd.errors import CacheError, CheckpointError, ConfigError
+from srkd.evaluate.report import Latency, ReportRow, SplitInfo, write_report
 from srkd.inference import infer_scene, precise_views
 from srkd.locking import locked_dir
 from srkd.metrics import ConfusionAccumulator
-from srkd.report import Latency, ReportRow, SplitInfo, write_report
 from srkd.types import FEATURE_WIDTHS, PointCloud
 
 DEFAULT_DATASET = "scannet"
@@ -439,7 +439,7 @@ def run_evaluation(
 def write_evaluation(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
     """metrics.json, report.md, class_iou.png, confusion_<model>.png and scene_<id>.png.
 
-    Returns name -> path of every file written (see `srkd.report.write_report`; "render" for
+    Returns name -> path of every file written (see `srkd.evaluate.report.write_report`; "render" for
     the scene picture)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -448,7 +448,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     r = evaluation.render
     if r is not None:
-        from srkd.plots import plot_scene_topdown
+        from srkd.evaluate.plots import plot_scene_topdown
 
         path = plot_scene_topdown(
             r.coord, r.gt, r.preds, spec.class_colors, out_dir / f"scene_{r.scene_id}.png",

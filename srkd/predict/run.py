@@ -1,6 +1,6 @@
 """Label new scans with a trained model: `srkd predict` (library part; no typer, no printing).
 
-Each input (a scene folder of .npy files or a .ply, see `srkd.predict_inputs`) is scored on every
+Each input (a scene folder of .npy files or a .ply, see `srkd.predict.inputs`) is scored on every
 point with the protocol of `srkd evaluate` (`srkd.inference`): each test-time view (13 with TTA,
 1 without) is voxelised in test mode into fragments that cover every point; each fragment runs
 through the model -- here through the plain-tensor `srkd.models.deploy.PlainSegmenter` -- and
@@ -31,7 +31,7 @@ from srkd.data.transforms.color import NormalizeColor
 from srkd.errors import CheckpointError, ConfigError, DataError
 from srkd.inference import precise_views
 from srkd.models.deploy import PlainSegmenter, load_plain_segmenter
-from srkd.predict_inputs import ScanInput, check_input, input_name, read_input
+from srkd.predict.inputs import ScanInput, check_input, input_name, read_input
 from srkd.types import FEATURE_WIDTHS, PointCloud
 
 Progress = Callable[[int, int, str], None]

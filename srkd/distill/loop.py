@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from srkd.data.collate import PointBatch
-from srkd.errors import ConfigError
-from srkd.models.base import ModelOutput
-from srkd.run_log import LOG_FILE, LogSink, RunLog
-from srkd.train_state import (
+from srkd.distill.config import OptimConfig
+from srkd.distill.run_log import LOG_FILE, LogSink, RunLog
+from srkd.distill.state import (
     STATE_FILE,
     Segment,
     check_state_fits,
@@ -32,26 +31,11 @@ from srkd.train_state import (
     save_model_file,
     save_state,
 )
+from srkd.errors import ConfigError
+from srkd.models.base import ModelOutput
 
-__all__ = ["LOG_FILE", "STATE_FILE", "OptimConfig", "TrainConfig", "TrainResult", "build_optimizer",
+__all__ = ["LOG_FILE", "STATE_FILE", "TrainConfig", "TrainResult", "build_optimizer",
            "build_scheduler", "train"]
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW + OneCycle as released (METHOD.md "Training recipe"); parameters whose name contains
-    `block_keyword` (the transformer / residual blocks) train at `block_lr_scale` x lr.
-    weight_decay None = the dataset's (DatasetSpec.weight_decay: 0.05 indoors, 0.005 for lidar),
-    filled in by srkd.experiment before the optimiser is built."""
-
-    lr: float = 0.002
-    weight_decay: float | None = 0.05
-    block_lr_scale: float = 0.1
-    block_keyword: str = "block"
-    pct_start: float = 0.5
-    div_factor: float = 10.0
-    final_div_factor: float = 1000.0
-    grad_clip: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +98,7 @@ def build_optimizer(modules: list[nn.Module], cfg: OptimConfig) -> torch.optim.A
         groups.append({"params": blocks, "lr": cfg.lr * cfg.block_lr_scale})
     if cfg.weight_decay is None:
         raise ConfigError("OptimConfig.weight_decay is None: resolve it from the dataset first "
-                          "(srkd.experiment does) or give a number")
+                          "(srkd.distill.run does) or give a number")
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -176,11 +160,11 @@ def train(
         extra_modules: trainable modules besides the model (e.g. the FeatMSE projection).
         resume: continue from out_dir/train_state.pt, which must exist and belong to this run; a
             finished run resumed with more epochs is extended (train_state.resume_schedule).
-        on_step: called with every step's log row (srkd.run_log), on every process.
+        on_step: called with every step's log row (srkd.distill.run_log), on every process.
         is_main: only the main process (rank 0) writes files.
         run_info: plain values that identify the run (model name and args, data, loss, ...);
             saved in train_state.pt, and a resume refuses a state saved with other values.
-        log_sinks: mirrors of log.jsonl (e.g. srkd.tensorboard.TensorBoardSink), main process.
+        log_sinks: mirrors of log.jsonl (e.g. srkd.distill.tensorboard.TensorBoardSink), main process.
 
     Raises CheckpointError when the state to resume is unreadable or belongs to another run, or
     when a file of the run cannot be written (disk full, ...; every file is replaced atomically,

@@ -29,7 +29,6 @@ from srkd.models.base import ModelOutput
 from srkd.types import FEATURE_WIDTHS, TARGET_MODES, PointCloud
 
 
-
 def sample_slices(batch: PointBatch) -> list[slice]:
     """Point ranges of the batch's SOURCE samples (before any Mix3D merge), one per scene id."""
     ends = batch.sample_offset.tolist()
@@ -37,7 +36,7 @@ def sample_slices(batch: PointBatch) -> list[slice]:
 
 
 class CachedTargets:
-    """`targets_fn` for `srkd.train.train`: teacher logits (N, K) and features (N, Dt) float32
+    """`targets_fn` for `srkd.distill.loop.train`: teacher logits (N, K) and features (N, Dt) float32
     for every point of a batch, gathered from a teacher cache.
 
     Args:

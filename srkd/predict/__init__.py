@@ -1,0 +1,5 @@
+"""`srkd predict`: label every point of new scans with a trained model.
+
+    inputs.py  reading scans: Pointcept scene folders, .npy folders, PLY meshes and point clouds
+    run.py     loading the model, labelling with the evaluation protocol, writing the outputs
+"""
