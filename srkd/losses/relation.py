@@ -24,26 +24,54 @@ def _identity(feats: list[torch.Tensor]) -> list[torch.Tensor]:
     return feats
 
 
-def _pair_log_softmax(affinity: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-    """Row log-softmax of (n_i, M) taken separately over the columns of each sample j."""
+def _pairs(x: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    """The column blocks of (n_i, M) per sample j: one (n_i, B, n) view for equal sizes (one
+    vectorised call per operation), else B views (n_i, n_j)."""
     if len(set(sizes)) == 1:
-        # equal sample sizes: one vectorised call over (n_i, B, n)
-        rows = affinity.shape[0]
-        return torch.log_softmax(affinity.view(rows, len(sizes), sizes[0]), dim=2).view(rows, -1)
-    return torch.cat([torch.log_softmax(a, dim=1) for a in torch.split(affinity, sizes, dim=1)], 1)
+        return [x.view(x.shape[0], len(sizes), sizes[0])]
+    return list(torch.split(x, sizes, dim=1))
+
+
+def _softmax_and_lse(logits: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair row softmax p of (n_i, M) logits (each row of each sample j's columns sums to 1)
+    and the sum of every (row, pair) log-sum-exp, float scalar.
+
+    One exponential per entry: lse = max - log(p at the max), since p_max = exp(max - lse)
+    lies in [1/n_j, 1] and its log is exact to rounding."""
+    probs, lse = [], logits.new_zeros(())
+    for block, p in ((b, torch.softmax(b, dim=-1)) for b in _pairs(logits, sizes)):
+        top, where = block.max(dim=-1, keepdim=True)
+        lse = lse + (top - p.gather(-1, where).log()).sum()
+        probs.append(p)
+    if len(probs) == 1:
+        return probs[0].view_as(logits), lse
+    return torch.cat(probs, dim=1), lse
 
 
 def _block_terms(
-    s_i: torch.Tensor, s_all: torch.Tensor, t_i: torch.Tensor, t_all: torch.Tensor,
+    s_rows: torch.Tensor, s_all: torch.Tensor, t_rows: torch.Tensor, t_all: torch.Tensor,
     sizes: list[int], tau: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row block i: (loss_i, r, q) with loss_i = sum_j mean_rows KL(q || r), and r, q the student
-    and teacher per-pair row softmaxes, float (n_i, M). Inputs L2-normalised, float32."""
-    log_r = _pair_log_softmax(s_i @ s_all.T / tau, sizes)
-    log_q = _pair_log_softmax(t_i @ t_all.T / tau, sizes)
-    q = log_q.exp()
-    # every row of every pair j sums to a KL; /n_i averages over rows, the sum runs over j
-    return (q * (log_q - log_r)).sum() / s_i.shape[0], log_r.exp_(), q
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Some rows of one sample's block: (kl, g) with kl = the sum over these rows and every pair j
+    of KL(q || r), and g = r - q, float (rows, M); r, q are the student and teacher per-pair row
+    softmaxes. Inputs L2-normalised, float32 (or float64).
+
+    With A = s_rows s_all^T / tau, B = t_rows t_all^T / tau and per (row, pair) log-sum-exps,
+    KL(q || r) = sum q (B - A) - lse(B) + lse(A) (because log q = B - lse(B), log r = A - lse(A)
+    and q sums to 1), so no log-probability matrix is formed: two exponentials per entry."""
+    a = (s_rows / tau) @ s_all.T
+    b = (t_rows / tau) @ t_all.T
+    r, lse_a = _softmax_and_lse(a, sizes)
+    q, lse_b = _softmax_and_lse(b, sizes)
+    cross = torch.dot(q.reshape(-1), b.sub_(a).reshape(-1))  # sum q (B - A)
+    return cross - lse_b + lse_a, r.sub_(q)
+
+
+ROW_CHUNK = 128
+"""Rows of a sample's block processed together on CPU: a (128, M) float32 block is 2 MB at
+M = 4096, so the block's passes (affinities, softmaxes, difference, gradient products) stay in
+the CPU's caches instead of streaming (n_i, M) matrices through memory (bench/loss_terms.py;
+README "Distillation overhead"). On CUDA a sample's whole block is one chunk."""
 
 
 class _FusedRelation(torch.autograd.Function):
@@ -52,9 +80,9 @@ class _FusedRelation(torch.autograd.Function):
     With A = s_i s_all^T / tau and per-pair row softmaxes r = softmax(A), q (teacher; every
     (row, pair) of q sums to 1): d loss_i / d A = (r - q) / n_i, so
         d/d s_i   += (r - q) s_all / (n_i tau),    d/d s_all += (r - q)^T s_i / (n_i tau).
-    The loss is a scalar, so the whole gradient is known after the forward pass: each (n_i, M)
-    block is built once (no activation checkpoint recomputation, teacher side computed once),
-    and backward only scales the stored (M, Ds) gradient by the incoming scalar.
+    The loss is a scalar, so the whole gradient is known after the forward pass: each block is
+    built once, ROW_CHUNK rows at a time (no activation checkpoint recomputation, teacher side
+    computed once), and backward only scales the stored (M, Ds) gradient by the incoming scalar.
     """
 
     @staticmethod
@@ -64,13 +92,18 @@ class _FusedRelation(torch.autograd.Function):
         total = s_all.new_zeros(())
         start = 0
         for n_i in sizes:
-            s_i, t_i = s_all[start : start + n_i], t_all[start : start + n_i]
-            loss_i, r, q = _block_terms(s_i, s_all, t_i, t_all, sizes, tau)
-            total = total + loss_i
-            if grad is not None:
-                g = r.sub_(q).div_(n_i * tau)  # (n_i, M) d loss_i / d A, times 1 / tau
-                grad[start : start + n_i] += g @ s_all
-                grad += g.T @ s_i
+            kl_i = s_all.new_zeros(())
+            chunk = ROW_CHUNK if s_all.device.type == "cpu" else n_i  # a GPU wants whole blocks
+            for lo in range(start, start + n_i, chunk):
+                hi = min(lo + chunk, start + n_i)
+                kl, g = _block_terms(s_all[lo:hi], s_all, t_all[lo:hi], t_all, sizes, tau)
+                kl_i = kl_i + kl
+                if grad is not None:  # g = d (n_i loss_i) / d A
+                    scale = 1.0 / (n_i * tau)
+                    grad[lo:hi].addmm_(g, s_all, alpha=scale)
+                    grad.addmm_(g.T, s_all[lo:hi], alpha=scale)
+            # every row of every pair j sums to a KL; /n_i averages over rows, the sum runs over j
+            total = total + kl_i / n_i
             start += n_i
         ctx.save_for_backward(grad if grad is not None else s_all.new_zeros(()))
         return total
