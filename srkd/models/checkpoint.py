@@ -100,32 +100,13 @@ def save_checkpoint(
     Raises CheckpointError when the name is not a registered preset or the class count differs
     from the model's. Returns the path written.
     """
-    from srkd.models import (
-        MODELS,  # the package imports this module; import here avoids a cycle
-    )
-
     model = getattr(model, "module", model)
     path = Path(path)
     model_name = model_name if model_name is not None else getattr(model, "srkd_name", None)
     if model_args is None:
         model_args = getattr(model, "srkd_args", {})
     model_args = {**model_args, **recorded_values(model)}
-    try:
-        color_norm = check_color_norm(color_norm)
-    except ConfigError as e:
-        raise CheckpointError(f"cannot save {path}: {e}") from None
-    if not model_name or model_name not in MODELS:
-        raise CheckpointError(
-            f"cannot save {path}: model name {model_name!r} is not a registered preset; build the "
-            f"model with srkd.models.create_model or pass model_name (known: {', '.join(MODELS.names())})"
-        )
-    class_names = [str(c) for c in class_names]
-    num_classes = getattr(model, "num_classes", None)
-    if num_classes is not None and num_classes != len(class_names):
-        raise CheckpointError(
-            f"cannot save {path}: the model has {num_classes} classes but {len(class_names)} class "
-            "names were given"
-        )
+    color_norm, class_names = _checked_description(path, model, model_name, color_norm, class_names)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -145,6 +126,33 @@ def save_checkpoint(
     # readers see the old file or the complete new one, never a torn one; torch.save writes into
     # an open file, so an OSError of the write (e.g. ENOSPC) reaches the caller
     return atomic_write_stream(path, lambda f: torch.save(payload, f))
+
+
+def _checked_description(path: Path, model: nn.Module, model_name: str | None, color_norm: str,
+                         class_names: Sequence[str]) -> tuple[str, list[str]]:
+    """(colour normalisation, class names as str) to record for `model`; CheckpointError naming
+    `path` for an unknown colour normalisation or model name, or a class count the model lacks."""
+    from srkd.models import (
+        MODELS,  # the package imports this module; import here avoids a cycle
+    )
+
+    try:
+        color_norm = check_color_norm(color_norm)
+    except ConfigError as e:
+        raise CheckpointError(f"cannot save {path}: {e}") from None
+    if not model_name or model_name not in MODELS:
+        raise CheckpointError(
+            f"cannot save {path}: model name {model_name!r} is not a registered preset; build the "
+            f"model with srkd.models.create_model or pass model_name (known: {', '.join(MODELS.names())})"
+        )
+    names = [str(c) for c in class_names]
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is not None and num_classes != len(names):
+        raise CheckpointError(
+            f"cannot save {path}: the model has {num_classes} classes but {len(names)} class "
+            "names were given"
+        )
+    return color_norm, names
 
 
 def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
