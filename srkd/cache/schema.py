@@ -33,6 +33,7 @@ from srkd.cache.codecs import Codec, CodecSpec
 from srkd.data.scannet.layout import check_scene_id as layout_check_scene_id
 from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CacheError, ConfigError, DataError
+from srkd.io import to_plain
 
 SCHEMA_VERSION = 2
 """Bumped whenever the layout changes incompatibly. Version 2: the fingerprint no longer covers the
@@ -88,14 +89,6 @@ def canonical_json(obj: Any) -> str:
         raise ConfigError(f"cache settings must be plain JSON values (no numpy, NaN): {exc}") from exc
 
 
-def _plain(obj: Any, what: str) -> Any:
-    """A JSON round trip: plain dicts/lists/scalars, or ConfigError naming `what`."""
-    try:
-        return json.loads(canonical_json(obj))
-    except ConfigError as exc:
-        raise ConfigError(f"{what}: {exc}") from None
-
-
 @dataclasses.dataclass(frozen=True)
 class CacheSpec:
     """Everything that determines a cache's targets; its fingerprint decides reuse.
@@ -125,8 +118,9 @@ class CacheSpec:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once here
         set_(self, "class_names", tuple(str(c) for c in self.class_names))
-        set_(self, "teacher_args", _plain(dict(self.teacher_args), "teacher_args"))
-        set_(self, "view_settings", _plain(dict(self.view_settings), "view_settings"))
+        # what a sorted JSON round trip gives (the fingerprint's input), or one ConfigError
+        set_(self, "teacher_args", to_plain(dict(self.teacher_args), where="teacher_args", json=True))
+        set_(self, "view_settings", to_plain(dict(self.view_settings), where="view_settings", json=True))
         set_(self, "feature_dim", int(self.feature_dim))
         set_(self, "views", int(self.views))
         set_(self, "grid_size", float(self.grid_size))

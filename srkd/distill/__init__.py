@@ -1,9 +1,15 @@
 """Stage two, `srkd distill` (and `srkd train-teacher`, the same loop without a teacher).
 
-    run.py          RunConfig -> data, model, teacher targets, loss, DDP -> the loop
-    targets.py      teacher targets: cached (view / canonical / ensemble) or an online teacher
+    config.py       RunConfig, OptimConfig: the settings of one training job
+    run.py          run(cfg): RunConfig -> the pieces below -> the loop (the glue, top to bottom)
+    teacher.py      where targets come from: the cache (opened, checked) or an online teacher
+    targets.py      per-batch teacher targets: cached (view / canonical / ensemble) or online
+    data.py         the training chain, dataset, loader and the batches of an epoch
+    loss.py         the loss recipe -> DistillLoss -> the loop's loss function
+    model.py        the model, train_params, the checkpoint writer, the resume identity
+    ddp.py          torchrun: process group, rank device, sampler, DDP wrappers
     loop.py         the training loop (AdamW + one-cycle segments, AMP, resume / extension)
     state.py        the run folder and train_state.pt (save, check, load)
-    run_log.py      log.jsonl rows, curves.png, sinks
+    run_log.py      log.jsonl rows, sinks; curves.py draws curves.png
     tensorboard.py  the optional TensorBoard sink
 """

@@ -173,27 +173,17 @@ def train(
     device = torch.device(device)
     if is_main:
         prepare_run_dir(out_dir, resume)
-    extra = extra_modules or []
-    core = model.module if hasattr(model, "module") else model  # unwrap DDP for saving
-    opt = build_optimizer([model, *extra], cfg.optim)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    identity = {**(run_info or {}), "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch}
-    state_path = out_dir / STATE_FILE
-    loop = _Loop(cfg, model, core, extra, opt, scaler, identity, state_path, device, use_amp)
+    loop = _Loop.create(cfg, model, extra_modules or [], out_dir / STATE_FILE, device, run_info)
     loop.start(resume)
     log = RunLog(out_dir, log_sinks, enabled=is_main)
     log.open(resume, loop.step)
     if not resume and is_main:  # a fresh run replaces whatever an earlier run left to resume from
-        state_path.unlink(missing_ok=True)
+        loop.state_path.unlink(missing_ok=True)
     try:
         last_metrics = loop.run(loss_fn, batches_for_epoch, targets_fn, evaluate_fn, save_model,
                                 log, on_step)
         if is_main:
-            meta = {"step": loop.step, "val": last_metrics, "lr_schedule": loop.schedule_record}
-            save_model_file(save_model, out_dir / "model_last.pt", core, meta)
-            if evaluate_fn is None or loop.best is None:
-                save_model_file(save_model, out_dir / "model.pt", core, meta)
+            loop.save_final(save_model, last_metrics, validated=evaluate_fn is not None)
     except BaseException:
         log.close(failed=True)  # curves.png of what the run did (errors here stay hidden)
         raise
@@ -218,6 +208,18 @@ class _Loop:
         self.segments: list[Segment] = [(0, cfg.total_steps)]
         self.segment = 0
         self.sched: Any = None
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, model: nn.Module, extra: list[nn.Module], state_path: Path,
+               device: torch.device, run_info: Mapping[str, Any] | None) -> _Loop:
+        """The loop of `model` (possibly DDP-wrapped) and the `extra` trainable modules: AdamW
+        over both, a gradient scaler (AMP on CUDA only), the run's identity for train_state.pt."""
+        core = model.module if hasattr(model, "module") else model  # unwrap DDP for saving
+        opt = build_optimizer([model, *extra], cfg.optim)
+        use_amp = cfg.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        identity = {**(run_info or {}), "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch}
+        return cls(cfg, model, core, extra, opt, scaler, identity, state_path, device, use_amp)
 
     @property
     def schedule_record(self) -> list[list[int]]:
@@ -316,6 +318,14 @@ class _Loop:
         if log.enabled:  # persist `best` so a resumed run does not overwrite a better model
             self.save_state()
         return metrics
+
+    def save_final(self, save_model: SaveFn, last_metrics: dict[str, Any], validated: bool) -> None:
+        """model_last.pt at the end of training; also model.pt when no validation chose a best."""
+        meta = {"step": self.step, "val": last_metrics, "lr_schedule": self.schedule_record}
+        out_dir = self.state_path.parent
+        save_model_file(save_model, out_dir / "model_last.pt", self.core, meta)
+        if not validated or self.best is None:
+            save_model_file(save_model, out_dir / "model.pt", self.core, meta)
 
     def save_state(self) -> None:
         """train_state.pt of this moment (atomic)."""

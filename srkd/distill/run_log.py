@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from srkd.distill.state import atomic_write, write_error
+from srkd.distill.state import write_error, write_run_file
 
 LOG_FILE = "log.jsonl"
 CURVES_FILE = "curves.png"
@@ -138,7 +138,7 @@ class RunLog:
         for sink in self.sinks:
             sink.start()
         if resume:  # one pass over the old log, row by row: a long run's log is never all in memory
-            atomic_write(self.path, lambda f: self._replay(f, step))
+            write_run_file(self.path, lambda f: self._replay(f, step))
 
     def _replay(self, f: BinaryIO, step: int) -> None:
         """Write the rows of the current log.jsonl up to `step` to `f`, and to the curves and sinks."""
@@ -190,7 +190,7 @@ class RunLog:
         before the first logged row (a run that failed at its start leaves no empty picture)."""
         if not self.enabled or not self.curves.has_rows():
             return
-        from srkd.evaluate.plots import plot_training_curves
+        from srkd.distill.curves import plot_training_curves
 
         path = self.out_dir / CURVES_FILE
         try:

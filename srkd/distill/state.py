@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from srkd.errors import CheckpointError, ConfigError
+from srkd.io import atomic_write_stream
 
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = "srkd-train-state"
@@ -77,47 +78,15 @@ def prepare_run_dir(out_dir: Path, resume: bool) -> None:
             probe.unlink(missing_ok=True)
 
 
-class _RecordingFile:
-    """A binary file that keeps the first OSError of `write`: torch.save reports a failed write
-    (e.g. ENOSPC) as RuntimeError("[enforce fail at inline_container.cc] unexpected pos"), errno lost."""
-
-    def __init__(self, f: BinaryIO) -> None:
-        self.f, self.error = f, None
-
-    def write(self, data: bytes) -> int:
-        try:
-            return self.f.write(data)
-        except OSError as e:
-            self.error = self.error or e
-            raise
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Write `path` as `path`.tmp + fsync + os.replace, so readers (and a --resume) see the old
-    complete file or the new complete one, never a torn one. The temp file is removed whatever
-    happens; an OSError (full disk, read-only folder, ...) becomes one CheckpointError naming
-    `path` (write_error)."""
-    tmp = path.with_name(path.name + ".tmp")
+def write_run_file(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Write `path` atomically (srkd.io.atomic_write_stream: a temporary sibling, fsync, rename),
+    so readers (and a --resume) see the old complete file or the new complete one, never a torn
+    one; an OSError (full disk, read-only folder, ...) becomes one CheckpointError naming `path`
+    (write_error)."""
     try:
-        with open(tmp, "wb") as raw:
-            f = _RecordingFile(raw)
-            try:
-                write(f)
-            except Exception as e:
-                if f.error is not None:  # the real cause behind torch's RuntimeError
-                    raise f.error from e
-                raise
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
+        atomic_write_stream(path, write)
     except OSError as e:
         raise write_error(path, e) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 def write_error(path: Path, exc: BaseException) -> CheckpointError:
@@ -175,7 +144,7 @@ def save_state(path: Path, model: nn.Module, extra: list[nn.Module], opt: torch.
     }
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
-    atomic_write(path, lambda f: torch.save(state, f))
+    write_run_file(path, lambda f: torch.save(state, f))
 
 
 def _np_default(value: Any) -> Any:

@@ -13,7 +13,7 @@ Teacher targets are per ORIGINAL point, so any student view can gather them by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 
 from srkd.data.collate import PointBatch
 from srkd.data.transforms import COLOR_NORMS, DEFAULT_COLOR_NORM, Record
+from srkd.distill.loss import make_loss_fn  # noqa: F401 (its old home; tests import it here)
 from srkd.errors import CacheError, ConfigError
 from srkd.inference import infer_scene, precise_views
 from srkd.metrics import ConfusionAccumulator, SegmentationScores
@@ -197,19 +198,6 @@ class OnlineTeacher:
                             enabled=self.amp and device.type == "cuda"):
             out = self.teacher(batch)
         return ModelOutput(logits=out.logits.float(), feature=out.feature.float())
-
-
-def make_loss_fn(loss: nn.Module) -> Callable:
-    """Adapt a DistillLoss (or its DDP wrapper) to the training loop's (output, batch, targets)
-    signature. The returned terms hold each term's unweighted value plus its weighted
-    contribution and share of the total (see LossWeights.contributions), for the run log."""
-    weights = getattr(loss, "module", loss).weights
-
-    def loss_fn(out: ModelOutput, batch: PointBatch, targets: ModelOutput | None):
-        total, terms = loss(out, targets, batch.segment, batch.offset)
-        return total, {**terms, **weights.contributions(terms)}
-
-    return loss_fn
 
 
 @torch.no_grad()

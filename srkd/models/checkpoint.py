@@ -38,14 +38,13 @@ from torch import nn
 import srkd
 from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CheckpointError, ConfigError
-from srkd.io import atomic_write
+from srkd.io import atomic_write_stream, to_plain
 from srkd.models.base import SegmentationModel, recorded_values
 
 FORMAT = "srkd-checkpoint"
 FORMAT_VERSION = 2
 V1_DEFAULTS: dict[str, Any] = {"unpooling": "v3m2"}
 """Values of recorded model arguments that format-1 files do not state (what srkd 0.1 built)."""
-_PLAIN = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True)
@@ -70,30 +69,9 @@ class CheckpointMeta:
         return len(self.class_names)
 
 
-def _plain(value: Any, where: str) -> Any:
-    """``value`` as plain Python (dict/list/tuple/str/number/bool/None) that weights_only accepts."""
-    if isinstance(value, bool | str | type(None)):
-        return value
-    if isinstance(value, int | float):
-        return value
-    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise CheckpointError(f"{where}: key {k!r} is not a string")
-            out[k] = _plain(v, f"{where}.{k}")
-        return out
-    if isinstance(value, list | tuple):
-        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if isinstance(value, tuple) else items
-    raise CheckpointError(
-        f"{where}: value of type {type(value).__name__} cannot be stored in a checkpoint; "
-        "use plain numbers, strings, lists and dicts"
-    )
+def _plain(value: Mapping[str, Any], where: str) -> Any:
+    """``value`` as plain Python that weights_only accepts (srkd.io.to_plain; tuples stay tuples)."""
+    return to_plain(dict(value), where=where, keep_tuples=True, error=CheckpointError)
 
 
 def save_checkpoint(
@@ -109,7 +87,7 @@ def save_checkpoint(
     extra: Mapping[str, Any] | None = None,
     storage_dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write ``model`` and its description to ``path`` atomically (srkd.io.atomic_write).
+    """Write ``model`` and its description to ``path`` atomically (srkd.io.atomic_write_stream).
 
     color_norm: the colour normalisation the model's inputs had (COLOR_NORMS key); evaluate,
     cache-teacher and online distillation feed the model the same.
@@ -122,16 +100,42 @@ def save_checkpoint(
     Raises CheckpointError when the name is not a registered preset or the class count differs
     from the model's. Returns the path written.
     """
-    from srkd.models import (
-        MODELS,  # the package imports this module; import here avoids a cycle
-    )
-
     model = getattr(model, "module", model)
     path = Path(path)
     model_name = model_name if model_name is not None else getattr(model, "srkd_name", None)
     if model_args is None:
         model_args = getattr(model, "srkd_args", {})
     model_args = {**model_args, **recorded_values(model)}
+    color_norm, class_names = _checked_description(path, model, model_name, color_norm, class_names)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "srkd_version": srkd.__version__,
+        "model_name": model_name,
+        "model_args": _plain(model_args, "model_args"),
+        "class_names": class_names,
+        "feature_spec": {
+            "names": [str(n) for n in feature_names],
+            "channels": int(getattr(model, "in_channels", -1)),
+            "color_norm": color_norm,
+        },
+        "train_params": _plain(train_params or {}, "train_params"),
+        "extra": _plain(extra or {}, "extra"),
+        "state_dict": {k: _stored(v.detach().cpu(), storage_dtype) for k, v in model.state_dict().items()},
+    }
+    # readers see the old file or the complete new one, never a torn one; torch.save writes into
+    # an open file, so an OSError of the write (e.g. ENOSPC) reaches the caller
+    return atomic_write_stream(path, lambda f: torch.save(payload, f))
+
+
+def _checked_description(path: Path, model: nn.Module, model_name: str | None, color_norm: str,
+                         class_names: Sequence[str]) -> tuple[str, list[str]]:
+    """(colour normalisation, class names as str) to record for `model`; CheckpointError naming
+    `path` for an unknown colour normalisation or model name, or a class count the model lacks."""
+    from srkd.models import (
+        MODELS,  # the package imports this module; import here avoids a cycle
+    )
+
     try:
         color_norm = check_color_norm(color_norm)
     except ConfigError as e:
@@ -141,37 +145,14 @@ def save_checkpoint(
             f"cannot save {path}: model name {model_name!r} is not a registered preset; build the "
             f"model with srkd.models.create_model or pass model_name (known: {', '.join(MODELS.names())})"
         )
-    class_names = [str(c) for c in class_names]
+    names = [str(c) for c in class_names]
     num_classes = getattr(model, "num_classes", None)
-    if num_classes is not None and num_classes != len(class_names):
+    if num_classes is not None and num_classes != len(names):
         raise CheckpointError(
-            f"cannot save {path}: the model has {num_classes} classes but {len(class_names)} class "
+            f"cannot save {path}: the model has {num_classes} classes but {len(names)} class "
             "names were given"
         )
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "srkd_version": srkd.__version__,
-        "model_name": model_name,
-        "model_args": _plain(dict(model_args), "model_args"),
-        "class_names": class_names,
-        "feature_spec": {
-            "names": [str(n) for n in feature_names],
-            "channels": int(getattr(model, "in_channels", -1)),
-            "color_norm": color_norm,
-        },
-        "train_params": _plain(dict(train_params or {}), "train_params"),
-        "extra": _plain(dict(extra or {}), "extra"),
-        "state_dict": {k: _stored(v.detach().cpu(), storage_dtype) for k, v in model.state_dict().items()},
-    }
-    # readers see the old file or the complete new one, never a torn one
-    return atomic_write(path, lambda tmp: _save_file(payload, tmp))
-
-
-def _save_file(payload: dict, path: Path) -> None:
-    """torch.save into an open file (so an OSError of the write, e.g. ENOSPC, reaches the caller)."""
-    with open(path, "wb") as f:
-        torch.save(payload, f)
+    return color_norm, names
 
 
 def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:

@@ -24,6 +24,7 @@ every device (see srkd/models/attention.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,6 +72,73 @@ def _check_lengths(name: str, values: Sequence, expected: int) -> None:
         raise ConfigError(f"PTv3: {name} has {len(values)} entries, expected {expected}")
 
 
+def _check_args(order: str | Sequence[str], in_channels: int, num_classes: int,
+                enc: tuple[Sequence[int], ...], dec: tuple[Sequence[int], ...], stages: int) -> tuple[str, ...]:
+    """Validate PTv3's constructor arguments; returns `order` as a tuple of curve names.
+
+    enc: (enc_channels, enc_num_head, enc_patch_size), one value per stage; dec: (stride,
+    dec_depths, dec_channels, dec_num_head, dec_patch_size), one per stage but the last.
+    Raises ConfigError naming the argument."""
+    order = (order,) if isinstance(order, str) else tuple(order)
+    for o in order:
+        if o not in ORDERS:
+            raise ConfigError(f"PTv3: unknown order {o!r}; known: {', '.join(ORDERS)}")
+    if stages < 1:
+        raise ConfigError("PTv3 needs at least one encoder stage")
+    for name, values in zip(("stride", "dec_depths", "dec_channels", "dec_num_head", "dec_patch_size"),
+                            dec, strict=True):
+        _check_lengths(name, values, stages - 1)
+    for name, values in zip(("enc_channels", "enc_num_head", "enc_patch_size"), enc, strict=True):
+        _check_lengths(name, values, stages)
+    if in_channels < 1 or num_classes < 1:
+        raise ConfigError(
+            f"PTv3: in_channels ({in_channels}) and num_classes ({num_classes}) must be >= 1"
+        )
+    return order
+
+
+def _encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
+             patch_size: Sequence[int], stride: Sequence[int], drop_path: float, orders: int,
+             shuffle_orders: bool, block_args: dict[str, Any]) -> nn.ModuleDict:
+    """enc0..enc{S-1}: each stage a pooling (but the first) and its blocks; the drop-path rate
+    grows linearly with depth over the whole encoder."""
+    rates_all = torch.linspace(0, drop_path, sum(depths)).tolist()
+    enc = nn.ModuleDict()
+    for s in range(len(depths)):
+        stage = nn.ModuleDict()
+        if s > 0:
+            stage["down"] = SerializedPooling(channels[s - 1], channels[s], stride[s - 1], shuffle_orders)
+        rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])]
+        for i in range(depths[s]):
+            stage[f"block{i}"] = Block(
+                channels[s], num_head[s], patch_size[s], drop_path=rates[i],
+                order_index=i % orders, cpe_indice_key=f"stage{s}", **block_args,
+            )
+        enc[f"enc{s}"] = stage
+    return enc
+
+
+def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
+             patch_size: Sequence[int], enc_channels: Sequence[int], drop_path: float, orders: int,
+             unpooling: str, block_args: dict[str, Any]) -> nn.ModuleDict:
+    """dec{S-2}..dec0 (coarse to fine): each stage an unpooling onto the encoder's skip level and
+    its blocks; drop-path rates as in the encoder, reversed within a stage."""
+    rates_all = torch.linspace(0, drop_path, max(sum(depths), 1)).tolist()
+    widths = list(channels) + [enc_channels[-1]]
+    dec = nn.ModuleDict()
+    for s in reversed(range(len(enc_channels) - 1)):
+        stage = nn.ModuleDict()
+        stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s], unpooling)
+        rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])][::-1]
+        for i in range(depths[s]):
+            stage[f"block{i}"] = Block(
+                widths[s], num_head[s], patch_size[s], drop_path=rates[i],
+                order_index=i % orders, cpe_indice_key=f"stage{s}", **block_args,
+            )
+        dec[f"dec{s}"] = stage
+    return dec
+
+
 class PointTransformerV3(SegmentationModel):
     """PTv3 U-Net + linear head. forward(PointBatch) -> ModelOutput(logits (N, K), feature (N, D)).
 
@@ -108,24 +176,10 @@ class PointTransformerV3(SegmentationModel):
     ) -> None:
         super().__init__()
         self.unpooling = check_unpooling(unpooling)
-        order = (order,) if isinstance(order, str) else tuple(order)
-        for o in order:
-            if o not in ORDERS:
-                raise ConfigError(f"PTv3: unknown order {o!r}; known: {', '.join(ORDERS)}")
         stages = len(enc_depths)
-        if stages < 1:
-            raise ConfigError("PTv3 needs at least one encoder stage")
-        for name, values in (("stride", stride), ("dec_depths", dec_depths), ("dec_channels", dec_channels),
-                             ("dec_num_head", dec_num_head), ("dec_patch_size", dec_patch_size)):
-            _check_lengths(name, values, stages - 1)
-        for name, values in (("enc_channels", enc_channels), ("enc_num_head", enc_num_head),
-                             ("enc_patch_size", enc_patch_size)):
-            _check_lengths(name, values, stages)
-        if in_channels < 1 or num_classes < 1:
-            raise ConfigError(
-                f"PTv3: in_channels ({in_channels}) and num_classes ({num_classes}) must be >= 1"
-            )
-
+        order = _check_args(order, in_channels, num_classes, stages=stages,
+                            enc=(enc_channels, enc_num_head, enc_patch_size),
+                            dec=(stride, dec_depths, dec_channels, dec_num_head, dec_patch_size))
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.feature_dim = int(dec_channels[0]) if stages > 1 else int(enc_channels[0])
@@ -133,38 +187,13 @@ class PointTransformerV3(SegmentationModel):
         self.shuffle_orders = shuffle_orders
         block_args = dict(mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_scale=qk_scale,
                           attn_drop=attn_drop, proj_drop=proj_drop, enable_flash=enable_flash)
-
+        # built in this order (embedding, encoder, decoder, head): it fixes both the state_dict
+        # keys and what a seeded random init gives each parameter
         self.embedding = Embedding(in_channels, enc_channels[0])
-        # drop-path rate grows linearly with depth over the encoder (and, reversed, the decoder)
-        enc_rates = torch.linspace(0, drop_path, sum(enc_depths)).tolist()
-        self.enc = nn.ModuleDict()
-        for s in range(stages):
-            stage = nn.ModuleDict()
-            if s > 0:
-                stage["down"] = SerializedPooling(
-                    enc_channels[s - 1], enc_channels[s], stride[s - 1], shuffle_orders
-                )
-            rates = enc_rates[sum(enc_depths[:s]) : sum(enc_depths[: s + 1])]
-            for i in range(enc_depths[s]):
-                stage[f"block{i}"] = Block(
-                    enc_channels[s], enc_num_head[s], enc_patch_size[s], drop_path=rates[i],
-                    order_index=i % len(order), cpe_indice_key=f"stage{s}", **block_args,
-                )
-            self.enc[f"enc{s}"] = stage
-
-        self.dec = nn.ModuleDict()
-        dec_rates = torch.linspace(0, drop_path, max(sum(dec_depths), 1)).tolist()
-        widths = list(dec_channels) + [enc_channels[-1]]
-        for s in reversed(range(stages - 1)):
-            stage = nn.ModuleDict()
-            stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s], unpooling)
-            rates = dec_rates[sum(dec_depths[:s]) : sum(dec_depths[: s + 1])][::-1]
-            for i in range(dec_depths[s]):
-                stage[f"block{i}"] = Block(
-                    widths[s], dec_num_head[s], dec_patch_size[s], drop_path=rates[i],
-                    order_index=i % len(order), cpe_indice_key=f"stage{s}", **block_args,
-                )
-            self.dec[f"dec{s}"] = stage
+        self.enc = _encoder(enc_depths, enc_channels, enc_num_head, enc_patch_size, stride,
+                            drop_path, len(order), shuffle_orders, block_args)
+        self.dec = _decoder(dec_depths, dec_channels, dec_num_head, dec_patch_size, enc_channels,
+                            drop_path, len(order), unpooling, block_args)
         self.seg_head = nn.Linear(self.feature_dim, num_classes)
 
     def _check(self, batch: PointBatch) -> None:

@@ -21,6 +21,7 @@ from cli import app
 from srkd.distill.config import OptimConfig
 from srkd.distill.loop import STATE_FILE
 from srkd.distill.state import read_state
+from srkd.io import temp_sibling
 
 
 def invoke(args: list) -> object:
@@ -254,7 +255,7 @@ def test_real_enospc_from_the_os(data_root, tmp_path):
     with ENOSPC (torch.save then hides the errno behind a RuntimeError; the error still names it)."""
     out = tmp_path / "teacher"
     out.mkdir()
-    (out / (STATE_FILE + ".tmp")).symlink_to("/dev/full")
+    temp_sibling(out / STATE_FILE).symlink_to("/dev/full")  # the file the state is written to
     res = invoke(teacher_args(data_root, out))
     one_error(res, f"cannot write {out / STATE_FILE}: No space left on device; free space and "
               "re-run (no train state was saved yet)")

@@ -255,6 +255,37 @@ def load_scene(
             f"scene folder {scene_dir} does not exist; list the available scenes with "
             f"list_scenes({str(root)!r}, {split!r})"
         )
+    _check_files(scene_dir, scene_id, spec, require_labels)
+    coord = _load_npy(scene_dir / "coord.npy", scene_id, 3, None)
+    n = len(coord)
+    if n == 0:
+        raise DataError(
+            f"scene {scene_id!r}: {scene_dir / 'coord.npy'} holds no points (empty scene)"
+        )
+    color = _load_npy(scene_dir / "color.npy", scene_id, 3, n)
+    normal = _load_npy(scene_dir / "normal.npy", scene_id, 3, n)
+    for stem, arr in (("coord", coord), ("color", color), ("normal", normal)):
+        _check_finite(arr, scene_dir / f"{stem}.npy", scene_id)
+    segment = _load_optional(scene_dir / f"{spec.segment_file}.npy", scene_id, n)
+    instance = _load_optional(scene_dir / "instance.npy", scene_id, n)
+    try:
+        return PointCloud(
+            coord=coord.astype(np.float32, copy=False),
+            origin_index=np.arange(n, dtype=np.int64),
+            scene_id=scene_id,
+            color=color.astype(np.float32),
+            normal=normal.astype(np.float32, copy=False),
+            segment=segment,
+            instance=instance,
+            num_classes=spec.num_classes,
+        )
+    except DataError as exc:  # add the folder, so the user knows which files to look at
+        raise DataError(f"{exc} (scene folder {scene_dir})") from None
+
+
+def _check_files(scene_dir: Path, scene_id: str, spec: DatasetSpec, require_labels: bool) -> None:
+    """DataError naming the first missing file of coord / color / normal (and the label file of
+    `spec` when `require_labels`), with the label files the scene does have."""
     needed = ["coord", "color", "normal"] + ([spec.segment_file] if require_labels else [])
     for stem in needed:
         path = scene_dir / f"{stem}.npy"
@@ -273,34 +304,10 @@ def load_scene(
             f"normal.npy and {spec.segment_file}.npy (instance.npy optional){hint}"
         )
 
-    coord = _load_npy(scene_dir / "coord.npy", scene_id, 3, None)
-    n = len(coord)
-    if n == 0:
-        raise DataError(
-            f"scene {scene_id!r}: {scene_dir / 'coord.npy'} holds no points (empty scene)"
-        )
-    color = _load_npy(scene_dir / "color.npy", scene_id, 3, n)
-    normal = _load_npy(scene_dir / "normal.npy", scene_id, 3, n)
-    for stem, arr in (("coord", coord), ("color", color), ("normal", normal)):
-        _check_finite(arr, scene_dir / f"{stem}.npy", scene_id)
-    seg_path = scene_dir / f"{spec.segment_file}.npy"
-    segment = _load_npy(seg_path, scene_id, None, n) if seg_path.is_file() else None
-    inst_path = scene_dir / "instance.npy"
-    instance = _load_npy(inst_path, scene_id, None, n) if inst_path.is_file() else None
 
-    try:
-        return PointCloud(
-            coord=coord.astype(np.float32, copy=False),
-            origin_index=np.arange(n, dtype=np.int64),
-            scene_id=scene_id,
-            color=color.astype(np.float32),
-            normal=normal.astype(np.float32, copy=False),
-            segment=segment,
-            instance=instance,
-            num_classes=spec.num_classes,
-        )
-    except DataError as exc:  # add the folder, so the user knows which files to look at
-        raise DataError(f"{exc} (scene folder {scene_dir})") from None
+def _load_optional(path: Path, scene_id: str, n: int) -> np.ndarray | None:
+    """A per-point (n,) file that a scene may lack (labels, instances): its array, or None."""
+    return _load_npy(path, scene_id, None, n) if path.is_file() else None
 
 
 class ScanNetScenes:
