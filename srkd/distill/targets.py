@@ -22,7 +22,6 @@ from torch import nn
 
 from srkd.data.collate import PointBatch
 from srkd.data.transforms import COLOR_NORMS, DEFAULT_COLOR_NORM, Record
-from srkd.distill.loss import make_loss_fn  # noqa: F401 (its old home; tests import it here)
 from srkd.errors import CacheError, ConfigError
 from srkd.inference import infer_scene, precise_views
 from srkd.metrics import ConfusionAccumulator, SegmentationScores

@@ -7,7 +7,7 @@ from unittest import mock
 import pytest
 import torch
 
-from srkd.distill.targets import make_loss_fn
+from srkd.distill.loss import make_loss_fn
 from srkd.errors import ConfigError
 from srkd.losses import DATASETS, METHODS, DistillLoss, LossWeights, recipe
 from srkd.losses import combined as combined_mod
