@@ -17,20 +17,16 @@ from srkd.data.scannet.classes import SCANNET20_CLASSES
 from srkd.data.scannet.layout import write_scene
 from srkd.data.transforms import replay
 from srkd.data.voxelize import grid_sample
+from srkd.device import resolve_device
 from srkd.errors import CheckpointError, ConfigError
-from srkd.evaluate.run import (
-    EvalModel,
-    cached_teacher_prediction,
-    display_name,
-    evaluate_models,
-    measure_latency,
-    resolve_data,
-    resolve_device,
-    write_evaluation,
-)
+from srkd.evaluate.data import resolve_data
+from srkd.evaluate.latency import measure_latency
+from srkd.evaluate.models import EvalModel, display_name
+from srkd.evaluate.run import evaluate_models, write_evaluation
 from srkd.inference import infer_scene, infer_view, precise_views
 from srkd.models import SegmentationModel, create_model, save_checkpoint
 from srkd.models.base import ModelOutput
+from srkd.scoring import cached_teacher_prediction
 
 K = 20
 GRID = 0.1

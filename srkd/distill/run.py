@@ -39,7 +39,6 @@ from srkd.distill.targets import (
     OnlineTeacher,
     check_cache_data,
     make_loss_fn,
-    validation_scores,
 )
 from srkd.distill.tensorboard import TensorBoardSink, require_tensorboard
 from srkd.errors import CacheError, ConfigError
@@ -47,6 +46,7 @@ from srkd.locking import locked_dir
 from srkd.losses.combined import TEACHER_TERMS
 from srkd.losses.recipes import recipe
 from srkd.models import create_model, save_checkpoint
+from srkd.scoring import score_model
 
 
 @dataclass
@@ -251,7 +251,7 @@ def _run(cfg: RunConfig, on_step: Callable[[dict[str, Any]], None] | None,
         val_scenes = [val_source.load(s) for s in ids]
 
         def evaluate_fn(m: nn.Module) -> dict[str, Any]:
-            scores = validation_scores(m, val_scenes, ds.num_classes, cfg.grid_size,
+            scores = score_model(m, val_scenes, ds.num_classes, cfg.grid_size,
                                        ds.feature_names, device, color_norm=cfg.color_norm,
                                        domain=ds.domain)
             return {"mIoU": scores.miou, "mAcc": scores.macc, "allAcc": scores.allacc,
