@@ -340,3 +340,17 @@ def test_cli_bad_input_is_one_clear_error(data_root: Path, cli_dir: Path, case: 
     assert result.exit_code == 1, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_validation_and_evaluate_share_one_scorer(data_root: Path) -> None:
+    from srkd.scoring import score_model
+
+    scenes = ScanNetScenes(data_root, "val", "scannet")
+    model = GroundTruthModel({s: np.where(np.arange(len(v)) % 3 == 0, 2, v) for s, v in
+                              ((s, scenes.load(s).segment) for s in scenes.scene_ids)})  # fmt: skip
+    row = evaluate_models(scenes, [EvalModel("m", model, ("color", "normal"), GRID)], tta=False,
+                          latency_runs=0).rows[0]  # fmt: skip
+    val = score_model(model, [scenes.load(s) for s in scenes.scene_ids], K, GRID, ("color", "normal"),
+                      color_norm="pointcept")  # fmt: skip
+    np.testing.assert_array_equal(val.confusion, row.scores.confusion)
+    assert 0.3 < val.miou < 1.0  # a third of the points are wrong: the matrices are not trivial
