@@ -159,7 +159,7 @@ class ModelPredictor:
         feature_names: PointCloud fields that form its input, e.g. ("color", "normal").
         color_norm: its input colour normalisation (srkd.data.transforms.COLOR_NORMS key).
         num_classes: if given, a model with another number of class scores is a CheckpointError
-            naming `name`.
+            naming `name` (and the dataset `dataset`).
     Attributes (over the scenes predicted so far):
         votes_min: fewest (view, fragment) predictions covering one original point (inf before any).
         votes_sum: all such predictions; points: original points seen; views: views per scene.
@@ -168,7 +168,7 @@ class ModelPredictor:
     def __init__(
         self, model: nn.Module, grid_size: float, feature_names: Sequence[str],
         device: torch.device | str = "cpu", *, color_norm: str, domain: str = "indoor",
-        tta: bool = False, num_classes: int | None = None, name: str = "model",
+        tta: bool = False, num_classes: int | None = None, name: str = "model", dataset: str = "",
     ) -> None:  # fmt: skip
         self.model = model.eval()
         self.grid_size = float(grid_size)
@@ -179,6 +179,7 @@ class ModelPredictor:
         self.tta = tta
         self.num_classes = num_classes
         self.name = name
+        self.dataset = dataset
         self.votes_min: float = math.inf
         self.votes_sum = 0
         self.points = 0
@@ -195,8 +196,9 @@ class ModelPredictor:
                              color_norm=self.color_norm, domain=self.domain)  # fmt: skip
         k = result.prob_sum.shape[1]
         if self.num_classes is not None and k != self.num_classes:
+            where = f"dataset {self.dataset!r}" if self.dataset else "the dataset"
             raise CheckpointError(
-                f"model {self.name!r} gives {k} class scores, the dataset has {self.num_classes} classes"
+                f"model {self.name!r} gives {k} class scores, {where} has {self.num_classes} classes"
             )
         self.votes_min = min(self.votes_min, int(result.votes.min()))
         self.votes_sum += int(result.votes.sum())

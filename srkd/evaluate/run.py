@@ -160,7 +160,7 @@ def _predictors(
         assert m.grid_size is not None  # filled in from the dataset by evaluate_models
         out[m.name] = ModelPredictor(
             m.model, m.grid_size, m.feature_names, device, color_norm=m.color_norm, domain=spec.domain,
-            tta=tta, num_classes=spec.num_classes, name=m.name,
+            tta=tta, num_classes=spec.num_classes, name=m.name, dataset=spec.name,
         )  # fmt: skip
     if cache is not None:
         out[cache_name] = CachedTeacherPredictor(cache)
