@@ -78,7 +78,8 @@ def bench_model(name: str, data_root: Path, split: str, args: argparse.Namespace
     from srkd.cache import CodecSpec
     from srkd.cache_teacher.build import build_cache
     from srkd.cache_teacher.config import CacheJob
-    from srkd.cache_teacher.views import ViewSettings, scene_targets
+    from srkd.cache_teacher.targets import scene_targets
+    from srkd.cache_teacher.views import ViewSettings
     from srkd.data.scannet import get_dataset_spec, list_scenes, load_scene
     from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.models import create_model, save_checkpoint

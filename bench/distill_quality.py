@@ -223,14 +223,14 @@ def prepare_cache(args: argparse.Namespace, root: Path, teacher: Path) -> tuple[
 def score_teacher(root: Path, teacher: Path, grid_size: float) -> dict[str, float]:
     """The teacher scored exactly like the students (every val point, no TTA)."""
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
-    from srkd.distill.targets import validation_scores
     from srkd.models import load_checkpoint
+    from srkd.scoring import score_model
 
     spec = get_dataset_spec("scannet")
     model, meta = load_checkpoint(teacher, expect_classes=spec.num_classes)
     source = ScanNetScenes(root, "val", spec)
-    scores = validation_scores(model, [source.load(s) for s in source.scene_ids], spec.num_classes,
-                               grid_size, spec.feature_names, color_norm=meta.color_norm)  # fmt: skip
+    scores = score_model(model, [source.load(s) for s in source.scene_ids], spec.num_classes,
+                         grid_size, spec.feature_names, color_norm=meta.color_norm)  # fmt: skip
     return {"mIoU": scores.miou, "mAcc": scores.macc, "allAcc": scores.allacc,
             "params": sum(p.numel() for p in model.parameters())}
 

@@ -115,7 +115,8 @@ def load_sources(root: Path | None, batch: int, points: int, tmp: Path):
 def build_cache(root: Path, cache: Path, teacher, device) -> float:
     """Run the teacher once over every sub-scene (1 canonical view) and write an int8 cache."""
     from srkd.cache import CacheWriter, CodecSpec
-    from srkd.cache_teacher.views import ViewSettings, make_spec, scene_targets
+    from srkd.cache_teacher.targets import scene_targets
+    from srkd.cache_teacher.views import ViewSettings, make_spec
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
     from srkd.models.teacher import TeacherInfo
 

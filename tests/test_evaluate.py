@@ -17,20 +17,16 @@ from srkd.data.scannet.classes import SCANNET20_CLASSES
 from srkd.data.scannet.layout import write_scene
 from srkd.data.transforms import replay
 from srkd.data.voxelize import grid_sample
+from srkd.device import resolve_device
 from srkd.errors import CheckpointError, ConfigError
-from srkd.evaluate.run import (
-    EvalModel,
-    cached_teacher_prediction,
-    display_name,
-    evaluate_models,
-    measure_latency,
-    resolve_data,
-    resolve_device,
-    write_evaluation,
-)
+from srkd.evaluate.data import resolve_data
+from srkd.evaluate.latency import measure_latency
+from srkd.evaluate.models import EvalModel, display_name
+from srkd.evaluate.run import evaluate_models, write_evaluation
 from srkd.inference import infer_scene, infer_view, precise_views
 from srkd.models import SegmentationModel, create_model, save_checkpoint
 from srkd.models.base import ModelOutput
+from srkd.scoring import cached_teacher_prediction
 
 K = 20
 GRID = 0.1
@@ -344,3 +340,17 @@ def test_cli_bad_input_is_one_clear_error(data_root: Path, cli_dir: Path, case: 
     assert result.exit_code == 1, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_validation_and_evaluate_share_one_scorer(data_root: Path) -> None:
+    from srkd.scoring import score_model
+
+    scenes = ScanNetScenes(data_root, "val", "scannet")
+    model = GroundTruthModel({s: np.where(np.arange(len(v)) % 3 == 0, 2, v) for s, v in
+                              ((s, scenes.load(s).segment) for s in scenes.scene_ids)})  # fmt: skip
+    row = evaluate_models(scenes, [EvalModel("m", model, ("color", "normal"), GRID)], tta=False,
+                          latency_runs=0).rows[0]  # fmt: skip
+    val = score_model(model, [scenes.load(s) for s in scenes.scene_ids], K, GRID, ("color", "normal"),
+                      color_norm="pointcept")  # fmt: skip
+    np.testing.assert_array_equal(val.confusion, row.scores.confusion)
+    assert 0.3 < val.miou < 1.0  # a third of the points are wrong: the matrices are not trivial

@@ -24,8 +24,9 @@ def inspect_cache(
     from rich.console import Console
     from rich.table import Table
 
-    from srkd.cache.inspect import summarize, teacher_miou, verify_scenes
+    from srkd.cache.inspect import summarize, verify_scenes
     from srkd.errors import CacheError, ConfigError
+    from srkd.scoring import teacher_miou
 
     console = Console()
     with user_errors():

@@ -1,21 +1,19 @@
-"""Looking at a teacher cache: summary, full verification, and the cached teacher's mIoU.
+"""Looking at a teacher cache: its summary and a full verification (the store's own checks).
 
-All three read the cache only (no teacher, no torch). `teacher_miou` runs one dask task per scene
-(decode the entry, argmax, confusion matrix against ground truth) and sums the matrices, so scoring
-a cached teacher over a split costs a pass over the cache, not a teacher forward.
+Both read the cache only (no teacher, no torch, no ground truth). Scoring the cached teacher
+against ground truth is `srkd.scoring.teacher_miou`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import zarr
 
-from srkd.cache.reader import CacheReader, View
+from srkd.cache.reader import CacheReader
 from srkd.cache.schema import COMMITTED, ENSEMBLE, entry_name
-from srkd.errors import CacheError, SrkdError
+from srkd.errors import SrkdError
 
 
 def _entry_bytes(group: zarr.Group) -> int:
@@ -38,7 +36,7 @@ def summarize(path_or_store: Any) -> dict[str, Any]:
         all committed scene arrays), bytes_per_point (per point per stored entry).
     """
     reader = CacheReader(path_or_store, cache_bytes=0)
-    root = reader._root
+    root = reader.root
     points = 0
     stored = 0
     for scene in reader.scene_ids:
@@ -85,7 +83,7 @@ def verify_scenes(path_or_store: Any) -> tuple[str | None, dict[str, list[str]]]
     except SrkdError as exc:
         return str(exc), {}
     out: dict[str, list[str]] = {}
-    root = reader._root
+    root = reader.root
     spec = reader.spec
     for name in sorted(root.group_keys()):
         try:
@@ -104,7 +102,7 @@ def verify_scenes(path_or_store: Any) -> tuple[str | None, dict[str, list[str]]]
 
 def _verify_scene(reader: CacheReader, scene: str, k: int, d: int) -> list[str]:
     out: list[str] = []
-    attrs = reader._root[scene].attrs
+    attrs = reader.root[scene].attrs
     n = int(attrs.get("num_points", -1))
     views = int(attrs.get("views", -1))
     if views != reader.spec.views:
@@ -125,89 +123,3 @@ def _verify_scene(reader: CacheReader, scene: str, k: int, d: int) -> list[str]:
         if not (np.isfinite(logits).all() and np.isfinite(feature).all()):
             out.append(f"{where}: decoded values contain NaN or infinity")
     return out
-
-
-def cached_teacher_prediction(reader: CacheReader, scene_id: str, view: View | None = None) -> np.ndarray:
-    """int64 (N,) class of every original point of a scene, from a `srkd.cache.CacheReader`.
-
-    With `view`, that entry's argmax; else the ensemble entry's argmax when stored, else the
-    argmax of the mean of the views' softmax probabilities (one rule for `srkd evaluate --cache`
-    and `srkd inspect-cache --verify`).
-    """
-    if view is not None:
-        logits, _ = reader.read_all(scene_id, view)
-        return logits.argmax(axis=1).astype(np.int64)
-    if reader.has_ensemble(scene_id):
-        logits, _ = reader.read_all(scene_id, "ensemble")
-        return logits.argmax(axis=1).astype(np.int64)
-    prob_sum = None
-    for v in range(reader.views(scene_id)):
-        logits, _ = reader.read_all(scene_id, v)
-        z = logits.astype(np.float64)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        prob_sum = p if prob_sum is None else prob_sum + p
-    assert prob_sum is not None, "a cached scene holds at least one view"
-    return prob_sum.argmax(axis=1).astype(np.int64)
-
-
-def _scene_confusion(
-    path_or_store: Any, scene: str, view: View | None, labels_for_scene: Callable[[str], np.ndarray], k: int
-) -> np.ndarray:
-    from srkd.metrics import confusion_matrix
-
-    pred = cached_teacher_prediction(CacheReader(path_or_store, cache_bytes=0), scene, view)
-    labels = np.asarray(labels_for_scene(scene))
-    if labels.shape != (len(pred),):
-        raise CacheError(
-            f"scene {scene!r}: {labels.shape[0] if labels.ndim else 0} ground-truth labels for "
-            f"{len(pred)} cached points; the cache was built from other data"
-        )
-    return confusion_matrix(pred, labels, k)
-
-
-def teacher_miou(
-    path_or_store: Any,
-    labels_for_scene: Callable[[str], np.ndarray],
-    num_classes: int,
-    view: View | None = None,
-    num_workers: int | None = None,
-) -> dict[str, Any]:
-    """Score the cached teacher against ground truth over every committed scene, with dask.
-
-    Args:
-        path_or_store: the cache.
-        labels_for_scene: scene id -> int (N,) labels of its original points (-1 = ignore).
-        num_classes: K.
-        view: which entry to score; default (None) as `cached_teacher_prediction`: the ensemble
-            if stored, else the mean of the views' probabilities.
-        num_workers: dask threads (default: dask's choice).
-    Returns:
-        dict with view, scenes, miou, macc, allacc, iou (per class list, None = absent class)
-        and confusion (K x K list); intersections/unions summed over the split (METHOD.md).
-    """
-    import dask
-
-    from srkd.metrics import SegmentationScores
-
-    reader = CacheReader(path_or_store, cache_bytes=0)
-    if view is not None:
-        entry_name(view)  # validate early
-    tasks = [
-        dask.delayed(_scene_confusion)(path_or_store, s, view, labels_for_scene, num_classes)
-        for s in reader.scene_ids
-    ]
-    if tasks:
-        total = dask.delayed(sum)(tasks).compute(scheduler="threads", num_workers=num_workers)
-    else:
-        total = np.zeros((num_classes, num_classes), np.int64)
-    scores = SegmentationScores.from_confusion(total)
-    return {
-        "view": view if view is not None else ("ensemble" if reader.spec.ensemble else "mean of views"),
-        "scenes": len(tasks),
-        "miou": scores.miou,
-        "macc": scores.macc,
-        "allacc": scores.allacc,
-        "iou": [None if np.isnan(v) else float(v) for v in scores.iou],
-        "confusion": np.asarray(total).tolist(),
-    }

@@ -78,6 +78,11 @@ class CacheReader:
         self.__init__(state["source"], state["expect"], state["cache_bytes"])  # type: ignore[misc]
 
     @property
+    def root(self) -> zarr.Group:
+        """The cache's root group, opened read-only (scene groups below it, committed or not)."""
+        return self._root
+
+    @property
     def fingerprint(self) -> str:
         return str(self.record["fingerprint"])
 

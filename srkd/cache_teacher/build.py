@@ -1,17 +1,17 @@
 """Building a teacher cache: plan (root metadata, resume), then one task per scene, in-process or
 on dask.distributed workers.
 
+    plan.py    validate the job, create or resume the cache root, list the scenes to compute
+    worker.py  the per-process side: a SceneWorker (teacher + write-behind thread) per process,
+               and the task functions `cache_scene` / `flush_writes` that run on it
+    build.py   `build_cache`: the lock, the plan, the tasks (here or on dask), the report
+
 Concurrency contract (see `srkd.cache.writer`): the root metadata is written once, by the process
 that calls `build_cache`, before any scene task starts; every task then computes AND writes one
-whole scene into its own group, so no two writers ever touch one chunk.
-
-Write-behind: in each process, a scene's encoding and writing run on one background thread while
-the teacher computes the next scene (at most one write pending, so at most two scenes' targets are
-in memory). A task hands its scene to that thread and waits only for the PREVIOUS scene's write;
-on dask the last write of each worker is awaited by a final flush task. Progress events are
-emitted when a scene is committed, so "done" always means "on disk". A scene whose write never
-finished (a lost worker, a kill) stays uncommitted and is redone by the next run; a committed scene
-that is incomplete (an array or chunk missing) is redone too.
+whole scene into its own group, so no two writers ever touch one chunk. On dask the last write of
+each worker is awaited by a final flush task. A scene whose write never finished (a lost worker,
+a kill) stays uncommitted and is redone by the next run; a committed scene that is incomplete (an
+array or chunk missing) is redone too.
 
 One build per cache: `build_cache` holds an OS lock on the cache directory (srkd.locking) from
 planning to the last commit, so a second `srkd cache-teacher` on the same --out is refused with one
@@ -21,40 +21,20 @@ a re-run). Each scene records the content hash of the data its teacher saw (`dat
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import NamedTuple
 
-import torch
-from torch import nn
-
-from srkd.cache import CacheReader, CacheSpec, CacheWriter, ViewTargets
+from srkd.cache import CacheSpec, CacheWriter
 from srkd.cache_teacher.config import CacheJob
-from srkd.cache_teacher.views import make_spec, scene_targets
-from srkd.data.scannet import get_dataset_spec
-from srkd.data.sources import open_scenes
-from srkd.device import resolve_device
-from srkd.errors import CacheError, ConfigError, SrkdError
+from srkd.cache_teacher.plan import plan_cache
+from srkd.cache_teacher.worker import SceneDone, cache_scene, flush_writes
+from srkd.errors import CacheError, ConfigError
 from srkd.locking import locked_dir
-from srkd.models.teacher import TeacherInfo, load_teacher
-
-
-@dataclass(frozen=True)
-class SceneDone:
-    """Progress event: scene `scene_id` (`points` original points) is committed; `seconds` is the
-    time its teacher forwards and target computation took."""
-
-    scene_id: str
-    points: int
-    seconds: float
 
 
 @dataclass
@@ -72,217 +52,6 @@ class BuildReport:
     points_written: int = 0
     seconds: float = 0.0
     workers: int = 0
-
-
-# ---- per-process state (one teacher, one write-behind thread per process) ---------------------
-
-_LOCK = threading.Lock()
-_TEACHERS: dict[tuple[str, ...], tuple[nn.Module, TeacherInfo]] = {}
-_BEHIND: dict[int, WriteBehind] = {}
-
-
-def _worker_device(job: CacheJob) -> torch.device:
-    device = resolve_device(job.device)
-    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
-        try:  # local dask workers are named 0..K-1: spread them over the GPUs
-            from distributed import get_worker
-
-            name = get_worker().name
-            if isinstance(name, int):
-                device = torch.device("cuda", name % torch.cuda.device_count())
-        except (ImportError, ValueError):
-            pass
-    return device
-
-
-def _teacher_key(job: CacheJob, sha256: str, device: torch.device | str) -> tuple[str, ...]:
-    ref = job.teacher
-    return (str(ref.checkpoint), str(ref.pointcept_model), repr(sorted(ref.model_args.items())),
-            str(ref.color_norm), sha256, str(device))  # fmt: skip
-
-
-def process_teacher(job: CacheJob, sha256: str) -> tuple[nn.Module, TeacherInfo]:
-    """The frozen teacher of this process, loaded once per (checkpoint, sha256, device)."""
-    device = _worker_device(job)
-    key = _teacher_key(job, sha256, device)
-    with _LOCK:
-        if key not in _TEACHERS:
-            if job.torch_threads:
-                torch.set_num_threads(int(job.torch_threads))
-            model, info = load_teacher(job.teacher, get_dataset_spec(job.dataset), device)
-            if info.sha256 != sha256:
-                raise CacheError(
-                    f"teacher checkpoint {job.teacher.checkpoint} changed while the cache was being "
-                    f"built (sha256 {info.sha256[:12]} != {sha256[:12]}); re-run to start over"
-                )
-            _TEACHERS.clear()  # one teacher per process
-            _TEACHERS[key] = (model, info)
-        return _TEACHERS[key]
-
-
-class WriteBehind:
-    """One background thread writing scenes while the caller computes the next one."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="srkd-cache-write")
-        self._pending: tuple[Future, SceneDone] | None = None
-
-    def put(self, write: Callable[[], None], event: SceneDone) -> list[SceneDone]:
-        """Wait for the previous write (re-raising its error), start `write`; returns the events
-        of the writes that completed."""
-        done = self.drain()
-        self._pending = (self._pool.submit(_named_write, write, event.scene_id), event)
-        return done
-
-    def drain(self) -> list[SceneDone]:
-        """Wait for the pending write; its event as a list (empty if none was pending)."""
-        if self._pending is None:
-            return []
-        fut, event = self._pending
-        self._pending = None
-        fut.result()
-        return [event]
-
-
-def _named_write(write: Callable[[], None], scene_id: str) -> None:
-    try:
-        write()
-    except SrkdError:
-        raise
-    except Exception as exc:  # disk full, permissions, ...: name the scene
-        raise CacheError(f"writing scene {scene_id!r} into the cache failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _behind() -> WriteBehind:
-    with _LOCK:
-        return _BEHIND.setdefault(os.getpid(), WriteBehind())
-
-
-def compute_scene(
-    job: CacheJob, spec: CacheSpec, scene_id: str
-) -> tuple[list[ViewTargets], ViewTargets | None, SceneDone, str]:
-    """Load one scene and run every view through this process's teacher.
-
-    Returns (views, ensemble-or-None, SceneDone event, the scene's content hash).
-    """
-    start = time.perf_counter()
-    model, _ = process_teacher(job, spec.teacher_sha256)
-    dataset = get_dataset_spec(job.dataset)
-    job = _with_dataset_defaults(job, dataset)
-    pc = _scenes(job.dataset, job.data_root, job.split).load(scene_id)
-    device = next(model.parameters()).device
-    views, ens = scene_targets(model, pc, job.views, job.grid_size, dataset.feature_names, device, job.ensemble,
-                               color_norm=spec.teacher_color_norm)
-    return views, ens, SceneDone(scene_id, pc.num_points, time.perf_counter() - start), pc.content_sha256()
-
-
-def _scenes(dataset: str, data_root: Path, split: str, fresh: bool = False):  # type: ignore[no-untyped-def]
-    """The scene source of one split. A lidar reader parses its tables when opened, so scene tasks
-    reuse one per process; the ScanNet layout (one folder listing) and `fresh` open it anew."""
-    if fresh or get_dataset_spec(dataset).layout == "scannet":
-        return open_scenes(dataset, data_root, split, require_labels=False)
-    return _process_scenes(dataset, data_root, split)
-
-
-@functools.lru_cache(maxsize=4)
-def _process_scenes(dataset: str, data_root: Path, split: str):  # type: ignore[no-untyped-def]
-    return open_scenes(dataset, data_root, split, require_labels=False)
-
-
-def _with_dataset_defaults(job: CacheJob, dataset) -> CacheJob:  # type: ignore[no-untyped-def]
-    """`job` with the dataset's grid size when it names none, and the dataset's view domain."""
-    grid = job.grid_size if job.grid_size is not None else dataset.grid_size
-    return replace(job, grid_size=float(grid), views=replace(job.views, domain=dataset.domain))
-
-
-def cache_scene(job: CacheJob, spec: CacheSpec, scene_id: str) -> list[SceneDone]:
-    """Task body: compute scene `scene_id` and queue its write; returns the scenes committed
-    meanwhile (the previous one of this process). Call `flush_writes` after the last task."""
-    views, ens, event, data_sha256 = compute_scene(job, spec, scene_id)
-    writer = CacheWriter.open(job.out, spec)  # re-checks the root's fingerprint; never writes it
-    return _behind().put(lambda: writer.write_scene(scene_id, views, ens, data_sha256), event)
-
-
-def flush_writes() -> list[SceneDone]:
-    """Wait for this process's pending write; the events of what it committed."""
-    return _behind().drain()
-
-
-# ---- the client side ----------------------------------------------------------------------------
-
-
-def _check_out_dir(out: Path) -> None:
-    """Refuse a non-empty directory that is not a Zarr store: creating a cache there would
-    delete its contents (zarr clears a store opened with mode "w")."""
-    if out.is_dir() and not (out / "zarr.json").is_file() and any(out.iterdir()):
-        raise CacheError(
-            f"--out {out} is a non-empty directory that is not a teacher cache; creating a cache "
-            "there would delete its contents: choose a new or empty directory"
-        )
-
-
-class Plan(NamedTuple):
-    """What a build will do: `todo` = scenes to compute (new ones and `repaired` ones: committed
-    but incomplete, see srkd.cache.schema.scene_damage); `skipped` = complete committed scenes."""
-
-    job: CacheJob
-    spec: CacheSpec
-    todo: list[str]
-    skipped: list[str]
-    repaired: dict[str, list[str]]
-
-
-def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = None) -> Plan:
-    """Validate everything, create (or resume) the cache root, and list the work.
-
-    Loads the teacher once on the CPU of this process (clear errors before any worker starts).
-    Returns a Plan (its job with absolute paths). Committed scenes that are incomplete are
-    recomputed, not skipped. Call it inside `build_cache`'s lock when other builds may run.
-    Raises: ConfigError/DataError/CheckpointError for bad inputs; CacheError for a foreign or
-    stale cache at `job.out` (listing what differs) unless `overwrite`.
-    """
-    dataset = get_dataset_spec(job.dataset)
-    job = _with_dataset_defaults(_absolute(job), dataset)
-    scenes = list(_scenes(job.dataset, job.data_root, job.split, fresh=True).scene_ids)
-    if max_scenes is not None:
-        if max_scenes < 1:
-            raise ConfigError(f"--max-scenes must be >= 1, got {max_scenes}")
-        scenes = scenes[:max_scenes]
-    model, info = load_teacher(job.teacher, dataset, "cpu")
-    if resolve_device(job.device).type == "cpu":  # reuse it for in-process scene tasks
-        with _LOCK:
-            _TEACHERS.clear()
-            _TEACHERS[_teacher_key(job, info.sha256, "cpu")] = (model, info)
-    spec = make_spec(dataset, job.data_root, job.split, info, job.views, job.codec, job.grid_size, job.ensemble)
-    _check_out_dir(job.out)
-    writer = CacheWriter.create(job.out, spec, overwrite=overwrite)
-    spec = writer.spec  # as the cache records it (a cache of srkd 0.1 leaves color_norm unstated)
-    committed = writer.committed_scenes()
-    damaged = writer.damaged_scenes([s for s in scenes if s in committed])
-    todo = [s for s in scenes if s not in committed or s in damaged]
-    skipped = [s for s in scenes if s in committed and s not in damaged]
-    if todo:  # before any teacher work: an old-schema cache can be complete, not extended
-        writer.check_extendable()
-    _check_resumed_data(job, dataset, skipped)
-    return Plan(job, spec, todo, skipped, damaged)
-
-
-def _check_resumed_data(job: CacheJob, dataset, committed: list[str]) -> None:  # type: ignore[no-untyped-def]
-    """A resumed build must read the data its committed scenes were built from (the data root
-    may have moved; its content may not): a sample of them is checked as distill checks it."""
-    if committed:
-        from srkd.distill.targets import check_cache_data
-
-        scenes = _scenes(dataset.name, job.data_root, job.split, fresh=True)
-        check_cache_data(CacheReader(job.out, cache_bytes=0), scenes, committed)
-
-
-def _absolute(job: CacheJob) -> CacheJob:
-    teacher = replace(job.teacher, checkpoint=Path(job.teacher.checkpoint).expanduser().resolve())
-    return replace(
-        job, data_root=Path(job.data_root).expanduser().resolve(), out=Path(job.out).expanduser().resolve(),
-        teacher=teacher,
-    )  # fmt: skip
 
 
 def build_cache(

@@ -1,15 +1,8 @@
-"""Teacher targets for the cache: the views of a scene, the frozen teacher, per-point targets.
+"""The views of a cached scene, and the cache settings (CacheSpec) they are recorded in.
 
 One cached *view* of a scene is the scene after a geometric, point-preserving transform chain,
-run through the teacher with test-mode fragments so every original point is covered
-(`srkd.inference.infer_view`). Its cached targets, per ORIGINAL point i:
-
-    logits_i  = log(max(p_i, eps)),  p_i = mean over the fragments covering i of softmax(z)
-    feature_i = mean over the same fragments of the teacher's distilled feature
-
-Log-probabilities are valid logits: softmax(log p / T) = softmax(z / T) whenever p = softmax(z)
-(one fragment covers i), because log softmax(z) = z - logsumexp(z) only shifts z per point. Where
-fragments overlap, p is their mean probability (Pointcept's precise-test vote).
+run through the teacher with test-mode fragments so every original point is covered; its per-point
+targets are computed by `srkd.cache_teacher.targets`.
 
 Views (`ViewSettings`): view 0 is the CANONICAL view, centre shift only (the teacher sees the scene
 as stored; outdoors nothing at all, `canonical_chain`); views 1..V-1 are drawn with
@@ -19,23 +12,20 @@ its views exactly. Each view stores its transform record; `srkd.data.transforms.
 params["record"])` reproduces the geometry the teacher saw, bit for bit.
 
 The orchestration (root metadata, resume, dask workers, write-behind) is in
-`srkd.cache_teacher.build`.
+`srkd.cache_teacher.plan`, `.worker` and `.build`.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from srkd.cache import CacheSpec, CodecSpec, ViewTargets, ensemble_of
+from srkd.cache import CacheSpec, CodecSpec
 from srkd.data.scannet import DatasetSpec
 from srkd.data.transforms import (
     TILT,
@@ -47,13 +37,8 @@ from srkd.data.transforms import (
     view_transforms,
 )
 from srkd.errors import ConfigError
-from srkd.inference import SceneInference, infer_view
 from srkd.models.teacher import TeacherInfo
 from srkd.types import PointCloud
-
-PROB_EPS = 1e-12
-"""Probabilities are clamped here before the log: log(1e-12) = -27.6 lies below the int8 codec's
-24-nat window under each point's top logit, so clamping never changes a stored code."""
 
 
 @dataclass(frozen=True)
@@ -152,63 +137,6 @@ def make_spec(
     )
 
 
-def inference_targets(result: SceneInference) -> tuple[np.ndarray, np.ndarray]:
-    """Cached targets of one view: (logits float32 (N, K) = log mean probability, feature float32
-    (N, D) = mean feature), averaged over the fragments covering each original point."""
-    if result.feature_sum is None:
-        raise ConfigError("the teacher's features were not collected (infer_view with_feature=True)")
-    if int(result.votes.min()) < 1:
-        missing = int((result.votes < 1).sum())
-        raise ConfigError(f"{missing} original points were covered by no fragment; cannot cache them")
-    votes = result.votes[:, None].astype(np.float64)
-    prob = result.prob_sum / votes
-    logits = np.log(np.maximum(prob, PROB_EPS))
-    feature = result.feature_sum / votes
-    return logits.astype(np.float32), feature.astype(np.float32)
-
-
-def scene_targets(
-    model: nn.Module,
-    pc: PointCloud,
-    views: ViewSettings,
-    grid_size: float,
-    feature_names: Sequence[str],
-    device: torch.device | str = "cpu",
-    ensemble: bool = False,
-    *,
-    color_norm: str,
-) -> tuple[list[ViewTargets], ViewTargets | None]:
-    """Every view of one scene through the teacher (eval, no grad, fp16 autocast on CUDA).
-
-    Args:
-        pc: the scene as stored (origin_index = arange(N)).
-        color_norm: the teacher's input colour normalisation (TeacherInfo.color_norm).
-    Returns:
-        (V ViewTargets with logits (N, K), feature (N, D) float32 and params {"view": v,
-        "canonical": v == 0, "seed": cache seed, "record": transform record}, the ensemble
-        entry or None).
-    """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    out: list[ViewTargets] = []
-    try:
-        for v in range(views.views):
-            view_pc, record = views.draw(pc, v)
-            result = infer_view(
-                model, view_pc, grid_size, feature_names, device, with_feature=True,
-                amp=device.type == "cuda", num_points=pc.num_points, color_norm=color_norm,
-                domain=views.domain,
-            )  # fmt: skip
-            logits, feature = inference_targets(result)
-            params = {"view": v, "canonical": v == 0, "seed": int(views.seed), "record": record}
-            out.append(ViewTargets(logits, feature, params))
-    finally:
-        model.train(was_training)
-    ens = ensemble_of(out, {"kind": "ensemble", "views": len(out)}) if ensemble else None
-    return out, ens
-
-
 def spec_view_settings(spec: CacheSpec) -> ViewSettings:
     """The ViewSettings a cache was built with (from its recorded view_settings)."""
     s = dict(spec.view_settings)
@@ -220,4 +148,3 @@ def spec_view_settings(spec: CacheSpec) -> ViewSettings:
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"cache view settings {s} were not written by srkd cache-teacher ({exc})") from None
-

@@ -42,7 +42,6 @@ from srkd.distill.model import (
     run_train_params,
 )
 from srkd.distill.state import STATE_FILE, prepare_run_dir
-from srkd.distill.targets import validation_scores
 from srkd.distill.teacher import (
     check_cache_covers,
     no_targets,
@@ -52,6 +51,7 @@ from srkd.distill.teacher import (
 from srkd.distill.tensorboard import TensorBoardSink, require_tensorboard
 from srkd.errors import CacheError, ConfigError
 from srkd.locking import locked_dir
+from srkd.scoring import score_model
 
 StepHook = Callable[[dict[str, Any]], None]
 
@@ -162,8 +162,8 @@ def _validation_fn(cfg: RunConfig, ds: DatasetSpec, device: torch.device) -> Eva
     val_scenes = [val_source.load(s) for s in ids]
 
     def evaluate_fn(m: nn.Module) -> dict[str, Any]:
-        scores = validation_scores(m, val_scenes, ds.num_classes, cfg.grid_size, ds.feature_names,
-                                   device, color_norm=cfg.color_norm, domain=ds.domain)
+        scores = score_model(m, val_scenes, ds.num_classes, cfg.grid_size, ds.feature_names,
+                             device, color_norm=cfg.color_norm, domain=ds.domain)
         return {"mIoU": scores.miou, "mAcc": scores.macc, "allAcc": scores.allacc,
                 "scenes": len(val_scenes)}
 

@@ -23,8 +23,6 @@ from torch import nn
 from srkd.data.collate import PointBatch
 from srkd.data.transforms import COLOR_NORMS, DEFAULT_COLOR_NORM, Record
 from srkd.errors import CacheError, ConfigError
-from srkd.inference import infer_scene, precise_views
-from srkd.metrics import ConfusionAccumulator, SegmentationScores
 from srkd.models.base import ModelOutput
 from srkd.types import FEATURE_WIDTHS, TARGET_MODES, PointCloud
 
@@ -199,24 +197,3 @@ class OnlineTeacher:
         return ModelOutput(logits=out.logits.float(), feature=out.feature.float())
 
 
-@torch.no_grad()
-def validation_scores(
-    model: nn.Module,
-    scenes: Sequence[PointCloud],
-    num_classes: int,
-    grid_size: float,
-    feature_names: Sequence[str],
-    device: torch.device | str = "cpu",
-    *,
-    color_norm: str,
-    domain: str = "indoor",
-) -> SegmentationScores:
-    """Single-pass (no TTA) precise validation over every original point of `scenes`, with the
-    model's input `color_norm` and the view and fragment transforms of `domain`."""
-    model.eval()
-    acc = ConfusionAccumulator(num_classes)
-    for pc in scenes:
-        result = infer_scene(model, pc, precise_views(pc, tta=False, domain=domain), grid_size,
-                             feature_names, device, color_norm=color_norm, domain=domain)
-        acc.add(result.predictions(), pc.segment)
-    return acc.scores()

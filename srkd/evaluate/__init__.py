@@ -1,6 +1,9 @@
 """Stage three, `srkd evaluate`: score students and the cached teacher on a split.
 
-    run.py     which models and data, scoring with TTA on original points, latency
-    report.py  metrics.json and report.md
-    plots.py   the report's pictures (per-class IoU, confusion, a scene seen from above)
+    run.py      the evaluation: scenes x models (and the cached teacher) through srkd.scoring
+    models.py   checkpoints loaded as EvalModel rows; their names, kinds and class checks
+    data.py     which dataset, root and split; the teacher cache's checks
+    latency.py  the latency column (batch 1, no TTA)
+    report.py   metrics.json and report.md
+    plots.py    the report's pictures (per-class IoU, confusion, a scene seen from above)
 """

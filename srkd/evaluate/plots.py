@@ -179,6 +179,26 @@ def plot_scene_topdown(
     Returns the PNG path.
     """
     coord = np.asarray(coord)
+    panels = _scene_panels(coord, gt, preds)
+    k_needed = max(int(lab.max()) for lab in panels.values()) + 1
+    rgb = _class_rgb(class_colors, max(k_needed, 1))
+    keep = _drawn_points(coord, max_points, seed)
+    palette = np.vstack([rgb, np.asarray(IGNORE_COLOR)[None]])  # index -1 -> last row = grey
+    fig = _draw_panels(coord[keep, :2].astype(np.float64), {n: lab[keep] for n, lab in panels.items()},
+                       palette)  # fmt: skip
+    used = np.unique(np.concatenate([lab[keep] for lab in panels.values()]))
+    handles = [
+        Patch(color=palette[c], label=_legend_name(int(c), len(rgb), class_names)) for c in used
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=7,
+               frameon=False)  # fmt: skip
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path, dpi)
+
+
+def _scene_panels(coord: np.ndarray, gt: np.ndarray, preds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """"ground truth" then each prediction, as int (N,) labels checked against coord (N, 3)."""
     if coord.ndim != 2 or coord.shape[1] != 3 or len(coord) == 0:
         raise DataError(f"coord must be a non-empty float (N, 3) array, got shape {coord.shape}")
     n = len(coord)
@@ -191,16 +211,22 @@ def plot_scene_topdown(
             )
         if labels.size and labels.min() < IGNORE_INDEX:
             raise DataError(f"{name!r} has label {int(labels.min())}; labels must be >= -1")
-    k_needed = max(int(lab.max()) for lab in panels.values()) + 1
-    rgb = _class_rgb(class_colors, max(k_needed, 1))
+    return panels
 
+
+def _drawn_points(coord: np.ndarray, max_points: int, seed: int) -> np.ndarray:
+    """Indices of the points drawn: a seeded subset of at most `max_points`, lowest z first (so
+    the top-down view shows what a camera above would see)."""
+    n = len(coord)
     keep = np.arange(n)
     if n > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
-    keep = keep[np.argsort(coord[keep, 2], kind="stable")]
-    xy = coord[keep, :2].astype(np.float64)
+    return keep[np.argsort(coord[keep, 2], kind="stable")]
 
-    palette = np.vstack([rgb, np.asarray(IGNORE_COLOR)[None]])  # index -1 -> last row = grey
+
+def _draw_panels(xy: np.ndarray, panels: Mapping[str, np.ndarray], palette: np.ndarray) -> Figure:
+    """One square-marker scatter per panel of the points xy float64 (M, 2) coloured by
+    palette[labels] (labels int (M,), -1 = the palette's last row)."""
     span = np.ptp(xy, axis=0) + 1e-6
     aspect = float(np.clip(span[1] / span[0], 0.3, 3.0))
     cols = len(panels)
@@ -208,24 +234,16 @@ def plot_scene_topdown(
     fig = Figure(figsize=(panel_in * cols, panel_in * aspect + 1.2), layout="constrained")
     # marker area (pt^2) so the kept points roughly tile a panel: dense but not blotted
     panel_pt2 = (panel_in * 72.0) ** 2 * aspect
-    marker_size = float(np.clip(1.5 * panel_pt2 / len(keep), 0.3, 20.0))
+    marker_size = float(np.clip(1.5 * panel_pt2 / len(xy), 0.3, 20.0))
     for i, (name, labels) in enumerate(panels.items()):
         ax = fig.add_subplot(1, cols, i + 1)
-        ax.scatter(xy[:, 0], xy[:, 1], c=palette[labels[keep]], s=marker_size, marker="s",
+        ax.scatter(xy[:, 0], xy[:, 1], c=palette[labels], s=marker_size, marker="s",
                    linewidths=0, rasterized=True)  # fmt: skip
         ax.set_aspect("equal")
         ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    used = np.unique(np.concatenate([lab[keep] for lab in panels.values()]))
-    handles = [
-        Patch(color=palette[c], label=_legend_name(int(c), len(rgb), class_names)) for c in used
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=7,
-               frameon=False)  # fmt: skip
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path, dpi)
+    return fig
 
 
 def _legend_name(label: int, k: int, class_names: Sequence[str] | None) -> str:

@@ -23,8 +23,9 @@ from srkd.cache import (
     measure_codec,
 )
 from srkd.cache.codecs import softmax_kl
-from srkd.cache.inspect import summarize, teacher_miou, verify
+from srkd.cache.inspect import summarize, verify
 from srkd.errors import CacheError, ConfigError
+from srkd.scoring import teacher_miou
 from tests.cache.conftest import make_spec, make_views, teacher_like
 
 

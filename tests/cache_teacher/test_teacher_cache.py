@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from srkd.cache import CacheReader, CodecSpec
 from srkd.cache.inspect import verify
-from srkd.cache_teacher.build import build_cache, plan_cache
+from srkd.cache_teacher.build import build_cache
 from srkd.cache_teacher.config import CacheJob
+from srkd.cache_teacher.plan import plan_cache
 from srkd.cache_teacher.views import ViewSettings, spec_view_settings
 from srkd.data.scannet import get_dataset_spec, load_scene
 from srkd.data.transforms import CenterShift, Compose, replay
@@ -311,3 +312,27 @@ def test_cli_refuses_decoder_and_colour_options_an_srkd_checkpoint_contradicts(
     colour = _cli([*common, "--color-norm", "pointcept"])
     assert colour.exit_code == 1 and "'legacy' (recorded in the checkpoint)" in colour.output
     assert not (tmp_path / "c").exists()
+
+
+def test_one_scene_worker_per_process_loads_the_teacher_once(
+    dataset_root: Path, teacher_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from srkd.cache_teacher import plan, worker
+
+    loads: list[str] = []
+
+    def counting(ref, dataset, device):  # type: ignore[no-untyped-def]
+        loads.append(str(device))
+        return load_teacher(ref, dataset, device)
+
+    monkeypatch.setattr(worker, "load_teacher", counting)
+    monkeypatch.setattr(plan, "load_teacher", counting)
+    job = job_for(dataset_root, teacher_ckpt, tmp_path / "cache", views=ViewSettings(views=1, seed=7),
+                  ensemble=False)  # fmt: skip
+    assert len(build_cache(job, workers=0).written) == len(SCENES)
+    assert loads == ["cpu"]  # planning loads it on the CPU; the in-process scene tasks reuse it
+    first = worker.WORKERS.get()
+    assert worker.WORKERS.get() is first
+    with monkeypatch.context() as m:
+        m.setattr(worker.os, "getpid", lambda: -1)  # as a forked child sees it
+        assert worker.WORKERS.get() is not first  # never the parent's write thread

@@ -42,7 +42,8 @@ def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensem
     from dataclasses import replace
 
     from srkd.cache import CacheWriter, CodecSpec
-    from srkd.cache_teacher.views import ViewSettings, make_spec, scene_targets
+    from srkd.cache_teacher.targets import scene_targets
+    from srkd.cache_teacher.views import ViewSettings, make_spec
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
     from srkd.models.teacher import TeacherRef, load_teacher
 

@@ -154,7 +154,7 @@ def test_shipped_demo_teacher_is_small_safe_and_trained(tmp_path) -> None:
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
     from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.data.synthetic.rooms import generate_dataset
-    from srkd.distill.targets import validation_scores
+    from srkd.scoring import score_model
 
     assert DEMO_TEACHER.stat().st_size <= 10_000_000
     raw = torch.load(DEMO_TEACHER, weights_only=True)  # plain tensors and values only
@@ -165,8 +165,8 @@ def test_shipped_demo_teacher_is_small_safe_and_trained(tmp_path) -> None:
     spec = get_dataset_spec("scannet")
     generate_dataset(tmp_path, 2, seed=99, val_fraction=0.5, n_points=6000)  # rooms of another seed
     source = ScanNetScenes(tmp_path, "val", spec)
-    scores = validation_scores(model, [source.load(s) for s in source.scene_ids], spec.num_classes,
-                               meta.train_params["grid_size"], spec.feature_names, color_norm=meta.color_norm)
+    scores = score_model(model, [source.load(s) for s in source.scene_ids], spec.num_classes,
+                         meta.train_params["grid_size"], spec.feature_names, color_norm=meta.color_norm)
     assert scores.allacc > 0.6  # an untrained model of this size scores ~0.05-0.2
 
 
