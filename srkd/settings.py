@@ -35,6 +35,17 @@ def setting(default: Any = None, *, key: str | None = None, note: str | None = N
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def per_dataset(attribute: str) -> str:
+    """'the dataset's: 0.02 scannet / scannet200, 0.05 nuscenes / semantickitti': a note for a
+    default that each registered dataset sets (DatasetSpec.<attribute>), read from the registry."""
+    from srkd.data.scannet import DATASETS, get_dataset_spec
+
+    groups: dict[Any, list[str]] = {}
+    for name in DATASETS.names():
+        groups.setdefault(getattr(get_dataset_spec(name), attribute), []).append(name)
+    return "the dataset's: " + ", ".join(f"{value} {' / '.join(names)}" for value, names in groups.items())
+
+
 def stages_key(f: dataclasses.Field) -> str:  # type: ignore[type-arg]
     """The key of field `f` in stages.yaml's params section (its own name unless renamed)."""
     return f.metadata.get("key") or f.name

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from srkd.errors import ConfigError
-from srkd.settings import DEFAULT_DEVICE, setting
+from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
 
 if TYPE_CHECKING:
     from srkd.cache import CodecSpec
@@ -66,7 +66,7 @@ class CacheTeacherConfig:
 
     dataset: str = setting("scannet")
     teacher: Path | None = setting(None, note="stages.yaml cache.teacher")
-    teacher_model: str | None = setting(None, note="an srkd checkpoint")
+    teacher_model: str | None = setting(None, note="none: an srkd checkpoint records its model")
     color_norm: str | None = setting(None, note="the checkpoint's, else pointcept")
     unpooling: str | None = setting(None, note="the preset's; v3m1 for ptv3_base and ptv3_half")
     data_root: Path | None = setting(None, note="stages.yaml data.root")
@@ -74,7 +74,7 @@ class CacheTeacherConfig:
     out: Path = setting(Path("cache"))
     views: int = setting(1)
     seed: int = setting(0)
-    grid_size: float | None = setting(None, note="the dataset's: 0.02 ScanNet, 0.05 nuScenes / SemanticKITTI")
+    grid_size: float | None = setting(None, note=per_dataset("grid_size"))
     codec: str = setting("int8")
     ensemble: bool | None = setting(None, note="on when --views > 1")
     workers: int = setting(1)

@@ -25,7 +25,7 @@ from typing import Any
 
 from srkd.data.transforms.color import DEFAULT_COLOR_NORM
 from srkd.errors import ConfigError
-from srkd.settings import DEFAULT_DEVICE, setting
+from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,8 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
 
 _RUN = RunConfig
 _OPTIM = OptimConfig
-GRID_NOTE = "the dataset's: 0.02 ScanNet, 0.05 nuScenes / SemanticKITTI"
-WEIGHT_DECAY_NOTE = "the dataset's: 0.05 ScanNet, 0.005 nuScenes / SemanticKITTI"
+GRID_NOTE = per_dataset("grid_size")
+WEIGHT_DECAY_NOTE = per_dataset("weight_decay")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The settings of `srkd evaluate`: `EvalConfig`, one field per option (field = option name),
-the only home of the command's defaults. Standard library only (the CLI imports it before torch).
+the only home of the command's defaults. Light imports only (the CLI imports it before torch).
 
 Where a default is None the value is found later, as each field's note says: the dataset, data
 root and grid size a checkpoint (or cache) records, the distill stage's student, and so on
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from srkd.settings import DEFAULT_DEVICE, setting
+from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class EvalConfig:
     split: str | None = setting(None, note="val (the cache's split when only --cache is given)")
     dataset: str | None = setting(None, note="recorded in the checkpoint (or cache), else scannet")
     tta: bool = setting(True)
-    grid_size: float | None = setting(None, note="each checkpoint's recorded grid size, else the dataset's")
+    grid_size: float | None = setting(None, note="each checkpoint's recorded grid size, else " + per_dataset("grid_size"))
     out: Path = setting(Path("reports/eval"))
     device: str = setting(DEFAULT_DEVICE)
     max_scenes: int | None = setting(None, note="all")
