@@ -53,7 +53,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _python(code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
 
 

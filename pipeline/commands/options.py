@@ -146,6 +146,23 @@ Sweeps = Annotated[Optional[int], _opt("--sweeps", min=0, help="Outdoor nuScenes
 Beams = Annotated[Optional[int], _opt("--beams", min=1, help="Outdoor only: lidar beams (nuScenes' HDL-32E has 32).")]
 AzimuthSteps = Annotated[Optional[int], _opt("--azimuth-steps", min=8, help="Outdoor only: returns per beam and revolution.")]
 
+# -- commands without a settings config (their defaults are the flags' own: off, 1, stages.yaml) --
+InspectCacheDir = Annotated[Path, typer.Argument(help="Teacher cache directory (written by `srkd cache-teacher`).")]
+Verify = Annotated[bool, _opt("--verify", help="Decode every scene, check it against the data it was built from, and score the cached teacher against ground truth.")]
+Repair = Annotated[bool, _opt("--repair", help="With --verify: mark damaged scenes as uncommitted, so the next `srkd cache-teacher` with the same settings rebuilds them.")]
+InspectDataRoot = Annotated[P, _opt("--data-root", help="Dataset root for the labels of --verify's mIoU (default: the root recorded in the cache).")]
+AsJson = Annotated[bool, _opt("--json", help="Print the summary (and verification) as JSON instead of tables.")]
+Upgrade = Annotated[bool, _opt("--upgrade", help="Add the Zarr dimension names and decode attributes that caches written by older srkd versions lack (so xarray opens them); only array metadata changes, never a chunk or the fingerprint.")]
+RawScanNet = Annotated[Path, _opt("--raw", help="ScanNet release folder: scans/, labels tsv and split lists (in it or in meta/).")]
+PrepareOut = Annotated[Path, _opt("--out", help="Output root; scenes go to <out>/<split>/<scene>/.")]
+PrepareWorkers = Annotated[int, _opt("--workers", min=1, help="Scenes converted in parallel (processes).")]
+Splits = Annotated[Optional[list[str]], _opt("--splits", help="Split to convert (train, val, test); repeatable or comma-separated. Default: every split with a list file.")]
+Stage = Annotated[Optional[list[str]], _opt("--stage", help="Run only this stage (and what it needs); repeatable.")]
+Force = Annotated[bool, _opt("--force", help="Run the named stages (or all) even if up to date.")]
+SetParam = Annotated[Optional[list[str]], _opt("--set", help="Override a parameter: key=value, e.g. distill.epochs=3; repeatable.")]
+StagesFile = Annotated[Path, _opt("--file", help="The pipeline file.")]
+DryRun = Annotated[bool, _opt("--dry-run", help="Say what would run and why, run nothing.")]
+
 
 class SrkdCommand(TyperCommand):
     """A typer command whose `--help` shows each option's effective default and its source:

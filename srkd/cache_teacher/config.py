@@ -7,6 +7,7 @@ srkd.cache_teacher.views, `TeacherRef` from srkd.models.teacher, `CodecSpec` fro
 live in heavier modules and are imported only when a default or a job is made.
 """
 
+# ruff: noqa: RUF009  (setting() returns a dataclasses.Field, like field())
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -16,6 +16,7 @@ that maps one onto the other.
 Standard library and light srkd modules only (no torch): the CLI imports this to resolve options.
 """
 
+# ruff: noqa: RUF009  (setting() returns a dataclasses.Field, like field())
 from __future__ import annotations
 
 import dataclasses
@@ -207,18 +208,18 @@ class TrainingOptions:
 
     def _shared(self) -> dict[str, Any]:
         """RunConfig keyword values of the shared options ('' as val_split = no validation)."""
-        return dict(
-            out=Path(self.out), dataset=self.dataset,
-            data_root=Path(self.data_root) if self.data_root is not None else None,
-            val_split=self.val_split or None, optim=self.optim_config(),
-            grid_size=None if self.grid_size is None else float(self.grid_size),
-            mix3d_prob=self.mix3d, color_norm=self.color_norm, epochs=self.epochs,
-            batch_size=self.batch_size, workers=self.workers, seed=self.seed,
-            eval_every=self.eval_every, checkpoint_every=self.checkpoint_every,
-            max_points=self.max_points, augment=self.augment, repeats=self.repeats,
-            val_max_scenes=self.val_max_scenes, amp=self.amp, device=self.device,
-            resume=self.resume, tensorboard=self.tensorboard,
-        )  # fmt: skip
+        return {
+            "out": Path(self.out), "dataset": self.dataset,
+            "data_root": Path(self.data_root) if self.data_root is not None else None,
+            "val_split": self.val_split or None, "optim": self.optim_config(),
+            "grid_size": None if self.grid_size is None else float(self.grid_size),
+            "mix3d_prob": self.mix3d, "color_norm": self.color_norm, "epochs": self.epochs,
+            "batch_size": self.batch_size, "workers": self.workers, "seed": self.seed,
+            "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every,
+            "max_points": self.max_points, "augment": self.augment, "repeats": self.repeats,
+            "val_max_scenes": self.val_max_scenes, "amp": self.amp, "device": self.device,
+            "resume": self.resume, "tensorboard": self.tensorboard,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ root and grid size a checkpoint (or cache) records, the distill stage's student,
 (srkd.evaluate.run).
 """
 
+# ruff: noqa: RUF009  (setting() returns a dataclasses.Field, like field())
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -2,6 +2,7 @@
 the only home of the command's defaults. Standard library and numpy only (the CLI imports it before torch).
 `srkd predict` reads no stages.yaml section: its values are the options' or these defaults."""
 
+# ruff: noqa: RUF009  (setting() returns a dataclasses.Field, like field())
 from __future__ import annotations
 
 from dataclasses import dataclass

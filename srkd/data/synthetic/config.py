@@ -2,6 +2,7 @@
 option name; stages.yaml params.data names `--out` as `root`), the only home of the command's
 defaults. numpy-level imports only (the CLI imports it before torch)."""
 
+# ruff: noqa: RUF009  (setting() returns a dataclasses.Field, like field())
 from __future__ import annotations
 
 from dataclasses import dataclass
