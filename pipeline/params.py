@@ -202,7 +202,7 @@ def describe_defaults(command: str, path: Path | None = None) -> dict[str, str]:
     section, _ = COMMAND_CONFIGS[command]
     try:
         params = command_defaults(section, path) if section else {}
-    except (ConfigError, OSError, yaml.YAMLError):
+    except (ConfigError, OSError, ValueError, yaml.YAMLError):  # ValueError: a bad SRKD_SET
         params = {}
     shown: dict[str, str] = {}
     for f in dataclasses.fields(config_class(command)):
