@@ -32,8 +32,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
-
 from pipeline.coerce import coerce
 from srkd.errors import ConfigError
 from srkd.settings import default_note, field_default, is_cli_only, stages_key
@@ -71,6 +69,8 @@ def config_class(command: str) -> type:
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Parse ['a.b=3', 'c=x'] into {'a.b': 3, 'c': 'x'} (values parsed as YAML scalars)."""
+    import yaml
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -202,7 +202,7 @@ def describe_defaults(command: str, path: Path | None = None) -> dict[str, str]:
     section, _ = COMMAND_CONFIGS[command]
     try:
         params = command_defaults(section, path) if section else {}
-    except (ConfigError, OSError, ValueError, yaml.YAMLError):  # ValueError: a bad SRKD_SET
+    except (ConfigError, OSError, ValueError):  # ValueError: a bad SRKD_SET
         params = {}
     shown: dict[str, str] = {}
     for f in dataclasses.fields(config_class(command)):
