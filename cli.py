@@ -1,7 +1,9 @@
 """The `srkd` command line: a typer app whose commands live in `pipeline.commands.*`.
 
-Command modules import only typer and the standard library at import time (heavy imports such
-as torch and spconv happen inside the command bodies), so `srkd --help` stays fast.
+Command modules import only typer, the standard library and light srkd modules at import time
+(heavy imports such as torch and spconv happen inside the command bodies), so `srkd --help` stays
+fast and a bad option value is refused before torch is imported. `SrkdCommand` shows each option's
+effective default and where it comes from (stages.yaml or the command's config) in `--help`.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import importlib
 
 import typer
+
+from pipeline.commands.options import SrkdCommand
 
 # (command name, "module:attribute"): a function is a command, a typer.Typer a group.
 # Add one line per built command.
@@ -54,7 +58,7 @@ for _name, _target in COMMANDS:
     if isinstance(_obj, typer.Typer):  # a command group, e.g. `srkd prepare scannet`
         app.add_typer(_obj, name=_name)
     else:
-        app.command(_name)(_obj)
+        app.command(_name, cls=SrkdCommand)(_obj)
 
 
 if __name__ == "__main__":

@@ -3,50 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import enum
-import re
 from collections.abc import Iterator
-from typing import Annotated, Optional
 
 import typer
-
-from srkd.data.scannet import DATASETS
-from srkd.data.transforms.color import COLOR_NORMS
-from srkd.types import LOSS_METHODS, TARGET_MODES, UNPOOLING_MODES
-
-# Choices are enums built from the library's own name lists (numpy-only modules), so typer refuses a
-# bad value at once, before any command body imports torch or spconv.
-ColorNorm = enum.StrEnum("ColorNorm", {name: name for name in COLOR_NORMS})
-"""Choices of --color-norm (srkd.data.transforms.color.COLOR_NORMS)."""
-
-Unpooling = enum.StrEnum("Unpooling", {name: name for name in UNPOOLING_MODES})
-"""Choices of --unpooling (PTv3 decoder semantics, srkd.models.ptv3_blocks.SerializedUnpooling)."""
-
-Method = enum.StrEnum("Method", {name: name for name in LOSS_METHODS})
-"""Choices of --method (srkd.types.LOSS_METHODS; weights in srkd.losses.recipes)."""
-
-Targets = enum.StrEnum("Targets", {name: name for name in TARGET_MODES})
-"""Choices of --targets (srkd.types.TARGET_MODES)."""
-
-DatasetName = enum.StrEnum("DatasetName", {name: name for name in DATASETS.names()})
-"""Choices of --dataset (the registered srkd.data.scannet.DATASETS)."""
-
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
-
-
-def _check_device(value: Optional[str]) -> Optional[str]:
-    if value is not None and not _DEVICE.match(value):
-        raise typer.BadParameter(f"{value!r} is not a device: use auto, cpu, cuda or cuda:N")
-    return value
-
-
-def optional_float(value: object) -> Optional[float]:
-    """None stays None (e.g. "the dataset's default"); anything else must be a number."""
-    return None if value is None else float(value)  # type: ignore[arg-type]
-
-
-DeviceOption = Annotated[Optional[str], typer.Option("--device", callback=_check_device, help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")]
-"""--device of every command that runs a model; None = the stages.yaml value, else auto."""
 
 
 @contextlib.contextmanager

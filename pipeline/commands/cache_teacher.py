@@ -1,103 +1,54 @@
 """`srkd cache-teacher`: run a frozen teacher once over a dataset split, write the Zarr teacher cache.
 
-Defaults come from stages.yaml (`params.cache`, and `params.data.root` for the data root) when the
-file exists, else from the built-in values shown in `--help`.
+Options not given come from stages.yaml (`params.cache`, and `params.data.root` for the data root)
+when the file exists, else from `srkd.cache_teacher.config.CacheTeacherConfig` (`--help` shows which).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-from pathlib import Path
-from typing import Annotated, Optional
-
 import typer
 
-from pipeline.commands._common import (
-    ColorNorm,
-    DatasetName,
-    DeviceOption,
-    Unpooling,
-    optional_float,
-    user_errors,
-)
-
-FALLBACK = {
-    "dataset": "scannet",
-    "split": "train",
-    "out": "./cache",
-    "views": 1,
-    "seed": 0,
-    "codec": "int8",
-    "workers": 1,
-}
-
-
-class Codec(StrEnum):
-    int8 = "int8"
-    float16 = "float16"
-    lossless = "lossless"
+from pipeline.commands import options as O
+from pipeline.commands._common import user_errors
 
 
 def cache_teacher(
-    dataset: Annotated[Optional[DatasetName], typer.Option("--dataset", help="Dataset name (scannet, scannet200, nuscenes, semantickitti); picks the reader, classes, input features, grid size and view chain. (default: scannet)")] = None,
-    teacher: Annotated[Optional[Path], typer.Option("--teacher", help="Teacher checkpoint: an srkd checkpoint, or a Pointcept .pth with --teacher-model.")] = None,
-    teacher_model: Annotated[Optional[str], typer.Option("--teacher-model", help="Registered model name to load a Pointcept checkpoint into (e.g. ptv3_base).")] = None,
-    color_norm: Annotated[Optional[ColorNorm], typer.Option("--color-norm", help="Colour normalisation the teacher was trained with: pointcept = color/255 (Pointcept >= 1.6), legacy = color/127.5-1 (older Pointcept). An srkd checkpoint records its own. (default: the checkpoint's, else pointcept)")] = None,
-    unpooling: Annotated[Optional[Unpooling], typer.Option("--unpooling", help="PTv3 decoder semantics of a --teacher-model checkpoint: v3m1 (Pointcept PT-v3m1) or v3m2. (default: the preset's; v3m1 for ptv3_base and ptv3_half)")] = None,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root: <split>/<scene>/ folders for ScanNet, the release's top folder for nuScenes / SemanticKITTI (default: stages.yaml data.root).")] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="Split folder to cache. (default: train)")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Cache directory (Zarr v3). (default: ./cache)")] = None,
-    views: Annotated[Optional[int], typer.Option("--views", min=1, help="Views per scene; view 0 is the scene as stored. (default: 1)")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Seed of the augmented views 1..V-1. (default: 0)")] = None,
-    grid_size: Annotated[Optional[float], typer.Option("--grid-size", help="Teacher voxel size in metres. (default: the dataset's: 0.02 ScanNet, 0.05 nuScenes / SemanticKITTI)")] = None,
-    codec: Annotated[Optional[Codec], typer.Option("--codec", help="Target encoding. (default: int8)")] = None,
-    ensemble: Annotated[Optional[bool], typer.Option("--ensemble/--no-ensemble", help="Also store the mean over views. (default: on when --views > 1)")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="Dask worker processes; 0 = in this process, no dask. (default: 1)")] = None,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of a running dask scheduler (e.g. tcp://host:8786) instead of a local cluster.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a cache built with other settings.")] = False,
-    device: DeviceOption = None,
-    max_scenes: Annotated[Optional[int], typer.Option("--max-scenes", min=1, help="Only the first N scenes of the split (sorted).")] = None,
+    dataset: O.Dataset = None,
+    teacher: O.Teacher = None,
+    teacher_model: O.TeacherModel = None,
+    color_norm: O.CacheColorNorm = None,
+    unpooling: O.UnpoolingOption = None,
+    data_root: O.CacheDataRoot = None,
+    split: O.CacheSplit = None,
+    out: O.CacheOut = None,
+    views: O.Views = None,
+    seed: O.ViewSeed = None,
+    grid_size: O.GridSize = None,
+    codec: O.CodecOption = None,
+    ensemble: O.Ensemble = None,
+    workers: O.DaskWorkers = None,
+    scheduler: O.Scheduler = None,
+    overwrite: O.Overwrite = None,
+    device: O.Device = None,
+    max_scenes: O.MaxScenes = None,
 ) -> None:
     """Run the frozen teacher once per scene and view; write its per-point logits and features."""
+    cli = dict(locals())
     with user_errors():
-        from pipeline.params import command_defaults, pick
-        from srkd.errors import ConfigError
+        from dataclasses import replace
 
-        params = command_defaults("cache")
-        data_params = command_defaults("data")
-        teacher_path = pick(teacher, params, "teacher", None)
-        if teacher_path is None:
-            raise ConfigError("no teacher: pass --teacher CKPT (or set params.cache.teacher in stages.yaml)")
-        root = pick(data_root, params, "data_root", None) or data_params.get("root")
-        if root is None:
-            raise ConfigError("no dataset root: pass --data-root DIR (or set params.data.root in stages.yaml)")
-        n_views = int(pick(views, params, "views", FALLBACK["views"]))
-        use_ensemble = pick(ensemble, params, "ensemble", None)
-        settings = dict(
-            dataset=str(pick(dataset.value if dataset else None, params, "dataset", FALLBACK["dataset"])),
-            data_root=Path(root),
-            split=str(pick(split, params, "split", FALLBACK["split"])),
-            teacher=Path(teacher_path),
-            teacher_model=pick(teacher_model, params, "teacher_model", None),
-            color_norm=pick(color_norm.value if color_norm else None, params, "color_norm", None),
-            unpooling=pick(unpooling.value if unpooling else None, params, "unpooling", None),
-            out=Path(pick(out, params, "out", FALLBACK["out"])),
-            views=n_views,
-            seed=int(pick(seed, params, "seed", FALLBACK["seed"])),
-            grid_size=optional_float(pick(grid_size, params, "grid_size", None)),
-            codec=str(pick(codec.value if codec else None, params, "codec", FALLBACK["codec"])),
-            ensemble=bool(n_views > 1 if use_ensemble is None else use_ensemble),
-            device=str(pick(device, params, "device", "auto")),
-        )
-        if settings["unpooling"] is not None and settings["teacher_model"] is None:
-            raise ConfigError("--unpooling applies to a Pointcept checkpoint loaded with --teacher-model; "
-                              "an srkd checkpoint records its own")
-        n_workers = int(pick(workers, params, "workers", FALLBACK["workers"]))
-        _run(settings, n_workers, pick(scheduler, params, "scheduler", None), overwrite,
-             pick(max_scenes, params, "max_scenes", None))
+        from pipeline.params import command_defaults, resolve
+        from srkd.cache_teacher.config import CacheTeacherConfig
+
+        config = resolve(CacheTeacherConfig, "cache", cli)
+        if config.data_root is None:  # the pipeline's dataset, as generate-synthetic writes it
+            config = replace(config, data_root=command_defaults("data").get("root"))
+        config.check()
+        _run(config)
 
 
-def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool, max_scenes: Optional[int]) -> None:  # type: ignore[type-arg]
+def _run(config) -> None:  # type: ignore[no-untyped-def]
+    """Build the cache `config` (a CacheTeacherConfig) describes, with a progress bar."""
     import time
 
     from rich.console import Console
@@ -110,24 +61,13 @@ def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool
         TimeRemainingColumn,
     )
 
-    from srkd.cache import CodecSpec
     from srkd.cache.inspect import summarize
     from srkd.cache_teacher.build import SceneDone, build_cache
-    from srkd.cache_teacher.config import CacheJob
-    from srkd.cache_teacher.views import ViewSettings
     from srkd.device import configure_threads
-    from srkd.models.teacher import TeacherRef
 
     configure_threads()  # the in-process teacher; dask workers set their own share
 
-    job = CacheJob(
-        dataset=settings["dataset"], data_root=settings["data_root"], split=settings["split"],
-        teacher=TeacherRef(settings["teacher"], settings["teacher_model"], color_norm=settings["color_norm"],
-                           model_args={"unpooling": settings["unpooling"]} if settings["unpooling"] else {}),
-        out=settings["out"],
-        views=ViewSettings(views=settings["views"], seed=settings["seed"]), codec=CodecSpec.create(settings["codec"]),
-        grid_size=settings["grid_size"], ensemble=settings["ensemble"], device=settings["device"],
-    )  # fmt: skip
+    job = config.job()
     console = Console(stderr=True)
     progress = Progress(
         TextColumn("[bold]cache-teacher[/bold]"), BarColumn(), MofNCompleteColumn(),
@@ -149,7 +89,8 @@ def _run(settings: dict, workers: int, scheduler: Optional[str], overwrite: bool
 
     with progress:
         report = build_cache(
-            job, overwrite=overwrite, workers=workers, scheduler=scheduler, max_scenes=max_scenes,
+            job, overwrite=bool(config.overwrite), workers=int(config.workers), scheduler=config.scheduler,
+            max_scenes=config.max_scenes,
             on_start=on_start, on_scene=on_scene,
         )  # fmt: skip
     summary = summarize(report.out)

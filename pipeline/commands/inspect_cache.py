@@ -5,20 +5,21 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Optional
 
 import typer
 
+from pipeline.commands import options as O
 from pipeline.commands._common import user_errors
 
 
 def inspect_cache(
-    cache: Annotated[Path, typer.Argument(help="Teacher cache directory (written by `srkd cache-teacher`).")],
-    verify: Annotated[bool, typer.Option("--verify", help="Decode every scene, check it against the data it was built from, and score the cached teacher against ground truth.")] = False,
-    repair: Annotated[bool, typer.Option("--repair", help="With --verify: mark damaged scenes as uncommitted, so the next `srkd cache-teacher` with the same settings rebuilds them.")] = False,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Dataset root for the labels of --verify's mIoU (default: the root recorded in the cache).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and verification) as JSON instead of tables.")] = False,
-    upgrade: Annotated[bool, typer.Option("--upgrade", help="Add the Zarr dimension names and decode attributes that caches written by older srkd versions lack (so xarray opens them); only array metadata changes, never a chunk or the fingerprint.")] = False,
+    cache: O.InspectCacheDir,
+    verify: O.Verify = False,
+    repair: O.Repair = False,
+    data_root: O.InspectDataRoot = None,
+    as_json: O.AsJson = False,
+    upgrade: O.Upgrade = False,
 ) -> None:
     """Summarise a teacher cache; with --verify, check every scene and report the teacher's mIoU."""
     from rich.console import Console

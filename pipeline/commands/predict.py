@@ -2,46 +2,40 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
 import typer
 
-from pipeline.commands._common import DeviceOption, task_progress, user_errors
-
-DEFAULT_OUT = Path("predictions")
-INPUTS_HELP = (
-    "Scans to label: a .ply (a mesh such as ScanNet's scene*_vh_clean_2.ply, whose vertices are "
-    "the points, or a point cloud), or a folder holding coord.npy (N, 3) metres plus, as the model "
-    "needs, color.npy (N, 3) 0..255 and normal.npy (N, 3) (a Pointcept scene folder; other files "
-    "such as labels are ignored). Colour must be present when the model takes colour; missing "
-    "normals are computed (mesh: area-weighted face normals; point cloud: PCA over k nearest "
-    "neighbours, oriented towards the scan's centroid)."
-)
+from pipeline.commands import options as O
+from pipeline.commands._common import task_progress, user_errors
 
 
 def predict(
-    inputs: Annotated[list[Path], typer.Argument(help=INPUTS_HELP, show_default=False)],
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="srkd checkpoint (a student from `srkd distill`, or srkd/assets/demo_teacher.pt).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: <name>.labels.npy (int64 class id per input point, input order) and <name>.ply (the points coloured by class, with a 'label' property).")] = DEFAULT_OUT,
-    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="13 test-time views (4 rotations x 3 scales + flip, as `srkd evaluate`) or one view (13x faster).")] = True,
-    device: DeviceOption = None,
-    grid_size: Annotated[Optional[float], typer.Option("--grid-size", min=1e-6, help="Voxel size in metres. Default: the checkpoint's recorded grid size, else its dataset's (0.02 ScanNet, 0.05 lidar).")] = None,
-    neighbours: Annotated[Optional[int], typer.Option("--normal-neighbours", min=3, help="k of the PCA normals of point clouds without normals. Default: srkd.data.normals.DEFAULT_NEIGHBOURS (16).")] = None,
-    keep_going: Annotated[bool, typer.Option("--keep-going", help="A bad input file is reported and skipped, the others are labelled (exit code 1 at the end). Default: the first bad file stops the run. Missing inputs always stop it before the model runs.")] = False,
+    inputs: O.Inputs,
+    checkpoint: O.Checkpoint,
+    out: O.PredictOut = None,
+    tta: O.PredictTta = None,
+    device: O.Device = None,
+    grid_size: O.GridSize = None,
+    neighbours: O.Neighbours = None,
+    keep_going: O.KeepGoing = None,
 ) -> None:
     """Label every point of new scans with a trained model; write per-point labels and coloured PLYs."""
+    cli = dict(locals())
     from rich.console import Console
 
     console = Console(stderr=True)
     with user_errors():
+        from pipeline.params import resolve
+        from srkd.predict.config import PredictConfig
+
+        c = resolve(PredictConfig, None, cli)
+
         from srkd.device import configure_threads
         from srkd.predict.run import run_predict
 
         configure_threads()
         with task_progress(console, "predict") as on_progress:
-            run = run_predict(checkpoint, inputs, out, tta=tta, device=device or "auto",
-                              grid_size=grid_size, neighbours=neighbours, keep_going=keep_going,
+            run = run_predict(c.checkpoint, inputs, c.out, tta=c.tta, device=c.device,
+                              grid_size=c.grid_size, neighbours=c.neighbours, keep_going=c.keep_going,
                               progress=on_progress)  # fmt: skip
         _summary(console, run)
         if run.failures:

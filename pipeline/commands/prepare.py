@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
 import typer
 
+from pipeline.commands import options as O
 from pipeline.commands._common import user_errors
 
 app = typer.Typer(
@@ -23,10 +21,10 @@ def _group() -> None:
 
 @app.command("scannet")
 def scannet(
-    raw: Annotated[Path, typer.Option("--raw", help="ScanNet release folder: scans/, labels tsv and split lists (in it or in meta/).")],
-    out: Annotated[Path, typer.Option("--out", help="Output root; scenes go to <out>/<split>/<scene>/.")],
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Scenes converted in parallel (processes).")] = 1,
-    splits: Annotated[Optional[list[str]], typer.Option("--splits", help="Split to convert (train, val, test); repeatable or comma-separated. Default: every split with a list file.")] = None,
+    raw: O.RawScanNet,
+    out: O.PrepareOut,
+    workers: O.PrepareWorkers = 1,
+    splits: O.Splits = None,
 ) -> None:
     """Convert raw ScanNet scans (PLY mesh, segs, aggregation) to coord/color/normal/segment .npy files."""
     from rich.console import Console

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
 import typer
 
+from pipeline.commands import options as O
 from pipeline.commands._common import user_errors
+from pipeline.params import DEFAULT_STAGES_FILE
 
 
 def run(
-    stage: Annotated[Optional[list[str]], typer.Option("--stage", help="Run only this stage (and what it needs); repeatable.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Run the named stages (or all) even if up to date.")] = False,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a parameter: key=value, e.g. distill.epochs=3; repeatable.")] = None,
-    file: Annotated[Path, typer.Option("--file", help="The pipeline file.")] = Path("stages.yaml"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would run and why, run nothing.")] = False,
+    stage: O.Stage = None,
+    force: O.Force = False,
+    set_: O.SetParam = None,
+    file: O.StagesFile = DEFAULT_STAGES_FILE,
+    dry_run: O.DryRun = False,
 ) -> None:
     """Run the pipeline in stages.yaml: each stage only if its cmd, deps or params changed.
 

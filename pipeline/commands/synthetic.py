@@ -3,48 +3,25 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Optional
 
-import typer
-
+from pipeline.commands import options as O
 from pipeline.commands._common import user_errors
 
 
-class Kind(StrEnum):
-    indoor = "indoor"
-    outdoor = "outdoor"
-
-
-class LidarFormat(StrEnum):
-    nuscenes = "nuscenes"
-    semantickitti = "semantickitti"
-
-
 def generate_synthetic(
-    out: Annotated[
-        Optional[Path],
-        typer.Option("--out", help="Output root; scenes go to <out>/{train,val}/synthetic_NNNN/. "
-                     "Default: stages.yaml data.root."),
-    ] = None,
-    scenes: Annotated[Optional[int], typer.Option("--scenes", help="Number of scenes (>= 1). [default: 24]")] = None,
-    seed: Annotated[
-        Optional[int], typer.Option("--seed", help="Dataset seed (>= 0); same seed, same files. [default: 0]")
-    ] = None,
-    val_fraction: Annotated[
-        Optional[float], typer.Option("--val-fraction", help="Share of scenes in the val split, in [0, 1). [default: 0.25]")
-    ] = None,
-    points: Annotated[Optional[int], typer.Option("--points", help="Points per scene (>= 1000). [default: 30000]")] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", help="Scenes generated in parallel (processes; indoor only).")
-    ] = 1,
-    kind: Annotated[Kind, typer.Option("--kind", help="indoor: furnished rooms (ScanNet layout); outdoor: simulated 32-beam lidar drives.")] = Kind.indoor,
-    fmt: Annotated[LidarFormat, typer.Option("--format", help="Outdoor only: write the nuScenes-lidarseg release format (--dataset nuscenes) or SemanticKITTI's (--dataset semantickitti).")] = LidarFormat.nuscenes,
-    keyframes: Annotated[int, typer.Option("--keyframes", min=1, help="Outdoor only: labelled scans per drive, 0.5 s apart.")] = 4,
-    sweeps: Annotated[int, typer.Option("--sweeps", min=0, help="Outdoor nuScenes only: unlabelled 20 Hz sweeps written before each keyframe (for multi-sweep reading).")] = 0,
-    beams: Annotated[int, typer.Option("--beams", min=1, help="Outdoor only: lidar beams (nuScenes' HDL-32E has 32).")] = 32,
-    azimuth_steps: Annotated[int, typer.Option("--azimuth-steps", min=8, help="Outdoor only: returns per beam and revolution.")] = 1080,
+    out: O.SyntheticOut = None,
+    scenes: O.Scenes = None,
+    seed: O.DatasetSeed = None,
+    val_fraction: O.ValFraction = None,
+    points: O.Points = None,
+    workers: O.ProcessWorkers = None,
+    kind: O.KindOption = None,
+    fmt: O.FormatOption = None,
+    keyframes: O.Keyframes = None,
+    sweeps: O.Sweeps = None,
+    beams: O.Beams = None,
+    azimuth_steps: O.AzimuthSteps = None,
 ) -> None:
     """Generate a synthetic dataset with train/val splits: ScanNet-20 rooms, or outdoor lidar scans.
 
@@ -52,10 +29,26 @@ def generate_synthetic(
     A run that fails part-way leaves <out>/unfinished.json instead of <out>/synthetic.json;
     readers refuse such a folder, and re-running the same command finishes it.
     """
-    if kind == Kind.outdoor:
-        _outdoor(out, scenes, seed, val_fraction, points, fmt.value,
-                 dict(keyframes=keyframes, sweeps=sweeps, beams=beams, azimuth_steps=azimuth_steps))
-        return
+    cli = dict(locals())
+    with user_errors():
+        from pipeline.params import resolve
+        from srkd.data.synthetic.config import SyntheticConfig
+        from srkd.errors import ConfigError
+
+        if kind == "outdoor" and points is not None:
+            raise ConfigError("--points sets the size of an indoor room; an outdoor scan's size "
+                              "follows from --beams and --azimuth-steps")
+        config = resolve(SyntheticConfig, "data", cli)
+        if config.out is None:
+            raise ConfigError("pass --out DIR (or run where stages.yaml sets params.data.root)")
+    if config.kind == "outdoor":
+        _outdoor(config)
+    else:
+        _indoor(config)
+
+
+def _indoor(config) -> None:  # type: ignore[no-untyped-def]
+    """Furnished rooms in the ScanNet layout; print the points per class."""
     import numpy as np
     from rich.console import Console
     from rich.progress import (
@@ -67,21 +60,15 @@ def generate_synthetic(
     )
     from rich.table import Table
 
-    from pipeline.params import command_defaults, pick
     from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.data.scannet.layout import UNFINISHED
     from srkd.data.synthetic.rooms import generate_dataset, split_sizes
     from srkd.errors import DataError
 
     console = Console(stderr=True)
+    out, scenes = Path(config.out), config.scene_count()
     with user_errors():
-        d = command_defaults("data")
-        out = _output_folder(out, d)
-        scenes = int(pick(scenes, d, "scenes", 24))
-        seed = int(pick(seed, d, "seed", 0))
-        val_fraction = float(pick(val_fraction, d, "val_fraction", 0.25))
-        points = int(pick(points, d, "points", 30_000))
-        n_train, n_val = split_sizes(scenes, val_fraction)
+        n_train, n_val = split_sizes(scenes, config.val_fraction)
         progress = Progress(
             TextColumn("[bold]generate[/bold] {task.description}"),
             BarColumn(),
@@ -96,7 +83,8 @@ def generate_synthetic(
                 progress.update(task, advance=1, description=f"{path.parent.name}/{path.name}")
 
             try:
-                paths = generate_dataset(out, scenes, seed, val_fraction, points, workers, on_scene)
+                paths = generate_dataset(out, scenes, config.seed, config.val_fraction, config.points,
+                                         config.workers, on_scene)
             except OSError as exc:  # e.g. a full disk: one line, and say what was left behind
                 left = (
                     f"; the folder is marked unfinished ({UNFINISHED}): fix the cause and re-run "
@@ -125,35 +113,28 @@ def generate_synthetic(
         )
 
 
-def _outdoor(out: Optional[Path], scenes: Optional[int], seed: Optional[int],
-             val_fraction: Optional[float], points: Optional[int], fmt: str, opts: dict[str, Any]) -> None:
+def _outdoor(config) -> None:  # type: ignore[no-untyped-def]
     """`generate-synthetic --kind outdoor`: simulate the drives, write them, print the classes."""
     import numpy as np
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.params import command_defaults, pick
     from srkd.data.scannet import get_dataset_spec
     from srkd.data.sources import open_scenes
     from srkd.data.synthetic.lidar import LidarConfig
     from srkd.data.synthetic.lidar_dataset import generate_outdoor_dataset
     from srkd.data.synthetic.rooms import split_sizes
-    from srkd.errors import ConfigError, DataError
+    from srkd.errors import DataError
 
     console = Console(stderr=True)
+    out, scenes, fmt = Path(config.out), config.scene_count(), str(config.fmt)
     with user_errors():
-        if points is not None:
-            raise ConfigError("--points sets the size of an indoor room; an outdoor scan's size "
-                              "follows from --beams and --azimuth-steps")
-        d = command_defaults("data")
-        out = _output_folder(out, d)
-        scenes = int(pick(scenes, d, "scenes", 8))
-        _, n_val = split_sizes(scenes, float(pick(val_fraction, d, "val_fraction", 0.25)))
-        lidar = LidarConfig(beams=opts["beams"], azimuth_steps=opts["azimuth_steps"])
-        with console.status(f"simulating {scenes} drives x {opts['keyframes']} keyframes"):
+        _, n_val = split_sizes(scenes, config.val_fraction)
+        lidar = LidarConfig(beams=config.beams, azimuth_steps=config.azimuth_steps)
+        with console.status(f"simulating {scenes} drives x {config.keyframes} keyframes"):
             try:
-                done = generate_outdoor_dataset(out, scenes, int(pick(seed, d, "seed", 0)), n_val, fmt=fmt,
-                                                keyframes=opts["keyframes"], sweeps=opts["sweeps"], lidar=lidar)
+                done = generate_outdoor_dataset(out, scenes, config.seed, n_val, fmt=fmt,
+                                                keyframes=config.keyframes, sweeps=config.sweeps, lidar=lidar)
             except OSError as exc:
                 raise DataError(f"writing the dataset to {out} failed ({exc}); re-run the same "
                                 "command into an empty folder") from None
@@ -172,14 +153,3 @@ def _outdoor(out: Optional[Path], scenes: Optional[int], seed: Optional[int],
         console.print(table)
         console.print(f"wrote {done['train']} train and {done['val']} val scans ({fmt} format, "
                       f"{done['points']:,} keyframe points) to {out}; read them with --dataset {fmt}")
-
-
-def _output_folder(out: Optional[Path], data_params: dict[str, Any]) -> Path:
-    """--out, else stages.yaml's params.data.root; ConfigError when neither is given."""
-    from pipeline.params import pick
-    from srkd.errors import ConfigError
-
-    out = pick(out, data_params, "root", None)
-    if out is None:
-        raise ConfigError("pass --out DIR (or run where stages.yaml sets params.data.root)")
-    return Path(out)
