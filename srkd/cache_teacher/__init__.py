@@ -1,6 +1,6 @@
 """Stage one, `srkd cache-teacher`: run a frozen teacher once over a split and write the cache.
 
-    config.py   the job (CacheJob): data, teacher, views, codec, device
+    config.py   the command's settings (CacheTeacherConfig) and the job they build (CacheJob)
     views.py    a scene's cached views (ViewSettings) and the cache settings (CacheSpec) they make
     targets.py  per-point targets of every view from the teacher (log mean probability, features)
     plan.py     validate, create or resume the cache root, list the scenes to compute

@@ -1,6 +1,7 @@
 """Stage two, `srkd distill` (and `srkd train-teacher`, the same loop without a teacher).
 
-    config.py       RunConfig, OptimConfig: the settings of one training job
+    config.py       RunConfig, OptimConfig: the settings of one training job (what a checkpoint
+                    records); DistillConfig, TeacherConfig: the two commands' options
     run.py          run(cfg): RunConfig -> the pieces below -> the loop (the glue, top to bottom)
     teacher.py      where targets come from: the cache (opened, checked) or an online teacher
     targets.py      per-batch teacher targets: cached (view / canonical / ensemble) or online

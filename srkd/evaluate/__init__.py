@@ -1,5 +1,6 @@
 """Stage three, `srkd evaluate`: score students and the cached teacher on a split.
 
+    config.py   EvalConfig: the command's settings (the only home of their defaults)
     run.py      the evaluation: scenes x models (and the cached teacher) through srkd.scoring
     models.py   checkpoints loaded as EvalModel rows; their names, kinds and class checks
     data.py     which dataset, root and split; the teacher cache's checks

@@ -19,6 +19,7 @@ from torch import nn
 
 from srkd.data.scannet import DatasetSpec
 from srkd.data.transforms import DEFAULT_COLOR_NORM
+from srkd.distill.config import RunConfig
 from srkd.errors import CheckpointError, ConfigError
 from srkd.types import FEATURE_WIDTHS
 
@@ -34,6 +35,8 @@ class EvalModel:
     grid_size:     voxel edge (metres) of its test-mode voxelisation; None = the dataset's
                    (DatasetSpec.grid_size), filled in by `evaluate_models`.
     color_norm:    its input colour normalisation (srkd.data.transforms.COLOR_NORMS key).
+    run_config:    how it was trained (`RunConfig.from_train_params` of the checkpoint's record);
+                   `train_params` keeps the raw record, which says which keys were recorded at all.
     """
 
     name: str
@@ -45,8 +48,9 @@ class EvalModel:
     params: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None  # logit order; None = not recorded (unchecked)
-    train_params: dict[str, Any] = field(default_factory=dict)
+    train_params: dict[str, Any] = field(default_factory=dict)  # as recorded (which keys exist)
     color_norm: str = DEFAULT_COLOR_NORM
+    run_config: RunConfig | None = None  # train_params read back typed; None = none recorded
 
 
 def display_name(path: Path, taken: Sequence[str] = ()) -> str:
@@ -76,7 +80,8 @@ def load_eval_model(path: Path, *, grid_size: float | None = None, name: str | N
             f"{meta.in_channels} channels; evaluation builds inputs from {sorted(FEATURE_WIDTHS)}"
         )
     tp = dict(meta.train_params)
-    grid = grid_size if grid_size is not None else tp.get("grid_size")
+    run = _recorded_run(path, tp)
+    grid = grid_size if grid_size is not None else (run.grid_size if run is not None else None)
     if grid is not None and (isinstance(grid, bool) or not isinstance(grid, int | float)
                              or not (math.isfinite(grid) and grid > 0)):
         raise ConfigError(f"grid size for {path} must be a positive number of metres, got {grid!r}")
@@ -85,8 +90,18 @@ def load_eval_model(path: Path, *, grid_size: float | None = None, name: str | N
         name=name or display_name(path), model=model, feature_names=tuple(meta.feature_names),
         grid_size=float(grid), kind=_kind(tp), source=str(path),
         params=count_parameters(model), extra=extra, class_names=tuple(meta.class_names),
-        train_params=tp, color_norm=meta.color_norm,
+        train_params=tp, color_norm=meta.color_norm, run_config=run,
     )
+
+
+def _recorded_run(path: Path, train_params: dict[str, Any]) -> RunConfig | None:
+    """The checkpoint's training settings read back typed (None when it records none)."""
+    if not train_params:
+        return None
+    try:
+        return RunConfig.from_train_params(train_params)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path}: its recorded train_params do not read back: {exc}") from None
 
 
 def _kind(tp: dict[str, Any]) -> str:
