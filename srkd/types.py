@@ -32,6 +32,12 @@ TARGET_MODES: tuple[str, ...] = ("view", "canonical", "ensemble")
 """Where a distilled student's cached targets come from (`--targets`, srkd.distill.targets): a replayed
 cached view, view 0 under the student's own augmentation, or the mean over the cached views."""
 
+CODEC_NAMES: tuple[str, ...] = ("int8", "float16", "lossless")
+"""The teacher cache's codecs (`--codec`; their parameters: srkd.cache.codecs)."""
+
+DEFAULT_CODEC = "int8"
+"""The codec of a cache built without --codec: ~39 bytes per point (README "Codecs")."""
+
 CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")
 """The fields whose content identifies a scene's data (PointCloud.content_sha256)."""
 

@@ -187,3 +187,11 @@ def test_old_checkpoints_train_params_read_back_typed():
     assert (old.model, old.mix3d_prob, old.train_split, old.out) == ("s", 0.1, "t", Path("."))
     with pytest.raises(ConfigError, match="wrong type"):
         RunConfig.from_train_params({"model": "m", "optim": {"nope": 1, "lr": 0.1}, "out": 3})
+
+
+def test_codec_names_are_the_codecs_the_cache_implements():
+    from srkd.cache.codecs import _CODECS, _DEFAULT_PARAMS
+    from srkd.types import CODEC_NAMES, DEFAULT_CODEC
+
+    assert tuple(_CODECS) == CODEC_NAMES == tuple(_DEFAULT_PARAMS)
+    assert DEFAULT_CODEC in CODEC_NAMES

@@ -21,7 +21,7 @@ from typer.core import TyperCommand
 
 from srkd.data.scannet import DATASETS
 from srkd.data.transforms.color import COLOR_NORMS
-from srkd.types import LOSS_METHODS, TARGET_MODES, UNPOOLING_MODES
+from srkd.types import CODEC_NAMES, LOSS_METHODS, TARGET_MODES, UNPOOLING_MODES
 
 ColorNorm = enum.StrEnum("ColorNorm", {name: name for name in COLOR_NORMS})
 """Choices of --color-norm (srkd.data.transforms.color.COLOR_NORMS)."""
@@ -33,8 +33,8 @@ Targets = enum.StrEnum("Targets", {name: name for name in TARGET_MODES})
 """Choices of --targets (srkd.types.TARGET_MODES)."""
 DatasetName = enum.StrEnum("DatasetName", {name: name for name in DATASETS.names()})
 """Choices of --dataset (the registered srkd.data.scannet.DATASETS)."""
-Codec = enum.StrEnum("Codec", {name: name for name in ("int8", "float16", "lossless")})
-"""Choices of --codec (srkd.cache.codecs; validated again by CodecSpec.create)."""
+Codec = enum.StrEnum("Codec", {name: name for name in CODEC_NAMES})
+"""Choices of --codec (srkd.types.CODEC_NAMES; their parameters: srkd.cache.codecs)."""
 Kind = enum.StrEnum("Kind", {"indoor": "indoor", "outdoor": "outdoor"})
 """Choices of generate-synthetic --kind."""
 LidarFormat = enum.StrEnum("LidarFormat", {"nuscenes": "nuscenes", "semantickitti": "semantickitti"})

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from srkd.errors import CacheError, ConfigError
+from srkd.types import DEFAULT_CODEC
 
 JSONScalar = bool | int | float | str
 
@@ -59,11 +60,11 @@ class CodecSpec:
     raise ConfigError, and missing parameters take their defaults.
     """
 
-    name: str = "int8"
-    params: tuple[tuple[str, JSONScalar], ...] = tuple(sorted(_DEFAULT_PARAMS["int8"].items()))
+    name: str = DEFAULT_CODEC
+    params: tuple[tuple[str, JSONScalar], ...] = tuple(sorted(_DEFAULT_PARAMS[DEFAULT_CODEC].items()))
 
     @classmethod
-    def create(cls, name: str = "int8", **params: Any) -> CodecSpec:
+    def create(cls, name: str = DEFAULT_CODEC, **params: Any) -> CodecSpec:
         if name not in _DEFAULT_PARAMS:
             raise ConfigError(f"unknown cache codec {name!r}; choose one of {sorted(_DEFAULT_PARAMS)}")
         defaults = _DEFAULT_PARAMS[name]

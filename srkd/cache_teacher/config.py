@@ -16,6 +16,12 @@ from typing import TYPE_CHECKING
 
 from srkd.errors import ConfigError
 from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
+from srkd.types import DEFAULT_CODEC
+
+VIEWS = 1
+"""Cached views per scene (--views): view 0 alone, the scene as stored."""
+VIEW_SEED = 0
+"""Seed of the augmented views 1..V-1 (--seed)."""
 
 if TYPE_CHECKING:
     from srkd.cache import CodecSpec
@@ -73,10 +79,10 @@ class CacheTeacherConfig:
     data_root: Path | None = setting(None, note="stages.yaml data.root")
     split: str = setting("train")
     out: Path = setting(Path("cache"))
-    views: int = setting(1)
-    seed: int = setting(0)
+    views: int = setting(VIEWS)
+    seed: int = setting(VIEW_SEED)
     grid_size: float | None = setting(None, note=per_dataset("grid_size"))
-    codec: str = setting("int8")
+    codec: str = setting(DEFAULT_CODEC)
     ensemble: bool | None = setting(None, note="on when --views > 1")
     workers: int = setting(1)
     scheduler: str | None = setting(None, note="a local cluster")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from srkd.cache import CacheSpec, CodecSpec
+from srkd.cache_teacher.config import VIEW_SEED, VIEWS
 from srkd.data.scannet import DatasetSpec
 from srkd.data.transforms import (
     TILT,
@@ -49,8 +50,8 @@ class ViewSettings:
     scale, flip, no centre shift and no x/y tilt; `tilt` is then unused).
     """
 
-    views: int = 1
-    seed: int = 0
+    views: int = VIEWS
+    seed: int = VIEW_SEED
     rotate_z: tuple[float, float] = (-math.pi, math.pi)
     tilt: float = TILT
     scale: tuple[float, float] = (0.9, 1.1)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from srkd.data.transforms.color import DEFAULT_COLOR_NORM
+from srkd.data.transforms.sampling import SPHERE_CROP_POINTS
 from srkd.errors import ConfigError
 from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
 
@@ -87,7 +88,7 @@ class RunConfig:
     seed: int = 0
     eval_every: int = 1
     checkpoint_every: int = 50
-    max_points: int = 102400
+    max_points: int = SPHERE_CROP_POINTS
     mix3d_prob: float = 0.8
     augment: bool = True
     repeats: int = 1

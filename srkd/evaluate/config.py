@@ -14,6 +14,9 @@ from pathlib import Path
 
 from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
 
+LATENCY_RUNS = 10
+"""Timed batch-1 forward passes per model for the latency column (0 = no latency)."""
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -31,4 +34,4 @@ class EvalConfig:
     device: str = setting(DEFAULT_DEVICE)
     max_scenes: int | None = setting(None, note="all")
     render_scene: str | None = setting(None, note="the first scene")
-    latency_runs: int = setting(10, cli_only=True)
+    latency_runs: int = setting(LATENCY_RUNS, cli_only=True)

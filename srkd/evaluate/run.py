@@ -33,6 +33,7 @@ from srkd.data.scannet import DatasetSpec, get_dataset_spec
 from srkd.data.sources import open_scenes
 from srkd.device import resolve_device
 from srkd.errors import CacheError, CheckpointError, ConfigError
+from srkd.evaluate.config import LATENCY_RUNS
 from srkd.evaluate.data import check_cache, resolve_data
 from srkd.evaluate.latency import measure_latency
 from srkd.evaluate.models import EvalModel, check_model, display_name, load_eval_model
@@ -79,7 +80,7 @@ def evaluate_models(
     max_scenes: int | None = None,
     render_scene: str | None = None,
     latency_warmup: int = 2,
-    latency_runs: int = 10,
+    latency_runs: int = LATENCY_RUNS,
     progress: Progress | None = None,
 ) -> Evaluation:
     """Score `models` (and the teacher in `cache`, a CacheReader) on every point of the split.
@@ -218,7 +219,7 @@ def run_evaluation(
     max_scenes: int | None = None,
     render_scene: str | None = None,
     latency_warmup: int = 2,
-    latency_runs: int = 10,
+    latency_runs: int = LATENCY_RUNS,
     progress: Progress | None = None,
 ) -> Evaluation:
     """Load the checkpoints and/or the teacher cache, resolve the data (see `resolve_data`),

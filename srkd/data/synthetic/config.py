@@ -11,6 +11,14 @@ from pathlib import Path
 from srkd.data.synthetic.lidar import LidarConfig
 from srkd.settings import setting
 
+ROOM_POINTS = 30_000
+"""Points per generated room (--points)."""
+KEYFRAMES = 4
+"""Lidar keyframes per simulated drive (--keyframes)."""
+SWEEPS = 0
+"""Extra lidar sweeps written between keyframes (--sweeps)."""
+VAL_FRACTION = 0.25
+"""Share of the generated scenes written to the val split (--val-fraction)."""
 INDOOR_SCENES = 24
 """Rooms generated when neither --scenes nor params.data.scenes is given."""
 OUTDOOR_SCENES = 8
@@ -25,13 +33,13 @@ class SyntheticConfig:
     out: Path | None = setting(None, key="root", note="stages.yaml data.root")
     scenes: int | None = setting(None, note=f"{INDOOR_SCENES} indoor, {OUTDOOR_SCENES} outdoor")
     seed: int = setting(0)
-    val_fraction: float = setting(0.25)
-    points: int = setting(30_000)
+    val_fraction: float = setting(VAL_FRACTION)
+    points: int = setting(ROOM_POINTS)
     workers: int = setting(1, cli_only=True)
     kind: str = setting("indoor", cli_only=True)
     fmt: str = setting("nuscenes", cli_only=True)
-    keyframes: int = setting(4, cli_only=True)
-    sweeps: int = setting(0, cli_only=True)
+    keyframes: int = setting(KEYFRAMES, cli_only=True)
+    sweeps: int = setting(SWEEPS, cli_only=True)
     beams: int = setting(LidarConfig.beams, cli_only=True)
     azimuth_steps: int = setting(LidarConfig.azimuth_steps, cli_only=True)
 

@@ -35,6 +35,7 @@ from srkd.data.outdoor.writers import (
     write_semantickitti,
 )
 from srkd.data.sources import SPLITS_FILE
+from srkd.data.synthetic.config import KEYFRAMES, SWEEPS
 from srkd.data.synthetic.lidar import LidarConfig, SimulatedScan, make_scene
 from srkd.data.synthetic.lidar_world import (
     BARRIER,
@@ -111,7 +112,7 @@ def _check(scenes: int, keyframes: int, sweeps: int, fmt: str, n_train: int) -> 
 
 def generate_outdoor_dataset(
     out: Path, scenes: int, seed: int, n_val: int, *, fmt: str = "nuscenes",
-    keyframes: int = 4, sweeps: int = 0, lidar: LidarConfig | None = None,
+    keyframes: int = KEYFRAMES, sweeps: int = SWEEPS, lidar: LidarConfig | None = None,
 ) -> dict[str, int]:
     """Simulate `scenes` drives (the last `n_val` for val) and write them under `out`.
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from srkd.data.scannet.layout import UNFINISHED, write_scene
+from srkd.data.synthetic.config import INDOOR_SCENES, ROOM_POINTS, VAL_FRACTION
 from srkd.data.synthetic.geometry import (
     SampledPoints,
     Surfaces,
@@ -55,7 +56,7 @@ def scene_id(index: int) -> str:
     return f"synthetic_{index:04d}"
 
 
-def generate_scene(seed: int, index: int, n_points: int = 30_000) -> dict[str, np.ndarray]:
+def generate_scene(seed: int, index: int, n_points: int = ROOM_POINTS) -> dict[str, np.ndarray]:
     """Build scene `index` of the dataset with seed `seed`.
 
     Args:
@@ -189,10 +190,10 @@ def _write_one(out: Path, split: str, seed: int, index: int, n_points: int) -> P
 
 def generate_dataset(
     out: Path,
-    scenes: int = 24,
+    scenes: int = INDOOR_SCENES,
     seed: int = 0,
-    val_fraction: float = 0.25,
-    n_points: int = 30_000,
+    val_fraction: float = VAL_FRACTION,
+    n_points: int = ROOM_POINTS,
     workers: int = 1,
     progress: Callable[[Path], None] | None = None,
 ) -> list[Path]:

@@ -81,6 +81,7 @@ from .outdoor import (
 from .sampling import (
     INDOOR_GRID_SIZE,
     OUTDOOR_GRID_SIZE,
+    SPHERE_CROP_POINTS,
     GridSample,
     RandomDropout,
     SphereCrop,
@@ -179,7 +180,7 @@ def view_transforms(
 
 def student_transforms(
     grid_size: float = INDOOR_GRID_SIZE,
-    max_points: int = 102400,
+    max_points: int = SPHERE_CROP_POINTS,
     dropout: tuple[float, float] = (0.2, 0.2),
     jitter: tuple[float, float] = (0.005, 0.02),
     elastic: bool = True,
@@ -207,7 +208,7 @@ def student_transforms(
 
 def train_transforms(
     grid_size: float = INDOOR_GRID_SIZE,
-    max_points: int = 102400,
+    max_points: int = SPHERE_CROP_POINTS,
     dropout: tuple[float, float] = (0.2, 0.2),
     jitter: tuple[float, float] = (0.005, 0.02),
     elastic: bool = True,

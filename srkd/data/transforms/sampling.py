@@ -69,6 +69,9 @@ class RandomDropout(Transform):
         return pc.select(np.sort(idx))
 
 
+SPHERE_CROP_POINTS = 102400
+"""Points a training sample keeps at most (SphereCrop; Pointcept's ScanNet recipe, point_max)."""
+
 INDOOR_GRID_SIZE = 0.02
 """Voxel edge in metres of the ScanNet recipe (DatasetSpec.grid_size of the indoor datasets)."""
 
@@ -115,7 +118,7 @@ class SphereCrop(Transform):
     name = "sphere_crop"
     kind = "subset"
 
-    def __init__(self, max_points: int = 102400) -> None:
+    def __init__(self, max_points: int = SPHERE_CROP_POINTS) -> None:
         if int(max_points) < 1:
             raise ConfigError(f"SphereCrop: max_points must be >= 1, got {max_points}")
         self.max_points = int(max_points)
