@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from pipeline.commands import options as O
-from pipeline.commands._common import user_errors
+from pipeline.commands._common import task_progress, user_errors
 
 
 def cache_teacher(
@@ -52,14 +52,6 @@ def _run(config) -> None:  # type: ignore[no-untyped-def]
     import time
 
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from srkd.cache.inspect import summarize
     from srkd.cache_teacher.build import SceneDone, build_cache
@@ -69,29 +61,24 @@ def _run(config) -> None:  # type: ignore[no-untyped-def]
 
     job = config.job()
     console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("[bold]cache-teacher[/bold]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
-    )  # fmt: skip
-    state = {"points": 0, "t0": time.perf_counter(), "task": None}
+    state = {"points": 0, "done": 0, "todo": 0, "t0": time.perf_counter()}
+    with task_progress(console, "cache-teacher") as on_progress:
 
-    def on_start(todo: int, skipped: int) -> None:
-        what = f"resuming: {skipped} scene(s) already committed" if skipped else "new cache"
-        console.print(f"{what}; {todo} scene(s) to compute", highlight=False)
-        state["t0"] = time.perf_counter()
-        state["task"] = progress.add_task("scenes", total=todo, rate="")
+        def on_start(todo: int, skipped: int) -> None:
+            what = f"resuming: {skipped} scene(s) already committed" if skipped else "new cache"
+            console.print(f"{what}; {todo} scene(s) to compute", highlight=False)
+            state.update(todo=todo, t0=time.perf_counter())
+            on_progress(0, todo, "scenes")
 
-    def on_scene(event: SceneDone) -> None:
-        state["points"] += event.points
-        rate = state["points"] / max(time.perf_counter() - state["t0"], 1e-9)
-        progress.update(state["task"], advance=1, rate=f"{rate:,.0f} pts/s")
+        def on_scene(event: SceneDone) -> None:
+            state["points"] += event.points
+            state["done"] += 1
+            rate = state["points"] / max(time.perf_counter() - state["t0"], 1e-9)
+            on_progress(state["done"], state["todo"], f"scenes, {rate:,.0f} pts/s")
 
-    with progress:
         report = build_cache(
             job, overwrite=bool(config.overwrite), workers=int(config.workers), scheduler=config.scheduler,
-            max_scenes=config.max_scenes,
-            on_start=on_start, on_scene=on_scene,
+            max_scenes=config.max_scenes, on_start=on_start, on_scene=on_scene,
         )  # fmt: skip
     summary = summarize(report.out)
     if report.repaired:

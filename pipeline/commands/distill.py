@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.commands import options as O
 from pipeline.commands._common import user_errors
 
 
+@O.with_training_options
 def distill(
     cache: O.DistillCache = None,
     out: O.TrainOut = None,
@@ -16,33 +19,10 @@ def distill(
     online_teacher: O.OnlineTeacher = None,
     teacher_model: O.TeacherModel = None,
     teacher_color_norm: O.TeacherColorNorm = None,
-    data_root: O.TrainDataRoot = None,
-    dataset: O.Dataset = None,
-    epochs: O.Epochs = None,
-    batch_size: O.BatchSize = None,
-    lr: O.Lr = None,
-    weight_decay: O.WeightDecay = None,
-    grad_clip: O.GradClip = None,
-    block_lr_scale: O.BlockLrScale = None,
-    grid_size: O.GridSize = None,
-    workers: O.TrainWorkers = None,
-    seed: O.TrainSeed = None,
-    eval_every: O.EvalEvery = None,
-    checkpoint_every: O.CheckpointEvery = None,
-    max_points: O.MaxPoints = None,
-    mix3d: O.Mix3d = None,
-    augment: O.Augment = None,
-    amp: O.Amp = None,
-    device: O.Device = None,
-    val_split: O.ValSplit = None,
-    val_max_scenes: O.ValMaxScenes = None,
-    repeats: O.Repeats = None,
-    color_norm: O.ModelColorNorm = None,
-    tensorboard: O.Tensorboard = None,
-    resume: O.Resume = None,
+    **options: Any,
 ) -> None:
     """Distil a small student from the teacher cache (SRKD losses by default)."""
-    cli = dict(locals())
+    cli = {**{k: v for k, v in locals().items() if k != "options"}, **options}
     with user_errors():
         from dataclasses import replace
 

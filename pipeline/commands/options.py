@@ -12,7 +12,9 @@ a bad value at once, before any command body imports torch or spconv.
 from __future__ import annotations
 
 import enum
+import inspect
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -84,6 +86,33 @@ ModelColorNorm = Annotated[Optional[ColorNorm], _opt("--color-norm", help="Input
 Tensorboard = Annotated[Optional[bool], _opt("--tensorboard/--no-tensorboard", help="Also write TensorBoard event files to OUT/tensorboard (needs the optional tensorboard package: srkd's tensorboard extra, or pip install tensorboard).")]
 Resume = Annotated[Optional[bool], _opt("--resume", help="Continue from OUT/train_state.pt, written by a run with the same settings; a finished run given more --epochs is extended by a new one-cycle segment (warm restart from where its lr ended).")]
 # -- distill -------------------------------------------------------------------------------------
+TRAINING_OPTIONS: dict[str, Any] = {
+    "dataset": Dataset, "data_root": TrainDataRoot, "epochs": Epochs, "batch_size": BatchSize,
+    "lr": Lr, "weight_decay": WeightDecay, "grad_clip": GradClip, "block_lr_scale": BlockLrScale,
+    "grid_size": GridSize, "workers": TrainWorkers, "seed": TrainSeed, "eval_every": EvalEvery,
+    "checkpoint_every": CheckpointEvery, "max_points": MaxPoints, "mix3d": Mix3d,
+    "augment": Augment, "amp": Amp, "device": Device, "val_split": ValSplit,
+    "val_max_scenes": ValMaxScenes, "repeats": Repeats, "color_norm": ModelColorNorm,
+    "tensorboard": Tensorboard, "resume": Resume,
+}
+"""The options `srkd distill` and `srkd train-teacher` share (TrainingOptions' fields), in the
+order `--help` lists them after each command's own."""
+
+
+def with_training_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Declare TRAINING_OPTIONS once for a command written as `def command(own..., **options)`:
+    its signature (what typer reads) becomes its own parameters followed by these, all
+    defaulting to None; typer then passes them as keyword arguments into `options`."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+           if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=alias)
+              for name, alias in TRAINING_OPTIONS.items()]
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared, return_annotation=None)
+    command.__annotations__ = {p.name: p.annotation for p in own + shared}
+    return command
+
+
 DistillCache = Annotated[P, _opt("--cache", help="Teacher cache from `srkd cache-teacher`.")]
 Student = Annotated[Optional[str], _opt("--student", help="Student model preset (see README).")]
 MethodOption = Annotated[Optional[Method], _opt("--method", help="Loss recipe: srkd (calibrated relation weight), srkd-release (the release's weights), kd, mse, cwd, relation or ce (alone).")]
