@@ -109,13 +109,18 @@ def _encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[
         if s > 0:
             stage["down"] = SerializedPooling(channels[s - 1], channels[s], stride[s - 1], shuffle_orders)
         rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])]
-        for i in range(depths[s]):
-            stage[f"block{i}"] = Block(
-                channels[s], num_head[s], patch_size[s], drop_path=rates[i],
-                order_index=i % orders, cpe_indice_key=f"stage{s}", **block_args,
-            )
+        _add_blocks(stage, s, channels[s], num_head[s], patch_size[s], rates, orders, block_args)
         enc[f"enc{s}"] = stage
     return enc
+
+
+def _add_blocks(stage: nn.ModuleDict, level: int, channels: int, heads: int, patch: int,
+                rates: Sequence[float], orders: int, block_args: dict[str, Any]) -> None:
+    """Append one stage's transformer blocks block0..block{len(rates)-1}: block i serializes with
+    curve i % orders and has drop-path rate rates[i]; the stage's blocks share one conv key."""
+    for i, rate in enumerate(rates):
+        stage[f"block{i}"] = Block(channels, heads, patch, drop_path=rate, order_index=i % orders,
+                                   cpe_indice_key=f"stage{level}", **block_args)
 
 
 def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
@@ -130,11 +135,7 @@ def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[
         stage = nn.ModuleDict()
         stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s], unpooling)
         rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])][::-1]
-        for i in range(depths[s]):
-            stage[f"block{i}"] = Block(
-                widths[s], num_head[s], patch_size[s], drop_path=rates[i],
-                order_index=i % orders, cpe_indice_key=f"stage{s}", **block_args,
-            )
+        _add_blocks(stage, s, widths[s], num_head[s], patch_size[s], rates, orders, block_args)
         dec[f"dec{s}"] = stage
     return dec
 
