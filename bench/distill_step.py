@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "cpu_count": os.cpu_count(),
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "data": kind, "batch": batch_n, "points_per_sample": points,
-        "batch_points": int(len(batch.coord)), "repeats": repeats, "warmup": args.warmup,
+        "batch_points": len(batch.coord), "repeats": repeats, "warmup": args.warmup,
         "student": args.student, "student_params": count_parameters(student0),
         "teacher": args.teacher, "teacher_params": count_parameters(teacher),
         "n_relation_points": srkd.n_relation_points, "amp": cuda,
@@ -374,7 +374,7 @@ def print_table(rep: dict) -> None:
           f"student {rep['student']} ({rep['student_params'] / 1e6:.1f}M), teacher {rep['teacher']} "
           f"({rep['teacher_params'] / 1e6:.1f}M); relation points {rep['n_relation_points']}; "
           f"{rep['repeats']} timed steps each")
-    print(f"| variant | step mean (s) | median (s) | std (s) | CPU (s) | targets (s) | vs ce |")
+    print("| variant | step mean (s) | median (s) | std (s) | CPU (s) | targets (s) | vs ce |")
     print("|---|---|---|---|---|---|---|")
     ce = rep["results"]["ce"]["mean_s"]
     for name, r in rep["results"].items():

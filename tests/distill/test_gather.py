@@ -52,7 +52,7 @@ def test_batch_targets_are_the_in_process_gather(cache_dir, data_root, mode, mix
             assert got.logits.dtype == torch.float32 and got.feature.dtype == torch.float32
             assert torch.equal(got.logits, want.logits) and torch.equal(got.feature, want.feature)
             views = batch.views.tolist()
-            entry = {"view": lambda s: views[s], "canonical": lambda s: 0,
+            entry = {"view": views.__getitem__, "canonical": lambda s: 0,
                      "ensemble": lambda s: "ensemble"}[mode]
             logits, feats = expected_targets(reader, batch, entry)
             np.testing.assert_array_equal(got.logits.numpy(), logits)
