@@ -387,7 +387,7 @@ def print_table(rep: dict) -> None:
           f"cached_inproc) {rep['targets_critical_before_ms']:.2f} ms = "
           f"{rep['targets_share_before'] * 100:.2f}% of its step; after (host -> device copy of "
           f"{rep['target_bytes'] / 2**20:.1f} MiB, cached) {rep['targets_critical_after_ms']:.3f} ms = "
-          f"{rep['targets_share_after'] * 100:.3f}% of its step")
+          f"{rep['targets_share_after'] * 100:.4f}% of its step")
     print(f"in-process gather alone: {rep['gather_cold_ms']:.1f} ms from disk, {rep['gather_warm_ms']:.1f} ms "
           f"from the LRU; cache built in {rep['cache_build_s']:.1f} s")
     print(f"gather inside the dataset (DataLoader workers), per batch: {rep['dataset_gather_cold_ms']:.1f} ms "
