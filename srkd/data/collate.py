@@ -146,8 +146,9 @@ def _cat_targets(samples: Sequence[VoxelSample]) -> tuple[torch.Tensor | None, t
     if not all(have):
         missing = [s.scene_id for s, h in zip(samples, have, strict=True) if not h]
         raise ConfigError(
-            f"samples of scenes {missing} carry no (or only half their) teacher targets but others in the batch do; "
-            "every sample of a batch must come from a dataset with the same target source"
+            f"samples of scenes {missing} carry no (or only half their) teacher targets but "
+            "others in the batch do; every sample of a batch must come from a dataset with the "
+            "same target source"
         )
     logits = np.concatenate([s.teacher_logits for s in samples], axis=0)  # type: ignore[misc]
     feature = np.concatenate([s.teacher_feature for s in samples], axis=0)  # type: ignore[misc]
@@ -162,8 +163,9 @@ def mix3d(batch: PointBatch, prob: float, rng: np.random.Generator) -> PointBatc
     Only `offset` changes: the points are already concatenated and every sample was centred by
     its own transforms, so merged scenes overlap in space (and their `grid_coord`s in voxel
     space, which may put two points in one voxel, as in Pointcept). Nothing per point moves,
-    so `origin_index` and the teacher targets stay aligned with the points; the source samples are kept in `source_offset`
-    (`scene_ids`, `views` stay per source sample), and `source_index` gives each point's scene.
+    so `origin_index` and the teacher targets stay aligned with the points; the source samples
+    are kept in `source_offset` (`scene_ids`, `views` stay per source sample), and
+    `source_index` gives each point's scene.
 
     Args:
         batch: an unmixed PointBatch (B samples).
