@@ -1,5 +1,6 @@
-"""Benchmark one distillation training step: CE only, cached SRKD and online SRKD, same student,
-same batch, interleaved in one run.
+"""Benchmark one distillation training step: CE only, cached SRKD (targets gathered in the data
+path, and as before in the training process) and online SRKD, same student, same batch,
+interleaved in one run.
 
     python bench/distill_step.py                        # CPU: 2 samples x 8k points, 3 repeats
     python bench/distill_step.py --device cuda --batch 8 --points 40000 --repeats 20
@@ -9,11 +10,16 @@ A step is what `srkd.distill.loop.train` times: teacher targets (no grad), stude
 backward and the AdamW step (fp16 autocast + GradScaler on CUDA), CUDA-synchronised at both ends.
 
 - ce:      the student alone (CE + Lovasz), no targets.
-- cached:  SRKD (CE + Lovasz + 0.3 KL_T + 1e-3 Relation + 0.1 FeatMSE) with targets gathered by
-           `srkd.distill.targets.CachedTargets` from a real Zarr cache on disk (default int8 codec),
-           built once at start with the teacher. The reader's in-memory LRU is OFF
-           (cache_bytes=0), so every step reads and decodes the samples' cache entries from disk
-           (through the OS page cache), as when the training set is far larger than the LRU.
+- cached:  SRKD (CE + Lovasz + 0.3 KL_T + 1e-3 Relation + 0.1 FeatMSE) with targets from a real
+           Zarr cache on disk (default int8 codec), built once at start with the teacher, as
+           training gets them now: each sample gathered its own targets when the dataset made it
+           (`CachedTargets.sample` as the dataset's target source; in the DataLoader workers when
+           --workers > 0), the batch carries them in host memory (pinned on CUDA), and the step's
+           targets part is `srkd.distill.targets.batch_targets`: only their host -> device copy.
+- cached_inproc: the same, with the gather in the training process as before this change
+           (`CachedTargets` on the batch as the step's targets_fn, on its critical path). The
+           reader's LRU is OFF (cache_bytes=0): every gather reads and decodes the samples' cache
+           entries from disk (OS page cache), as when the training set far exceeds the LRU.
 - online:  the same SRKD loss with the teacher (`--teacher`, default ptv3_large, ~125M) run on
            the batch inside every step (`srkd.distill.targets.OnlineTeacher`), as the release does.
 
@@ -23,8 +29,10 @@ so machine noise is shared. Reported per variant: mean / median / std of the ste
 its process CPU time (all threads; robust to other processes on a shared machine) and the part
 spent getting the targets. P1 = cached / ce (target <= 1.05), P2 = online / cached next to its
 limit 1 + t_teacher / t_cached_step (the online step's teacher time over the cached step), and the
-share of the cached step spent gathering targets (in the training process, so on its critical path).
-The gather alone (cold = LRU off, warm = entries held in the LRU) is timed separately.
+targets time on the training process's critical path before (cached_inproc) and after (cached).
+Timed separately: the in-process gather of the batch alone (cold = LRU off, warm = entries held
+in the LRU), and the gather inside the dataset (the target source's calls while the batch's
+samples are made, next to the whole sample making), which the workers now pay.
 
 The batch is real: the first --batch scans of ../shared/data/scannet_real/train when present
 (else synthetic rooms), each cut to its ~1.25 x --points raw points nearest its centre, written
@@ -52,7 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "distill_step.json"
 REAL = REPO.parent / "shared" / "data" / "scannet_real"
 GRID = 0.02
-VARIANTS = ("ce", "cached", "online")
+VARIANTS = ("ce", "cached", "cached_inproc", "online")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -134,32 +142,51 @@ def build_cache(root: Path, cache: Path, teacher, device) -> float:
     return time.perf_counter() - start
 
 
-def make_batch(root: Path, reader, points: int, batch: int):
-    """The student's batch through the training data path (view replay + student chain)."""
-    from srkd.data.collate import collate
+def make_dataset(root: Path, reader, points: int, target_source=None):
+    """The training data path: cached-view replay + the student chain (+ the targets' gather)."""
     from srkd.data.dataset import SceneDataset
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
     from srkd.data.transforms import student_transforms
     from srkd.distill.targets import CachedViewProvider
 
     ds = get_dataset_spec("scannet")
-    dataset = SceneDataset(ScanNetScenes(root, "train", ds), student_transforms(GRID, points),
-                           grid_size=GRID, feature_names=ds.feature_names, seed=0,
-                           view_provider=CachedViewProvider(reader))
+    return SceneDataset(ScanNetScenes(root, "train", ds), student_transforms(GRID, points),
+                        grid_size=GRID, feature_names=ds.feature_names, seed=0,
+                        view_provider=CachedViewProvider(reader), target_source=target_source)
+
+
+def make_batch(root: Path, reader, points: int, batch: int):
+    """The student's batch (host memory) with the teacher targets its samples gathered."""
+    from srkd.data.collate import collate
+    from srkd.distill.targets import CachedTargets
+
+    dataset = make_dataset(root, reader, points, CachedTargets(reader, "view").sample)
     return collate([dataset[i] for i in range(batch)])
+
+
+def device_batches(host, device) -> dict:
+    """Each variant's batch on `device`. The data-path variant keeps its targets on the host
+    (pinned on CUDA), so its step pays their copy as the loop does; the others carry none."""
+    from dataclasses import replace
+
+    if device.type == "cuda":
+        host = host.pin_memory()
+    bare = replace(host, teacher_logits=None, teacher_feature=None).to(device)
+    with_targets = replace(bare, teacher_logits=host.teacher_logits, teacher_feature=host.teacher_feature)
+    return {name: with_targets if name == "cached" else bare for name in VARIANTS}
 
 
 class Variant:
     """One training setup: its own student copy, loss, optimizer and targets function."""
 
-    def __init__(self, name, student, loss, targets_fn, device) -> None:
+    def __init__(self, name, student, loss, targets_fn, device, batch) -> None:
         import torch
 
         from srkd.distill.config import OptimConfig
         from srkd.distill.loop import build_optimizer
 
         self.name, self.student, self.loss, self.targets_fn = name, student, loss, targets_fn
-        self.device = device
+        self.device, self.batch = device, batch
         self.opt = build_optimizer([student, loss], OptimConfig())
         self.amp = device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -167,9 +194,10 @@ class Variant:
         self.cpu: list[float] = []
         self.targets: list[float] = []
 
-    def step(self, batch, record: bool) -> None:
+    def step(self, record: bool) -> None:
         import torch
 
+        batch = self.batch
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         self.student.train()
         sync()
@@ -207,6 +235,7 @@ class Variant:
 
 
 def time_gather(reader_cold, reader_warm, batch, repeats: int = 10) -> dict:
+    """The in-process gather of `batch` alone (the previous targets_fn), ms."""
     from srkd.distill.targets import CachedTargets
 
     out = {}
@@ -220,13 +249,40 @@ def time_gather(reader_cold, reader_warm, batch, repeats: int = 10) -> dict:
     return out
 
 
+def time_dataset_gather(root: Path, reader_cold, reader_warm, points: int, batch: int,
+                        repeats: int = 3) -> dict:
+    """Per batch, ms: the target source's time while the dataset makes the batch's samples
+    (what a DataLoader worker now spends on the gather) and the whole sample making."""
+    from srkd.distill.targets import CachedTargets
+
+    out = {}
+    for name, reader in (("cold", reader_cold), ("warm", reader_warm)):
+        sample, spent = CachedTargets(reader, "view").sample, [0.0]
+
+        def timed(*args, sample=sample, spent=spent):  # the target source, timed
+            t0 = time.perf_counter()
+            got = sample(*args)
+            spent[0] += time.perf_counter() - t0
+            return got
+
+        dataset = make_dataset(root, reader, points, timed)
+        for round_ in range(repeats + 1):  # round 0 fills the LRU / page cache
+            if round_ == 1:
+                spent[0], t0 = 0.0, time.perf_counter()
+            for i in range(batch):
+                dataset[i]
+        out[f"dataset_sample_{name}_ms"] = (time.perf_counter() - t0) / repeats * 1e3
+        out[f"dataset_gather_{name}_ms"] = spent[0] / repeats * 1e3
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
     from srkd.cache import CacheReader
     from srkd.device import resolve_device
-    from srkd.distill.targets import CachedTargets, OnlineTeacher
+    from srkd.distill.targets import CachedTargets, OnlineTeacher, batch_targets
     from srkd.losses.recipes import recipe
     from srkd.models import count_parameters, create_model
 
@@ -249,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         root, kind = load_sources(args.data_root, batch_n, points, tmp)
         cache_s = build_cache(root, tmp / "cache", teacher, device)
         reader = CacheReader(tmp / "cache", cache_bytes=0)  # LRU off: every gather reads the disk
-        batch = make_batch(root, reader, points, batch_n).to(device)
+        host_batch = make_batch(root, reader, points, batch_n)
+        batches = device_batches(host_batch, device)
         torch.manual_seed(1)
         student0 = create_model(args.student, num_classes=20, in_channels=6)
         srkd = recipe("srkd", **overrides)
@@ -260,15 +317,18 @@ def main(argv: list[str] | None = None) -> int:
                 loss, fn = recipe("ce").build(), (lambda b: None)
             else:
                 loss = srkd.build(student_dim=student.feature_dim, teacher_dim=teacher.feature_dim)
-                fn = CachedTargets(reader, "view") if name == "cached" else OnlineTeacher(teacher, amp=cuda)
-            variants.append(Variant(name, student, loss.to(device), fn, device))
+                fn = {"cached": batch_targets, "cached_inproc": CachedTargets(reader, "view"),
+                      "online": OnlineTeacher(teacher, amp=cuda)}[name]
+            variants.append(Variant(name, student, loss.to(device), fn, device, batches[name]))
         for v in variants:
             for _ in range(args.warmup):
-                v.step(batch, record=False)
+                v.step(record=False)
         for r in range(repeats):
             for i in range(len(variants)):  # rotate the order so no variant always goes first
-                variants[(i + r) % len(variants)].step(batch, record=True)
+                variants[(i + r) % len(variants)].step(record=True)
+        batch = batches["ce"]
         gather = time_gather(reader, CacheReader(tmp / "cache"), batch)
+        gather.update(time_dataset_gather(root, reader, CacheReader(tmp / "cache"), points, batch_n))
     res = {v.name: v.summary() for v in variants}
     p1 = res["cached"]["mean_s"] / res["ce"]["mean_s"]
     p2 = res["online"]["mean_s"] / res["cached"]["mean_s"]
@@ -281,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "cpu_count": os.cpu_count(),
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "data": kind, "batch": batch_n, "points_per_sample": points,
-        "batch_points": int(len(batch.coord)), "repeats": repeats, "warmup": args.warmup,
+        "batch_points": len(batch.coord), "repeats": repeats, "warmup": args.warmup,
         "student": args.student, "student_params": count_parameters(student0),
         "teacher": args.teacher, "teacher_params": count_parameters(teacher),
         "n_relation_points": srkd.n_relation_points, "amp": cuda,
@@ -290,8 +350,13 @@ def main(argv: list[str] | None = None) -> int:
         "P1_cached_over_ce": p1, "P2_online_over_cached": p2,
         # P2's floor if the online step were the cached step plus the teacher forward alone
         "P2_limit": 1 + res["online"]["targets_mean_s"] / res["cached"]["mean_s"],
-        # the cache gather runs in the training process (targets_fn), on the step's critical path
-        "gather_share_of_cached_step": res["cached"]["targets_mean_s"] / res["cached"]["mean_s"],
+        # the targets' time on the training process's critical path: before (the gather in the
+        # step, cached_inproc) and after (the host -> device copy only, cached)
+        "targets_critical_before_ms": res["cached_inproc"]["targets_mean_s"] * 1e3,
+        "targets_critical_after_ms": res["cached"]["targets_mean_s"] * 1e3,
+        "targets_share_before": res["cached_inproc"]["targets_mean_s"] / res["cached_inproc"]["mean_s"],
+        "targets_share_after": res["cached"]["targets_mean_s"] / res["cached"]["mean_s"],
+        "target_bytes": int(host_batch.teacher_logits.nbytes + host_batch.teacher_feature.nbytes),
         "P1_cpu": res["cached"]["cpu_mean_s"] / res["ce"]["cpu_mean_s"],
         "P2_cpu": res["online"]["cpu_mean_s"] / res["cached"]["cpu_mean_s"],
         "total_s": time.perf_counter() - started,
@@ -310,7 +375,7 @@ def print_table(rep: dict) -> None:
           f"student {rep['student']} ({rep['student_params'] / 1e6:.1f}M), teacher {rep['teacher']} "
           f"({rep['teacher_params'] / 1e6:.1f}M); relation points {rep['n_relation_points']}; "
           f"{rep['repeats']} timed steps each")
-    print(f"| variant | step mean (s) | median (s) | std (s) | CPU (s) | targets (s) | vs ce |")
+    print("| variant | step mean (s) | median (s) | std (s) | CPU (s) | targets (s) | vs ce |")
     print("|---|---|---|---|---|---|---|")
     ce = rep["results"]["ce"]["mean_s"]
     for name, r in rep["results"].items():
@@ -319,11 +384,16 @@ def print_table(rep: dict) -> None:
     print(f"P1 = cached / ce = {rep['P1_cached_over_ce']:.3f} (target <= 1.05; CPU time "
           f"{rep['P1_cpu']:.3f});  P2 = online / cached = {rep['P2_online_over_cached']:.2f} "
           f"(CPU time {rep['P2_cpu']:.2f}; limit 1 + t_teacher / t_step = {rep['P2_limit']:.2f})")
-    print(f"cache gather inside the cached step (training process, critical path): "
-          f"{rep['results']['cached']['targets_mean_s'] * 1e3:.1f} ms = "
-          f"{rep['gather_share_of_cached_step'] * 100:.1f}% of the step")
-    print(f"gather alone: {rep['gather_cold_ms']:.1f} ms from disk, {rep['gather_warm_ms']:.1f} ms "
+    print(f"targets on the training process's critical path: before (gather in the step, "
+          f"cached_inproc) {rep['targets_critical_before_ms']:.2f} ms = "
+          f"{rep['targets_share_before'] * 100:.2f}% of its step; after (host -> device copy of "
+          f"{rep['target_bytes'] / 2**20:.1f} MiB, cached) {rep['targets_critical_after_ms']:.3f} ms = "
+          f"{rep['targets_share_after'] * 100:.4f}% of its step")
+    print(f"in-process gather alone: {rep['gather_cold_ms']:.1f} ms from disk, {rep['gather_warm_ms']:.1f} ms "
           f"from the LRU; cache built in {rep['cache_build_s']:.1f} s")
+    print(f"gather inside the dataset (DataLoader workers), per batch: {rep['dataset_gather_cold_ms']:.1f} ms "
+          f"from disk ({rep['dataset_sample_cold_ms']:.0f} ms to make the samples), "
+          f"{rep['dataset_gather_warm_ms']:.1f} ms from the LRU ({rep['dataset_sample_warm_ms']:.0f} ms)")
 
 
 if __name__ == "__main__":

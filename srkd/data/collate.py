@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ class VoxelSample:
     view:         which cached teacher view the geometry replays (-1 = none / fresh augmentation).
     record:       the transform record that produced this sample (JSON-serialisable list of
                   {"name", "params"} dicts, see srkd.data.transforms), or None.
+    teacher_logits:  None, or float32 (M, K) teacher logits of each point (gathered from a teacher
+                  cache by the dataset's target source, srkd.data.dataset.TargetSource).
+    teacher_feature: None, or float32 (M, Dt) teacher features of each point (with the logits).
     """
 
     coord: np.ndarray
@@ -34,6 +37,8 @@ class VoxelSample:
     scene_id: str
     view: int = -1
     record: list | None = None
+    teacher_logits: np.ndarray | None = None
+    teacher_feature: np.ndarray | None = None
 
 
 @dataclass
@@ -52,6 +57,9 @@ class PointBatch:
                   merged samples (then B < S and `offset` describes the merged samples the
                   model sees). Points of a source sample stay contiguous, so
                   ``origin_index[source_offset[s-1]:source_offset[s]]`` indexes scene_ids[s].
+    teacher_logits:  None, or float32 (N, K) teacher logits per point, in point order (the
+                  samples' own, concatenated; present when the dataset gathers targets).
+    teacher_feature: None, or float32 (N, Dt) teacher features per point (with the logits).
     """
 
     coord: torch.Tensor
@@ -63,6 +71,8 @@ class PointBatch:
     scene_ids: list[str]
     views: torch.Tensor
     source_offset: torch.Tensor | None = None
+    teacher_logits: torch.Tensor | None = None
+    teacher_feature: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -88,11 +98,19 @@ class PointBatch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PointBatch:
         """Move every tensor to `device`."""
-        moved = {}
+        return self._map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> PointBatch:
+        """Every tensor in page-locked host memory (what DataLoader(pin_memory=True) calls), so
+        that `to(cuda, non_blocking=True)` copies asynchronously."""
+        return self._map_tensors(lambda t: t.pin_memory())
+
+    def _map_tensors(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> PointBatch:
+        values = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            moved[f.name] = v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v
-        return PointBatch(**moved)
+            values[f.name] = fn(v) if torch.is_tensor(v) else v
+        return PointBatch(**values)
 
 
 def collate(samples: Sequence[VoxelSample]) -> PointBatch:
@@ -104,6 +122,7 @@ def collate(samples: Sequence[VoxelSample]) -> PointBatch:
     def cat(name: str) -> torch.Tensor:
         return torch.from_numpy(np.concatenate([getattr(s, name) for s in samples], axis=0))
 
+    targets = _cat_targets(samples)
     return PointBatch(
         coord=cat("coord").float(),
         grid_coord=cat("grid_coord").int(),
@@ -113,7 +132,27 @@ def collate(samples: Sequence[VoxelSample]) -> PointBatch:
         segment=cat("segment").long(),
         scene_ids=[s.scene_id for s in samples],
         views=torch.tensor([s.view for s in samples], dtype=torch.int64),
+        teacher_logits=targets[0],
+        teacher_feature=targets[1],
     )
+
+
+def _cat_targets(samples: Sequence[VoxelSample]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(teacher logits float32 (N, K), features float32 (N, Dt)) of the samples in point order,
+    (None, None) when no sample carries targets. ConfigError when only some do."""
+    have = [s.teacher_logits is not None and s.teacher_feature is not None for s in samples]
+    if not any(have):
+        return None, None
+    if not all(have):
+        missing = [s.scene_id for s, h in zip(samples, have, strict=True) if not h]
+        raise ConfigError(
+            f"samples of scenes {missing} carry no (or only half their) teacher targets but "
+            "others in the batch do; every sample of a batch must come from a dataset with the "
+            "same target source"
+        )
+    logits = np.concatenate([s.teacher_logits for s in samples], axis=0)  # type: ignore[misc]
+    feature = np.concatenate([s.teacher_feature for s in samples], axis=0)  # type: ignore[misc]
+    return torch.from_numpy(logits).float(), torch.from_numpy(feature).float()
 
 
 def mix3d(batch: PointBatch, prob: float, rng: np.random.Generator) -> PointBatch:
@@ -124,8 +163,9 @@ def mix3d(batch: PointBatch, prob: float, rng: np.random.Generator) -> PointBatc
     Only `offset` changes: the points are already concatenated and every sample was centred by
     its own transforms, so merged scenes overlap in space (and their `grid_coord`s in voxel
     space, which may put two points in one voxel, as in Pointcept). Nothing per point moves,
-    so `origin_index` stays valid; the source samples are kept in `source_offset`
-    (`scene_ids`, `views` stay per source sample), and `source_index` gives each point's scene.
+    so `origin_index` and the teacher targets stay aligned with the points; the source samples
+    are kept in `source_offset` (`scene_ids`, `views` stay per source sample), and
+    `source_index` gives each point's scene.
 
     Args:
         batch: an unmixed PointBatch (B samples).
@@ -144,14 +184,6 @@ def mix3d(batch: PointBatch, prob: float, rng: np.random.Generator) -> PointBatc
     merged = offset[1::2]
     if batch.batch_size % 2 == 1:
         merged = torch.cat([merged, offset[-1:]])
-    return PointBatch(
-        coord=batch.coord,
-        grid_coord=batch.grid_coord,
-        feat=batch.feat,
-        offset=merged.clone(),
-        origin_index=batch.origin_index,
-        segment=batch.segment,
-        scene_ids=list(batch.scene_ids),
-        views=batch.views,
-        source_offset=offset,
-    )
+    # every per-point field (teacher targets included) is kept as it is
+    return replace(batch, offset=merged.clone(), scene_ids=list(batch.scene_ids),
+                   source_offset=offset)

@@ -47,6 +47,12 @@ ViewProvider = Callable[[str, PointCloud, np.random.Generator], tuple[int, Recor
 """(scene_id, raw cloud, rng) -> (view index, view record) to replay before `transforms`; e.g.
 a teacher-cache reader picking one of the scene's cached views (issue 5, ``--targets view``)."""
 
+TargetSource = Callable[[str, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""(scene_id, view, origin_index int64 (M,)) -> (teacher logits float32 (M, K), teacher features
+float32 (M, Dt)) of a sample's final points, in their order; e.g. `CachedTargets.sample` of
+srkd.distill.targets. The dataset calls it in `__getitem__`, so with DataLoader workers the
+gather runs in the workers, off the training process's critical path."""
+
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The Generator of dataset item `index` in `epoch` (independent streams via SeedSequence)."""
@@ -128,6 +134,8 @@ class SceneDataset(Dataset):
         repeats: each scene appears `repeats` times per epoch (Pointcept's "loop").
         view_provider: optional; its view record is replayed before `transforms` and the sample
             gets its view index (see `ViewProvider`).
+        target_source: optional; gathers each sample's teacher targets for its final points
+            (see `TargetSource`). Without one, samples carry no targets.
     Each item is one VoxelSample (one random point per voxel); it carries `record`: the full
     record (view + chain [+ appended grid sample])
     that `srkd.data.transforms.replay` reproduces from the raw scene.
@@ -142,6 +150,7 @@ class SceneDataset(Dataset):
         seed: int = 0,
         repeats: int = 1,
         view_provider: ViewProvider | None = None,
+        target_source: TargetSource | None = None,
     ) -> None:
         if not hasattr(source, "scene_ids") or not hasattr(source, "load"):
             raise ConfigError(f"{source!r} is not a scene source (needs scene_ids and load())")
@@ -156,6 +165,7 @@ class SceneDataset(Dataset):
         self.seed = int(seed)
         self.repeats = int(repeats)
         self.view_provider = view_provider
+        self.target_source = target_source
         self.epoch = 0
         self._check_chain()
 
@@ -192,7 +202,11 @@ class SceneDataset(Dataset):
         else:
             view = -1
             pc, record = self.transforms(pc, rng)
-        return to_voxel_sample(pc, self.feature_names, view, record)  # type: ignore[arg-type]
+        sample = to_voxel_sample(pc, self.feature_names, view, record)  # type: ignore[arg-type]
+        if self.target_source is not None:
+            sample.teacher_logits, sample.teacher_feature = self.target_source(
+                scene_id, view, sample.origin_index)
+        return sample
 
 
 class EpochSampler(Sampler[int]):
@@ -225,7 +239,11 @@ class SceneLoader(DataLoader):
 
     Mix3D is applied in the main process after collation (it only merges offsets), from a
     Generator seeded by (seed, epoch), so batches are identical for any number of workers.
-    Call `set_epoch(e)` before each epoch.
+    Call `set_epoch(e)` before each epoch. Workers are started anew every epoch (not
+    persistent): a persistent worker would keep the dataset copy of the epoch it was started
+    in, since `set_epoch` only reaches the main process's dataset.
+    `pin_memory` (for a CUDA run) puts every batch in page-locked memory
+    (`PointBatch.pin_memory`), so the training loop's non-blocking copy is asynchronous.
     """
 
     def __init__(
@@ -238,6 +256,7 @@ class SceneLoader(DataLoader):
         mix3d_prob: float = 0.0,
         drop_last: bool = False,
         sampler: Sampler[int] | None = None,
+        pin_memory: bool = False,
     ) -> None:
         if batch_size < 1 or workers < 0:
             raise ConfigError(f"need batch_size >= 1 and workers >= 0, got {batch_size}, {workers}")
@@ -251,6 +270,7 @@ class SceneLoader(DataLoader):
             collate_fn=collate,
             drop_last=drop_last,
             worker_init_fn=_worker_init if workers > 0 else None,
+            pin_memory=pin_memory,
         )
         self.seed = int(seed)
         self.mix3d_prob = float(mix3d_prob)
@@ -280,6 +300,7 @@ def make_loader(
     mix3d_prob: float = 0.0,
     drop_last: bool = False,
     sampler: Sampler[int] | None = None,
+    pin_memory: bool = False,
 ) -> SceneLoader:
     """A reproducible DataLoader yielding PointBatch (see `SceneLoader`).
 
@@ -291,5 +312,7 @@ def make_loader(
         seed: seeds the shuffle and the Mix3D coins (the dataset has its own seed).
         mix3d_prob: Mix3D probability per batch (the release uses 0.8 on ScanNet).
         drop_last: drop an incomplete last batch.
+        pin_memory: page-locked batches for asynchronous host -> GPU copies (CUDA runs only).
     """
-    return SceneLoader(dataset, batch_size, workers, shuffle, seed, mix3d_prob, drop_last, sampler)
+    return SceneLoader(dataset, batch_size, workers, shuffle, seed, mix3d_prob, drop_last, sampler,
+                       pin_memory)

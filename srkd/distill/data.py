@@ -23,7 +23,7 @@ from srkd.data.transforms import (
 )
 from srkd.distill.config import RunConfig
 from srkd.distill.ddp import Distributed, epoch_sampler
-from srkd.distill.targets import CachedViewProvider
+from srkd.distill.targets import CachedTargets, CachedViewProvider
 from srkd.errors import ConfigError
 
 BatchesFn = Callable[[int, int], Iterator[PointBatch]]
@@ -57,24 +57,33 @@ def train_dataset(cfg: RunConfig, ds: DatasetSpec, source: Any, reader: Any) -> 
     """The training samples of `source` (a scene source of srkd.data.sources.open_scenes).
 
     With a cache (`reader`) and targets "view" every sample replays one of its scene's cached
-    views; with other targets the cache only checks each scene against the data loaded."""
+    views; with other targets the cache only checks each scene against the data loaded. With a
+    cache every sample also carries its teacher targets (cfg.targets' entry, gathered for its
+    final points by `CachedTargets.sample`, in the DataLoader workers when there are any); the
+    loop takes them from the batch (srkd.distill.targets.batch_targets). Without a cache the
+    samples carry none."""
     view_mode = reader is not None and cfg.targets == "view"
+    provider, targets = None, None
+    if reader is not None:
+        provider = CachedViewProvider(reader, replay=view_mode, canonical_only=not cfg.augment)
+        targets = CachedTargets(reader, cfg.targets).sample
     return SceneDataset(
         source, train_chain(cfg, ds, view_mode), grid_size=cfg.grid_size,
         feature_names=ds.feature_names, seed=cfg.seed, repeats=cfg.repeats,
-        view_provider=(CachedViewProvider(reader, replay=view_mode, canonical_only=not cfg.augment)
-                       if reader is not None else None),
+        view_provider=provider, target_source=targets,
     )
 
 
-def train_batches(cfg: RunConfig, dataset: SceneDataset, dist_info: Distributed
-                  ) -> tuple[BatchesFn, int]:
-    """(batches_for_epoch, batches per epoch) of `dataset` for this rank.
+def train_batches(cfg: RunConfig, dataset: SceneDataset, dist_info: Distributed,
+                  pin_memory: bool = False) -> tuple[BatchesFn, int]:
+    """(batches_for_epoch, batches per epoch) of `dataset` for this rank; `pin_memory` (a CUDA
+    run) page-locks every batch so its copy to the GPU overlaps the step.
 
     Raises ConfigError when the split holds fewer samples than one batch on every process."""
     loader = make_loader(dataset, cfg.batch_size, workers=cfg.workers, shuffle=True,
                          seed=cfg.seed, mix3d_prob=cfg.mix3d_prob if cfg.augment else 0.0,
-                         drop_last=True, sampler=epoch_sampler(dataset, dist_info, cfg.seed))
+                         drop_last=True, sampler=epoch_sampler(dataset, dist_info, cfg.seed),
+                         pin_memory=pin_memory)
     # Each new DataLoader iterator draws its base seed from a generator; by default that is
     # torch's global RNG, which also drives DropPath and relation sampling. A run resumed
     # mid-epoch creates its iterator after restoring the RNG, an uninterrupted one before the

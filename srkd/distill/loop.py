@@ -157,6 +157,10 @@ def train(
             must be deterministic in (epoch, batch position) so a resumed run sees the same data.
         save_model: writes a self-describing checkpoint (model.pt = best by val mIoU, or the last
             one when there is no validation; model_last.pt = last).
+        targets_fn: batch (already on `device`) -> teacher targets (None: no teacher), called
+            without grad on the step's critical path; a cached run's targets travel in the batch
+            (gathered by the DataLoader workers), so its targets_fn only takes them
+            (srkd.distill.targets.batch_targets).
         extra_modules: trainable modules besides the model (e.g. the FeatMSE projection).
         resume: continue from out_dir/train_state.pt, which must exist and belong to this run; a
             finished run resumed with more epochs is extended (train_state.resume_schedule).

@@ -95,7 +95,8 @@ def _run(cfg: RunConfig, on_step: StepHook | None, on_start: StepHook | None,
     source = open_scenes(ds, cfg.data_root, cfg.train_split)
     if reader is not None:  # fail before training, not in the middle of an epoch
         check_cache_covers(reader, source, cfg)
-    batches_for_epoch, steps = train_batches(cfg, train_dataset(cfg, ds, source, reader), dist_info)
+    batches_for_epoch, steps = train_batches(cfg, train_dataset(cfg, ds, source, reader), dist_info,
+                                             pin_memory=device.type == "cuda")
     evaluate_fn = _validation_fn(cfg, ds, device)
     train_params = run_train_params(cfg, rec, dist_info.world,
                                     reader.fingerprint if reader is not None else None)

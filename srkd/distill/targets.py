@@ -34,12 +34,18 @@ def sample_slices(batch: PointBatch) -> list[slice]:
 
 
 class CachedTargets:
-    """`targets_fn` for `srkd.distill.loop.train`: teacher logits (N, K) and features (N, Dt) float32
-    for every point of a batch, gathered from a teacher cache.
+    """Teacher logits (M, K) and features (M, Dt) float32 gathered from a teacher cache, per sample
+    or per batch.
+
+    Training uses `sample` as the dataset's target source (srkd.data.dataset.TargetSource): each
+    sample's targets are gathered where the sample is made (the DataLoader workers), travel in
+    the batch, and the loop's `targets_fn` is `batch_targets`. Called on a batch (`__call__`),
+    it gathers in the calling process instead (tests, benchmarks, batches without targets).
 
     Args:
-        reader: an open `srkd.cache.CacheReader`.
-        mode: "view" (the batch's own `views`), "canonical" (view 0) or "ensemble".
+        reader: an open `srkd.cache.CacheReader` (safe in forked or spawned DataLoader workers:
+            it pickles as its location and zarr resets its event loop after a fork).
+        mode: "view" (the sample's own view), "canonical" (view 0) or "ensemble".
     """
 
     def __init__(self, reader, mode: str = "view") -> None:
@@ -66,13 +72,17 @@ class CachedTargets:
             )
         return view
 
+    def sample(self, scene_id: str, view: int, origin_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits float32 (M, K), features float32 (M, Dt)) of one sample's points, given by
+        their int64 (M,) `origin_index`, from the entry `entry(scene_id, view)` picks."""
+        return self.reader.gather(scene_id, self.entry(scene_id, view), origin_index)
+
     def __call__(self, batch: PointBatch) -> ModelOutput:
+        """The targets of every point of `batch` (N rows, in point order), on its device."""
         logits, feats = [], []
         origin = batch.origin_index.cpu().numpy()
         for i, rows in enumerate(sample_slices(batch)):
-            scene = batch.scene_ids[i]
-            entry = self.entry(scene, int(batch.views[i]))
-            lg, ft = self.reader.gather(scene, entry, origin[rows])
+            lg, ft = self.sample(batch.scene_ids[i], int(batch.views[i]), origin[rows])
             logits.append(lg)
             feats.append(ft)
         device = batch.coord.device
@@ -80,6 +90,23 @@ class CachedTargets:
             logits=torch.from_numpy(np.concatenate(logits)).to(device),
             feature=torch.from_numpy(np.concatenate(feats)).to(device),
         )
+
+
+def batch_targets(batch: PointBatch) -> ModelOutput:
+    """`targets_fn` of a run trained from a cache: the teacher targets the batch carries
+    (gathered by the dataset, `CachedTargets.sample`), logits float32 (N, K) and features float32
+    (N, Dt), on the batch's device. In the training loop the batch has already been moved there
+    with them, so this costs nothing; otherwise it copies them (`non_blocking`: asynchronous from
+    pinned memory). ConfigError when the batch carries no targets."""
+    if batch.teacher_logits is None or batch.teacher_feature is None:
+        raise ConfigError(
+            "the batch carries no teacher targets: a run trained from a teacher cache needs a "
+            "dataset built with target_source=CachedTargets(reader, mode).sample "
+            "(srkd.distill.data.train_dataset does this)"
+        )
+    device = batch.coord.device
+    return ModelOutput(logits=batch.teacher_logits.to(device, non_blocking=True),
+                       feature=batch.teacher_feature.to(device, non_blocking=True))
 
 
 class CachedViewProvider:

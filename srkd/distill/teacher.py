@@ -1,6 +1,7 @@
 """Where a run's teacher targets come from: a teacher cache (opened, matched against the run's
 dataset and data, its settings taken over) or an online teacher; the per-batch targets
-themselves are srkd.distill.targets.
+themselves are srkd.distill.targets. Cached targets are gathered by the training dataset
+(srkd.distill.data.train_dataset), so the loop only takes them from the batch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from srkd.data.collate import PointBatch
 from srkd.data.scannet import DatasetSpec
 from srkd.distill.config import RunConfig
-from srkd.distill.targets import CachedTargets, OnlineTeacher, check_cache_data
+from srkd.distill.targets import OnlineTeacher, batch_targets, check_cache_data
 from srkd.errors import CacheError, ConfigError
 from srkd.models.base import ModelOutput
 
@@ -70,7 +71,8 @@ def check_cache_covers(reader: Any, source: Any, cfg: RunConfig) -> None:
 def teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device,
                     reader: Any) -> tuple[TargetsFn, int | None]:
     """(targets_fn, teacher feature dim) from the open cache `reader` or the online teacher;
-    (no_targets, None) when the run has neither.
+    (no_targets, None) when the run has neither. With a cache, targets_fn is `batch_targets`:
+    the dataset of srkd.distill.data.train_dataset gathers them with each sample.
 
     Raises ConfigError when both are given, the cache's classes differ from the dataset's, or
     --targets ensemble meets a cache without an ensemble entry."""
@@ -87,7 +89,7 @@ def teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device,
                 f"--targets ensemble: the cache {cfg.cache} holds no ensemble entry; rebuild it "
                 "with several --views and --ensemble, or use --targets view|canonical"
             )
-        return CachedTargets(reader, cfg.targets), reader.spec.feature_dim
+        return batch_targets, reader.spec.feature_dim
     if cfg.online_teacher is not None:
         from srkd.models.teacher import TeacherRef, load_teacher
 

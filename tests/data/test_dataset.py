@@ -168,3 +168,66 @@ def test_bad_dataset_arguments():
         ds[1]
     with pytest.raises(ConfigError, match="mix3d_prob"):
         make_loader(ds, batch_size=2, mix3d_prob=2.0)
+
+
+class IndexTargets:
+    """A target source whose rows encode (scene, view, origin index); records its calls
+    (picklable, so DataLoader workers can use it)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, np.ndarray]] = []
+
+    def __call__(self, scene_id: str, view: int, origin_index: np.ndarray):
+        self.calls.append((scene_id, view, origin_index.copy()))
+        scene = float(scene_id[5:9])
+        base = origin_index[:, None].astype(np.float32) + 10000 * scene + 100000 * (view + 1)
+        return base + np.arange(3, dtype=np.float32), -base[:, :1] - np.arange(2, dtype=np.float32)
+
+
+def test_target_source_gets_each_samples_final_points():
+    targets = IndexTargets()
+    plain = SceneDataset(MemoryScenes(), small_chain(), grid_size=0.05, seed=3)
+    ds = SceneDataset(MemoryScenes(), small_chain(), grid_size=0.05, seed=3, target_source=targets)
+    for i in range(3):
+        s, p = ds[i], plain[i]
+        scene, view, origin = targets.calls[-1]
+        assert (scene, view) == (s.scene_id, -1)
+        np.testing.assert_array_equal(origin, s.origin_index)  # after crop and grid sampling
+        want_logits, want_feats = IndexTargets()(scene, view, s.origin_index)
+        np.testing.assert_array_equal(s.teacher_logits, want_logits)
+        np.testing.assert_array_equal(s.teacher_feature, want_feats)
+        # the sample is otherwise the one a dataset without targets makes
+        np.testing.assert_array_equal(s.coord, p.coord)
+        np.testing.assert_array_equal(s.origin_index, p.origin_index)
+        assert p.teacher_logits is None and p.teacher_feature is None
+
+
+def test_target_source_gets_the_replayed_view():
+    src = MemoryScenes(1)
+    record = T.view_transforms()(src.load(src.scene_ids[0]), np.random.default_rng(0))[1]
+
+    def provider(scene_id, pc, rng):
+        return 2, record
+
+    targets = IndexTargets()
+    rest = T.student_transforms(grid_size=0.05, max_points=800)
+    ds = SceneDataset(src, rest, grid_size=0.05, view_provider=provider, target_source=targets)
+    s = ds[0]
+    assert s.view == 2 and targets.calls[-1][:2] == ("scene0000_00", 2)
+    np.testing.assert_array_equal(s.teacher_logits[:, 0], s.origin_index + 300000)
+
+
+def test_targets_in_batches_are_the_same_for_two_workers_as_none():
+    def batches(workers: int) -> list[PointBatch]:
+        ds = SceneDataset(MemoryScenes(), small_chain(), grid_size=0.05, seed=5,
+                          target_source=IndexTargets())
+        loader = make_loader(ds, batch_size=2, workers=workers, shuffle=True, seed=9, mix3d_prob=0.5)
+        loader.set_epoch(1)
+        return list(loader)
+
+    a, b = batches(0), batches(2)
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x.teacher_logits, y.teacher_logits)
+        assert torch.equal(x.teacher_feature, y.teacher_feature)
+        assert torch.equal(x.teacher_logits[:, 0] % 10000, x.origin_index.float())
