@@ -4,7 +4,8 @@
                     records); DistillConfig, TeacherConfig: the two commands' options
     run.py          run(cfg): RunConfig -> the pieces below -> the loop (the glue, top to bottom)
     teacher.py      where targets come from: the cache (opened, checked) or an online teacher
-    targets.py      per-batch teacher targets: cached (view / canonical / ensemble) or online
+    targets.py      teacher targets: cached (gathered per sample by the dataset, CachedTargets.sample;
+                    batch_targets takes them from the batch) or an online teacher
     data.py         the training chain, dataset, loader and the batches of an epoch
     loss.py         the loss recipe -> DistillLoss -> the loop's loss function
     model.py        the model, train_params, the checkpoint writer, the resume identity
