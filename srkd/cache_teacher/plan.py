@@ -83,7 +83,7 @@ def _check_resumed_data(job: CacheJob, dataset, committed: list[str]) -> None:  
     """A resumed build must read the data its committed scenes were built from (the data root
     may have moved; its content may not): a sample of them is checked as distill checks it."""
     if committed:
-        from srkd.distill.targets import check_cache_data
+        from srkd.cache.matching import check_cache_data
 
         scenes = open_split(dataset.name, job.data_root, job.split)
         check_cache_data(CacheReader(job.out, cache_bytes=0), scenes, committed)

@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
+from srkd.cache.matching import check_cache_data
 from srkd.data.collate import PointBatch
 from srkd.data.scannet import DatasetSpec
 from srkd.distill.config import RunConfig
-from srkd.distill.targets import OnlineTeacher, batch_targets, check_cache_data
+from srkd.distill.targets import OnlineTeacher, batch_targets
 from srkd.errors import CacheError, ConfigError
 from srkd.models.base import ModelOutput
 
@@ -56,7 +57,7 @@ def open_cache(cfg: RunConfig) -> tuple[Any, RunConfig]:
 def check_cache_covers(reader: Any, source: Any, cfg: RunConfig) -> None:
     """Before training, not in the middle of an epoch: every scene of `source` (the train split
     of cfg.data_root) is in the cache, and a few of them hold the data the cache was built from
-    (srkd.distill.targets.check_cache_data). Raises CacheError naming the missing scenes."""
+    (srkd.cache.matching.check_cache_data). Raises CacheError naming the missing scenes."""
     cached = set(reader.scene_ids)
     missing = [s for s in source.scene_ids if s not in cached]
     if missing:
