@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from srkd.errors import ConfigError
+from srkd.settings import DEFAULT_DEVICE
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+def resolve_device(device: str | torch.device = DEFAULT_DEVICE) -> torch.device:
     """"auto" -> CUDA when available, else CPU; "cpu", "cuda", "cuda:N" as given, checked."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -47,6 +47,7 @@ from srkd.scoring import (
     Progress,
     score_split,
 )
+from srkd.settings import DEFAULT_DEVICE
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def run_evaluation(
     split: str | None = None,
     grid_size: float | None = None,
     tta: bool = True,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     max_scenes: int | None = None,
     render_scene: str | None = None,
     latency_warmup: int = 2,

@@ -15,7 +15,6 @@ Progress goes through a `progress(done, total, message)` callback counting views
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +29,10 @@ from srkd.data.transforms import Compose, replay
 from srkd.data.transforms.color import NormalizeColor
 from srkd.errors import CheckpointError, ConfigError, DataError
 from srkd.inference import precise_views
+from srkd.io import atomic_write_stream
 from srkd.models.deploy import PlainSegmenter, load_plain_segmenter
 from srkd.predict.inputs import ScanInput, check_input, input_name, read_input
+from srkd.settings import DEFAULT_DEVICE
 from srkd.types import FEATURE_WIDTHS, PointCloud
 
 Progress = Callable[[int, int, str], None]
@@ -89,7 +90,7 @@ def class_palette(class_names: Sequence[str]) -> tuple[str, np.ndarray]:
     return "unknown", np.asarray(spread_palette(len(class_names)), dtype=np.uint8)
 
 
-def load_predictor(checkpoint: Path, *, grid_size: float | None = None, device: str = "auto") -> Predictor:
+def load_predictor(checkpoint: Path, *, grid_size: float | None = None, device: str = DEFAULT_DEVICE) -> Predictor:
     """Load an srkd checkpoint for prediction (CheckpointError / ConfigError when it cannot be)."""
     from srkd.device import resolve_device
 
@@ -140,23 +141,11 @@ def predict_cloud(p: Predictor, cloud: PointCloud, tta: bool = True,
     return total
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_outputs(p: Predictor, scan: ScanInput, labels: np.ndarray, out: Path) -> tuple[Path, Path]:
     """Write <out>/<name>.labels.npy and <out>/<name>.ply (each atomically); return both paths."""
     out.mkdir(parents=True, exist_ok=True)
     labels_path, ply_path = out / f"{scan.name}.labels.npy", out / f"{scan.name}.ply"
-    _save_npy(labels_path, labels.astype(np.int64))
+    atomic_write_stream(labels_path, lambda f: np.save(f, labels.astype(np.int64)))
     comments = [f"srkd predict: {scan.path.name} labelled by {Path(p.source).name}",
                 f"classes ({p.dataset}): " + ",".join(n.replace(" ", "_") for n in p.class_names)]  # fmt: skip
     write_ply(ply_path, scan.cloud.coord, p.palette[labels], scan.faces,
@@ -187,7 +176,7 @@ def run_predict(
     out: Path,
     *,
     tta: bool = True,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     grid_size: float | None = None,
     neighbours: int | None = None,
     keep_going: bool = False,

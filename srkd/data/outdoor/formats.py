@@ -12,9 +12,7 @@ All little-endian, no header (the records of `numpy.ndarray.tofile`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import numpy as np
 
 from srkd.data.scannet.layout import UNFINISHED, check_finished  # noqa: F401 (check_finished: the readers)
 from srkd.errors import DataError
+from srkd.io import atomic_write_stream
 
 
 def read_records(path: Path, dtype: str, width: int, what: str, fix: str) -> np.ndarray:
@@ -91,24 +90,10 @@ def map_raw_labels(raw: np.ndarray, table: np.ndarray, path: Path, known: str) -
     return labels
 
 
-def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> Path:
-    """Call `write(file)` on a temporary sibling of `path`, then rename it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_records(path: Path, array: np.ndarray, dtype: str) -> Path:
     """Atomically write `array` as headerless little-endian `dtype` records (`tofile` layout)."""
     data = np.ascontiguousarray(array, dtype=np.dtype(dtype))
-    return atomic_write_bytes(path, lambda f: f.write(data.tobytes()))
+    return atomic_write_stream(path, lambda f: f.write(data.tobytes()))
 
 
 def write_json(path: Path, value: Any) -> Path:
@@ -118,7 +103,7 @@ def write_json(path: Path, value: Any) -> Path:
 
 def write_text(path: Path, text: str) -> Path:
     """Atomically write a UTF-8 text file."""
-    return atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic_write_stream(path, lambda f: f.write(text.encode("utf-8")))
 
 
 @contextmanager

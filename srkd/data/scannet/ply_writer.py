@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from srkd.errors import DataError
+from srkd.io import atomic_write_stream
 
 _PLY_TYPES = {"i1": "char", "u1": "uchar", "i2": "short", "u2": "ushort", "i4": "int",
               "u4": "uint", "f4": "float", "f8": "double"}  # fmt: skip
@@ -93,15 +94,11 @@ def write_ply(
     face_rows = np.empty(len(tri), dtype=[("k", "u1"), ("v", "<i4", (3,))])
     face_rows["k"] = 3
     face_rows["v"] = tri
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(("\n".join(head) + "\n").encode("ascii"))
-            f.write(rows.tobytes())
-            f.write(face_rows.tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    def write(f) -> None:  # type: ignore[no-untyped-def]
+        f.write(("\n".join(head) + "\n").encode("ascii"))
+        f.write(rows.tobytes())
+        f.write(face_rows.tobytes())
+
+    atomic_write_stream(path, write)
     return path
