@@ -34,15 +34,16 @@ def _pairs(x: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
 
 def _softmax_and_lse(logits: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pair row softmax p of (n_i, M) logits (each row of each sample j's columns sums to 1)
-    and the sum of every (row, pair) log-sum-exp, float scalar.
+    and every (row, pair) log-sum-exp, float (n_i, B).
 
     One exponential per entry: lse = max - log(p at the max), since p_max = exp(max - lse)
     lies in [1/n_j, 1] and its log is exact to rounding."""
-    probs, lse = [], logits.new_zeros(())
+    probs, lses = [], []
     for block, p in ((b, torch.softmax(b, dim=-1)) for b in _pairs(logits, sizes)):
         top, where = block.max(dim=-1, keepdim=True)
-        lse = lse + (top - p.gather(-1, where).log()).sum()
+        lses.append((top - p.gather(-1, where).log()).reshape(logits.shape[0], -1))
         probs.append(p)
+    lse = lses[0] if len(lses) == 1 else torch.cat(lses, dim=1)
     if len(probs) == 1:
         return probs[0].view_as(logits), lse
     return torch.cat(probs, dim=1), lse
@@ -64,7 +65,9 @@ def _block_terms(
     r, lse_a = _softmax_and_lse(a, sizes)
     q, lse_b = _softmax_and_lse(b, sizes)
     cross = torch.dot(q.reshape(-1), b.sub_(a).reshape(-1))  # sum q (B - A)
-    return cross - lse_b + lse_a, r.sub_(q)
+    # lse(A) - lse(B) per (row, pair) before summing: each total alone is ~rows x B x log n,
+    # where float32 rounding would swamp a small KL
+    return cross + (lse_a - lse_b).sum(), r.sub_(q)
 
 
 ROW_CHUNK = 128

@@ -143,3 +143,19 @@ def test_bad_inputs():
         sample_relation_indices(torch.tensor([3]), 0)
     with pytest.raises(ConfigError, match="ends at"):
         sampled_relation_loss(torch.randn(5, 4), torch.randn(5, 4), torch.tensor([3]), 3)
+
+
+@pytest.mark.parametrize("chunk", [128, 10_000])  # CPU row chunks; one whole block (the CUDA path)
+def test_float32_keeps_a_small_loss_of_large_blocks(monkeypatch, chunk):
+    # near convergence the loss is ~1e-6 while every (row, pair) log-sum-exp is ~log n: the
+    # float32 result must still be the float64 one, not the rounding of two large totals
+    import srkd.losses.relation as rel
+
+    monkeypatch.setattr(rel, "ROW_CHUNK", chunk)
+    t = [x.float() for x in _feats([512, 512, 512, 384], 32, seed=7)]
+    g = torch.Generator().manual_seed(8)
+    s = [x + 0.02 * torch.randn(x.shape, generator=g) for x in t]
+    want = float(relation_loss([x.double() for x in t], [x.double() for x in s], 2.0))
+    got = float(relation_loss(t, s, 2.0))
+    assert 0 < want < 1e-4
+    assert got == pytest.approx(want, rel=0.02)
