@@ -33,6 +33,8 @@ def coerce(value: Any, config: type, name: str, where: str) -> Any:
     if value is None:
         if optional:
             return None
+        if typing.get_origin(hint) is list:  # `checkpoints:` with no entries
+            return []
         raise ConfigError(f"{where}: no value (null); give a {_name(hint)} or remove the key")
     try:
         return _convert(value, hint)

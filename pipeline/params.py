@@ -133,9 +133,9 @@ def _stages(path: Path | None) -> _Loaded | None:
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, os.environ.get(ENV_OVERRIDES))
     if key not in _CACHE:
         spec = load_spec(path)
+        loaded = _Loaded(spec, apply_overrides(spec.params, env_overrides()))  # may raise: not kept
         _CACHE.clear()  # one file per process in practice; keep only the newest read
-        _CACHE[key] = _Loaded(spec, {})
-        _CACHE[key].params = apply_overrides(spec.params, env_overrides())
+        _CACHE[key] = loaded
     return _CACHE[key]
 
 

@@ -32,6 +32,15 @@ TARGET_MODES: tuple[str, ...] = ("view", "canonical", "ensemble")
 """Where a distilled student's cached targets come from (`--targets`, srkd.distill.targets): a replayed
 cached view, view 0 under the student's own augmentation, or the mean over the cached views."""
 
+DEFAULT_DATASET = "scannet"
+"""The dataset of a command (and a loss recipe) when none is given or recorded."""
+
+TRAIN_SPLIT = "train"
+"""The split a model is trained on and a cache is built for when none is given."""
+
+VAL_SPLIT = "val"
+"""The split validated during training and scored by `srkd evaluate` when none is given."""
+
 CODEC_NAMES: tuple[str, ...] = ("int8", "float16", "lossless")
 """The teacher cache's codecs (`--codec`; their parameters: srkd.cache.codecs)."""
 

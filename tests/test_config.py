@@ -195,3 +195,10 @@ def test_codec_names_are_the_codecs_the_cache_implements():
 
     assert tuple(_CODECS) == CODEC_NAMES == tuple(_DEFAULT_PARAMS)
     assert DEFAULT_CODEC in CODEC_NAMES
+
+
+def test_an_empty_list_key_in_stages_yaml_means_no_entries():
+    from pipeline.coerce import coerce
+    from srkd.evaluate.config import EvalConfig
+
+    assert coerce(None, EvalConfig, "checkpoint", "stages.yaml:9: params.evaluate.checkpoints") == []

@@ -354,3 +354,15 @@ def test_validation_and_evaluate_share_one_scorer(data_root: Path) -> None:
                       color_norm="pointcept")  # fmt: skip
     np.testing.assert_array_equal(val.confusion, row.scores.confusion)
     assert 0.3 < val.miou < 1.0  # a third of the points are wrong: the matrices are not trivial
+
+
+def test_a_checkpoint_without_a_recorded_grid_takes_the_datasets(tmp_path):
+    from srkd.evaluate.models import load_eval_model
+
+    torch.manual_seed(0)
+    model = create_model("test_spunet", num_classes=len(SCANNET20_CLASSES), in_channels=6)
+    path = save_checkpoint(tmp_path / "bare.pt", model, class_names=SCANNET20_CLASSES,
+                           feature_names=("color", "normal"), color_norm="pointcept")  # fmt: skip
+    m = load_eval_model(path)
+    assert m.grid_size is None and m.run_config is None  # filled in by evaluate_models
+    assert load_eval_model(path, grid_size=0.05).grid_size == 0.05

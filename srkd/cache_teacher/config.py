@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from srkd.errors import ConfigError
 from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
-from srkd.types import DEFAULT_CODEC
+from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, TRAIN_SPLIT
 
 VIEWS = 1
 """Cached views per scene (--views): view 0 alone, the scene as stored."""
@@ -71,13 +71,13 @@ class CacheTeacherConfig:
     teacher and data_root are required in effect (data_root falls back to params.data.root, which
     the command reads); `job()` says which is missing."""
 
-    dataset: str = setting("scannet")
+    dataset: str = setting(DEFAULT_DATASET)
     teacher: Path | None = setting(None, note="stages.yaml cache.teacher")
     teacher_model: str | None = setting(None, note="none: an srkd checkpoint records its model")
     color_norm: str | None = setting(None, note="the checkpoint's, else pointcept")
     unpooling: str | None = setting(None, note="the preset's; v3m1 for ptv3_base and ptv3_half")
     data_root: Path | None = setting(None, note="stages.yaml data.root")
-    split: str = setting("train")
+    split: str = setting(TRAIN_SPLIT)
     out: Path = setting(Path("cache"))
     views: int = setting(VIEWS)
     seed: int = setting(VIEW_SEED)

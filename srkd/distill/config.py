@@ -28,6 +28,7 @@ from srkd.data.transforms.color import DEFAULT_COLOR_NORM
 from srkd.data.transforms.sampling import SPHERE_CROP_POINTS
 from srkd.errors import ConfigError
 from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
+from srkd.types import DEFAULT_DATASET, TRAIN_SPLIT, VAL_SPLIT
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ class RunConfig:
     dataset: str | None = None
     data_root: Path | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
-    train_split: str = "train"
-    val_split: str | None = "val"
+    train_split: str = TRAIN_SPLIT
+    val_split: str | None = VAL_SPLIT
     grid_size: float | None = None  # None: the dataset's (DatasetSpec.grid_size)
     color_norm: str = DEFAULT_COLOR_NORM
     method: str = "ce"
@@ -260,7 +261,7 @@ class TeacherConfig(TrainingOptions):
     model: str = setting("ptv3_base")
     split: str = setting(_RUN.train_split)
     out: Path = setting(Path("runs/teacher"))
-    dataset: str | None = setting("scannet")
+    dataset: str | None = setting(DEFAULT_DATASET)
     data_root: Path | None = setting(None, note="stages.yaml data.root")
 
     def run_config(self) -> RunConfig:

@@ -52,6 +52,7 @@ from srkd.distill.tensorboard import TensorBoardSink, require_tensorboard
 from srkd.errors import CacheError, ConfigError
 from srkd.locking import locked_dir
 from srkd.scoring import score_model
+from srkd.types import DEFAULT_DATASET
 
 StepHook = Callable[[dict[str, Any]], None]
 
@@ -126,7 +127,7 @@ def _settings(cfg: RunConfig) -> tuple[RunConfig, Any]:
     if cfg.cache is not None:
         reader, cfg = open_cache(cfg)
     elif cfg.dataset is None:
-        cfg = replace(cfg, dataset="scannet")
+        cfg = replace(cfg, dataset=DEFAULT_DATASET)
     if cfg.data_root is None:
         raise ConfigError(
             "no data root: pass --data-root DIR or set params.data.root in stages.yaml "

@@ -16,9 +16,7 @@ from typing import Any
 
 from srkd.data.scannet import DatasetSpec
 from srkd.errors import CacheError, ConfigError
-
-DEFAULT_DATASET = "scannet"
-DEFAULT_SPLIT = "val"
+from srkd.types import DEFAULT_DATASET, VAL_SPLIT
 
 
 def resolve_data(
@@ -57,7 +55,7 @@ def resolve_data(
         )
     if split is None and not train_params and cache_spec is not None:
         split = cache_spec.split  # only a cached teacher: score the split it was built from
-    chosen_split = pick("val_split", split, DEFAULT_SPLIT, "--split")
+    chosen_split = pick("val_split", split, VAL_SPLIT, "--split")
     return str(name), Path(root), str(chosen_split)
 
 

@@ -88,7 +88,7 @@ def load_eval_model(path: Path, *, grid_size: float | None = None, name: str | N
     extra = {"model_name": meta.model_name, "srkd_version": meta.srkd_version}
     return EvalModel(
         name=name or display_name(path), model=model, feature_names=tuple(meta.feature_names),
-        grid_size=float(grid), kind=_kind(tp), source=str(path),
+        grid_size=None if grid is None else float(grid), kind=_kind(tp), source=str(path),
         params=count_parameters(model), extra=extra, class_names=tuple(meta.class_names),
         train_params=tp, color_norm=meta.color_norm, run_config=run,
     )

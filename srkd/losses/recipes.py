@@ -33,7 +33,7 @@ from typing import Any
 from srkd.errors import ConfigError
 from srkd.losses.combined import DistillLoss, LossWeights
 from srkd.losses.relation import GatherFn
-from srkd.types import LOSS_METHODS
+from srkd.types import DEFAULT_DATASET, LOSS_METHODS
 
 METHODS: tuple[str, ...] = LOSS_METHODS
 DATASETS: tuple[str, ...] = ("scannet", "scannet200", "nuscenes", "semantickitti")
@@ -102,7 +102,7 @@ class Recipe:
         }
 
 
-def recipe(name: str, dataset: str = "scannet", **overrides: Any) -> Recipe:
+def recipe(name: str, dataset: str = DEFAULT_DATASET, **overrides: Any) -> Recipe:
     """The release's recipe `name` for `dataset`, with optional overrides.
 
     Args:
