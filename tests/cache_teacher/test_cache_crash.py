@@ -78,39 +78,37 @@ def test_sigkill_at_random_moments_then_resume_equals_clean_build(clean, tmp_pat
     out = tmp_path / "cache"
     cmd, env = _cli(job, out)
     rng = np.random.default_rng(20240611)
-    killed = 0
-    # two killed runs then a finishing one: each process pays torch's and spconv's import (about
-    # 25 s on a 4x oversubscribed 2-core machine), so a third trial would put the test near its
-    # timeout there
-    for trial in range(2):
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        # The start line is printed once the teacher is loaded and the root exists; kill at a
-        # random moment of the remaining work (as long as the clean build took for it).
-        remaining = len(SCENES) - (len(CacheReader(out).scene_ids) if (out / "zarr.json").is_file() else 0)
-        deadline = time.monotonic() + 180
-        started = False
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            if "to compute" in line:
-                started = True
-                break
-        assert started or proc.poll() is not None, f"trial {trial}: no start line"
-        time.sleep(float(rng.uniform(0.0, 0.6)) * per_scene * max(remaining, 1))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait(timeout=60)
-        proc.stderr.close()
-        if (out / "zarr.json").is_file():  # whatever is committed now is complete and correct
-            committed = CacheReader(out).scene_ids
-            print(f"trial {trial}: rc {proc.returncode}, committed {len(committed)}, problems {len(verify(out))}")
-            assert_scenes_equal(out, job.out, committed)
-            torn = [p for p in verify(out) if "not committed" not in p]
-            assert torn == []
-    assert killed >= 1, "no trial was killed mid-run (the build finished before every kill)"
-    final = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    # one killed run then a finishing one: each process pays torch's and spconv's import (about
+    # 25-35 s on a 4-5x oversubscribed 2-core machine, where three processes took 103 s of the
+    # 300 s timeout); the kill moment is random over the work, so CI runs cover different moments
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The start line is printed once the teacher is loaded and the root exists; kill at a
+    # random moment of the remaining work (as long as the clean build took for it).
+    remaining = len(SCENES) - (len(CacheReader(out).scene_ids) if (out / "zarr.json").is_file() else 0)
+    deadline = time.monotonic() + 180
+    started = False
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if "to compute" in line:
+            started = True
+            break
+    assert started or proc.poll() is not None, "no start line"
+    time.sleep(float(rng.uniform(0.05, 0.8)) * per_scene * max(remaining, 1))
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc.stderr.close()
+    if (out / "zarr.json").is_file():  # whatever is committed now is complete and correct
+        committed = CacheReader(out).scene_ids
+        print(f"killed run: rc {proc.returncode}, committed {len(committed)}, problems {len(verify(out))}")
+        assert_scenes_equal(out, job.out, committed)
+        torn = [p for p in verify(out) if "not committed" not in p]
+        assert torn == []
+    assert killed, "the run was not killed mid-run (the build finished before the kill)"
+    final = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert final.returncode == 0, final.stderr
     assert verify(out) == []
     assert CacheReader(out).scene_ids == SCENES
