@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,7 +22,6 @@ def inspect_cache(
 ) -> None:
     """Summarise a teacher cache; with --verify, check every scene and report the teacher's mIoU."""
     from rich.console import Console
-    from rich.table import Table
 
     from srkd.cache.inspect import summarize, verify_scenes
     from srkd.errors import CacheError, ConfigError
@@ -53,30 +51,37 @@ def inspect_cache(
         if as_json:
             typer.echo(json.dumps(result, indent=2, default=str))
         else:
-            table = Table(title=f"teacher cache {cache}", show_header=False)
-            spec = summary["spec"]
-            rows = [
-                ("dataset / split", f"{spec['dataset']} / {spec['split']} ({spec['data_root']})"),
-                ("teacher", f"{spec['teacher_name']} sha256 {spec['teacher_sha256'][:12]}"),
-                ("teacher colour input", summary["color_norm"]),
-                ("classes / feature dim", f"{len(spec['class_names'])} / {spec['feature_dim']}"),
-                ("views", f"{summary['views']}" + (" + ensemble" if summary["ensemble"] else "")),
-                ("codec", summary["codec"]),
-                ("scenes (committed)", str(summary["scenes"])),
-                ("uncommitted scenes", str(len(summary["uncommitted"]))),
-                ("points", f"{summary['points']:,}"),
-                ("bytes on disk", f"{summary['bytes'] / 2**20:,.1f} MiB"),
-                ("bytes / point / entry", f"{summary['bytes_per_point']:.1f}"),
-                ("fingerprint", summary["fingerprint"][:16]),
-                ("schema / srkd", f"{summary['schema_version']} / {summary['srkd_version']}"),
-            ]
-            for key, value in rows:
-                table.add_row(key, value)
-            console.print(table)
+            console.print(_summary_table(cache, summary))
             if verify:
                 _print_verify(console, problems, result["teacher"])
         if problems:
             raise typer.Exit(code=1)
+
+
+def _summary_table(cache: Path, summary: dict):  # type: ignore[no-untyped-def]
+    """The cache's summary (`srkd.cache.inspect.summarize`) as a two-column rich table."""
+    from rich.table import Table
+
+    table = Table(title=f"teacher cache {cache}", show_header=False)
+    spec = summary["spec"]
+    rows = [
+        ("dataset / split", f"{spec['dataset']} / {spec['split']} ({spec['data_root']})"),
+        ("teacher", f"{spec['teacher_name']} sha256 {spec['teacher_sha256'][:12]}"),
+        ("teacher colour input", summary["color_norm"]),
+        ("classes / feature dim", f"{len(spec['class_names'])} / {spec['feature_dim']}"),
+        ("views", f"{summary['views']}" + (" + ensemble" if summary["ensemble"] else "")),
+        ("codec", summary["codec"]),
+        ("scenes (committed)", str(summary["scenes"])),
+        ("uncommitted scenes", str(len(summary["uncommitted"]))),
+        ("points", f"{summary['points']:,}"),
+        ("bytes on disk", f"{summary['bytes'] / 2**20:,.1f} MiB"),
+        ("bytes / point / entry", f"{summary['bytes_per_point']:.1f}"),
+        ("fingerprint", summary["fingerprint"][:16]),
+        ("schema / srkd", f"{summary['schema_version']} / {summary['srkd_version']}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
 
 
 def _upgrade(cache: Path) -> None:
@@ -118,7 +123,7 @@ def _mark_for_rebuild(cache: Path, scenes: list[str]) -> list[str]:
     return changed
 
 
-def _score(summary: dict, data_root: Optional[Path], problems: list[str], teacher_miou) -> dict:  # type: ignore[no-untyped-def]
+def _score(summary: dict, data_root: Path | None, problems: list[str], teacher_miou) -> dict:  # type: ignore[no-untyped-def]
     """The cached teacher's scores, or {"skipped": why} when labels are unavailable."""
     if problems:
         return {"skipped": "the cache has problems"}

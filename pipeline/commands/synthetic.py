@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.commands import options as O
-from pipeline.commands._common import user_errors
+from pipeline.commands._common import task_progress, user_errors
 
 
 def generate_synthetic(
@@ -49,18 +49,8 @@ def generate_synthetic(
 
 def _indoor(config) -> None:  # type: ignore[no-untyped-def]
     """Furnished rooms in the ScanNet layout; print the points per class."""
-    import numpy as np
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.table import Table
 
-    from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.data.scannet.layout import UNFINISHED
     from srkd.data.synthetic.rooms import generate_dataset, split_sizes
     from srkd.errors import DataError
@@ -69,18 +59,12 @@ def _indoor(config) -> None:  # type: ignore[no-untyped-def]
     out, scenes = Path(config.out), config.scene_count()
     with user_errors():
         n_train, n_val = split_sizes(scenes, config.val_fraction)
-        progress = Progress(
-            TextColumn("[bold]generate[/bold] {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        with progress:
-            task = progress.add_task("synthetic", total=scenes)
+        with task_progress(console, "generate") as on_progress:
+            done = [0]
 
             def on_scene(path: Path) -> None:
-                progress.update(task, advance=1, description=f"{path.parent.name}/{path.name}")
+                done[0] += 1
+                on_progress(done[0], scenes, f"{path.parent.name}/{path.name}")
 
             try:
                 paths = generate_dataset(out, scenes, config.seed, config.val_fraction, config.points,
@@ -93,24 +77,32 @@ def _indoor(config) -> None:  # type: ignore[no-untyped-def]
                     else ""
                 )
                 raise DataError(f"writing the dataset to {out} failed ({exc}){left}") from None
-
-        counts = np.zeros(len(SCANNET20_CLASSES) + 1, dtype=np.int64)  # last slot: ignore (-1)
-        for path in paths:
-            seg = np.load(path / "segment20.npy")
-            counts += np.bincount(
-                np.where(seg < 0, len(SCANNET20_CLASSES), seg), minlength=len(counts)
-            )
-        total = int(counts.sum())
-        table = Table(title="points per class")
-        table.add_column("class")
-        table.add_column("points", justify="right")
-        table.add_column("share", justify="right")
-        for name, n in zip((*SCANNET20_CLASSES, "ignore (-1)"), counts.tolist()):
-            table.add_row(name, f"{n:,}", f"{100 * n / total:.1f}%")
+        table, total = _class_table(paths)
         console.print(table)
         console.print(
             f"wrote {len(paths)} scenes ({n_train} train, {n_val} val, {total:,} points) to {out}"
         )
+
+
+def _class_table(paths: list[Path]):  # type: ignore[no-untyped-def]
+    """(a rich table of the points per ScanNet-20 class over the written scenes, total points)."""
+    import numpy as np
+    from rich.table import Table
+
+    from srkd.data.scannet.classes import SCANNET20_CLASSES
+
+    counts = np.zeros(len(SCANNET20_CLASSES) + 1, dtype=np.int64)  # last slot: ignore (-1)
+    for path in paths:
+        seg = np.load(path / "segment20.npy")
+        counts += np.bincount(np.where(seg < 0, len(SCANNET20_CLASSES), seg), minlength=len(counts))
+    total = int(counts.sum())
+    table = Table(title="points per class")
+    table.add_column("class")
+    table.add_column("points", justify="right")
+    table.add_column("share", justify="right")
+    for name, n in zip((*SCANNET20_CLASSES, "ignore (-1)"), counts.tolist(), strict=True):
+        table.add_row(name, f"{n:,}", f"{100 * n / total:.1f}%")
+    return table, total
 
 
 def _outdoor(config) -> None:  # type: ignore[no-untyped-def]
