@@ -156,8 +156,9 @@ def _dataset_defaults(cfg: RunConfig, ds: DatasetSpec) -> RunConfig:
 
 def _validation_fn(cfg: RunConfig, ds: DatasetSpec, device: torch.device) -> EvaluateFn | None:
     """Validation after an epoch: the first cfg.val_max_scenes scenes of cfg.val_split (all when
-    None), scored over every original point; None without a validation split."""
-    if not cfg.val_split:
+    None), scored over every original point; None without a validation split or with
+    eval_every 0 (validation never runs: its scenes are not loaded)."""
+    if not cfg.val_split or cfg.eval_every <= 0:
         return None
     val_source = open_scenes(ds, cfg.data_root, cfg.val_split)
     ids = val_source.scene_ids[: cfg.val_max_scenes] if cfg.val_max_scenes else val_source.scene_ids
