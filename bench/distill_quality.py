@@ -277,12 +277,21 @@ def run_job(args: argparse.Namespace, root: Path, teacher: Path, cache: Path, jo
     result = run(cfg, on_step=records.append)
     wall = time.perf_counter() - t0
     scores = {k: float(result.last_metrics[k]) for k in METRICS}
-    terms = [k for k in records[0] if k not in ("step", "epoch", "lr", "points_per_s", "step_s")]
+    terms = loss_terms(records[0])
     tail = records[-max(1, len(records) // 10):]  # the last tenth of training
     return {**asdict(job), "key": job.key, "steps": result.step, "wall_s": wall,
             "mean_step_s": statistics.fmean(r["step_s"] for r in records),
             "first_step_terms": {k: records[0][k] for k in terms},
             "last_tenth_terms": {k: statistics.fmean(r[k] for r in tail) for k in terms}, **scores}  # fmt: skip
+
+
+def loss_terms(row: dict[str, Any]) -> list[str]:
+    """The loss-term keys of a training log row: numbers other than its time, place and speed
+    (srkd.distill.run_log.META_KEYS, lr, points/s, step time)."""
+    from srkd.distill.run_log import META_KEYS
+
+    skip = {*META_KEYS, "lr", "points_per_s", "step_s"}
+    return [k for k, v in row.items() if k not in skip and isinstance(v, int | float) and not isinstance(v, bool)]
 
 
 # ---------------------------------------------------------------------------------------------

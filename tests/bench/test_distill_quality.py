@@ -52,3 +52,11 @@ def test_summary_gives_mean_std_and_per_seed_gain_over_alone(tmp_path):
     mean, std = table["srkd"]["mIoU"]
     assert mean == pytest.approx(17.0) and std == pytest.approx(2.828427, rel=1e-5)
     assert table["srkd"]["relation_first_last"] == pytest.approx([0.02, 0.01])
+
+
+def test_loss_terms_of_a_log_row_are_its_loss_numbers_only():
+    # a flat log.jsonl row (srkd.distill.run_log): time and kind are strings, the rest numbers
+    row = {"time": "2026-11-30T13:36:31.433+00:00", "elapsed_s": 3.3, "kind": "train", "epoch": 1,
+           "step": 1, "loss": 4.3, "ce": 3.4, "ce_weighted": 3.4, "ce_share": 0.78, "lr": 1e-3,
+           "points_per_s": 6381.5, "step_s": 3.1}
+    assert dq.loss_terms(row) == ["loss", "ce", "ce_weighted", "ce_share"]
