@@ -45,3 +45,14 @@ def _run_outside_the_repo(tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     monkeypatch.delenv("SRKD_STAGES", raising=False)
     monkeypatch.delenv("SRKD_SET", raising=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder as the working directory, with no runner environment (modules
+    may override it with a project of their own)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SRKD_STAGES", raising=False)
+    monkeypatch.delenv("SRKD_SET", raising=False)
+    return tmp_path
+

@@ -42,15 +42,6 @@ DEMO_TEACHER_TRAIN_PARAMS = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty project folder as the working directory, with no runner environment."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SRKD_STAGES", raising=False)
-    monkeypatch.delenv("SRKD_SET", raising=False)
-    return tmp_path
-
-
 def _python(code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -32,15 +31,6 @@ stages:
     params: [mine.anything]
     outs: [ran.txt]
 """
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty project folder as the working directory, with no runner environment."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SRKD_STAGES", raising=False)
-    monkeypatch.delenv("SRKD_SET", raising=False)
-    return tmp_path
 
 
 def one_error_line(output: str) -> str:
