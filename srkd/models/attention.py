@@ -11,7 +11,8 @@ we follow Pointcept's padding scheme (facts from `SerializedAttention.get_paddin
   its own (first) slot.
 
 The same patches are used on every device: with flash-attn's variable-length kernel on CUDA when
-it is importable, and with torch's scaled_dot_product_attention (a key mask for patches shorter
+it is importable, with srkd's fused CPU kernel (srkd/models/cpu_attention.py) on CPU at head
+width 8, and with torch's scaled_dot_product_attention (a key mask for patches shorter
 than K) otherwise. Pointcept's own non-flash path instead shrinks K to the smallest sample of the
 batch; we keep the flash semantics everywhere so CPU and GPU agree on one checkpoint.
 """
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srkd.errors import DataError
+from srkd.models import cpu_attention
 
 try:  # optional: only used on CUDA when installed
     import flash_attn  # type: ignore[import-not-found]
@@ -54,6 +56,7 @@ class PatchLayout:
     grid_pos: torch.Tensor | None = None
     row_of_pos: torch.Tensor | None = None
     key_mask: torch.Tensor | None = None
+    patch_lengths: torch.Tensor | None = None
 
     @property
     def num_patches(self) -> int:
@@ -65,7 +68,8 @@ class PatchLayout:
         #   grid_pos   int64 (S * L,) serialized position read by each grid cell (cells past a
         #              short patch's end read its last slot and are masked out),
         #   row_of_pos int64 (N,) grid cell (row of the (S * L, C) output) of each position,
-        #   key_mask   bool (S, 1, 1, L) valid keys, or None when every patch is full.
+        #   key_mask   bool (S, 1, 1, L) valid keys, or None when every patch is full,
+        #   patch_lengths int32 (S,) valid slots per patch, or None when every patch is full.
         if self.grid_pos is not None:
             return
         bounds = self.cu_seqlens.long()
@@ -76,7 +80,9 @@ class PatchLayout:
         self.grid_pos = self.pad[slot.reshape(-1)]
         row_of_slot = torch.nonzero(valid.reshape(-1)).reshape(-1)  # row-major = packed order
         self.row_of_pos = row_of_slot[self.unpad]
-        self.key_mask = None if bool(valid.all()) else valid[:, None, None, :]
+        full = bool(valid.all())
+        self.key_mask = None if full else valid[:, None, None, :]
+        self.patch_lengths = None if full else lengths.to(torch.int32)
 
 
 def counts_from_offset(offset: torch.Tensor) -> torch.Tensor:
@@ -214,12 +220,15 @@ class SerializedAttention(nn.Module):
         else:
             # one gather in (point -> (S, L) grid cell), SDPA on the grid, one gather out
             grid_point, point_row = patch_index or patch_gather_index(order, inverse, layout)
-            s = layout.num_patches
-            q, k, v = qkv[grid_point].view(s, -1, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=layout.key_mask, dropout_p=dropout_p, scale=self.scale
-            )  # (S, H, L, D)
-            out = out.transpose(1, 2).reshape(-1, c)[point_row]
+            grid = qkv[grid_point].view(layout.num_patches, -1, 3, h, c // h)  # (S, L, 3, H, D)
+            if cpu_attention.usable(grid, dropout_p):
+                out = cpu_attention.patch_attention(grid, layout.patch_lengths, self.scale)  # (S, L, H, D)
+            else:
+                q, k, v = grid.permute(2, 0, 3, 1, 4).unbind(0)
+                out = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=layout.key_mask, dropout_p=dropout_p, scale=self.scale
+                ).transpose(1, 2)  # (S, H, L, D) -> (S, L, H, D)
+            out = out.reshape(-1, c)[point_row]
         return self.proj_drop(self.proj(out))
 
 

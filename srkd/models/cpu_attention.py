@@ -1,0 +1,217 @@
+"""Fused patch attention for CPUs: a small C++ kernel, compiled on first use, called with ctypes.
+
+Why: PTv3's patch attention at head width 8 (every level of ptv3_half) spends most of its time in
+torch's CPU flash-attention kernel, whose two GEMMs per block have an inner or outer size of 8.
+`kernels/patch_attention.cpp` keeps one head's keys and values in cache and computes each query
+row in one pass of vector FMAs and exponentials (formulas and layouts in its header). It computes
+the same function as `F.scaled_dot_product_attention` with a key mask, in float32, with errors of
+the same size as SDPA's (tests/models/test_cpu_attention.py compares both with float64).
+
+When it is used (`usable`): CPU tensors, float32, head width 8, no attention dropout,
+not under tracing, and the library built. Everything else takes SDPA, as before.
+
+Building: the source is compiled with the system C++ compiler ($CXX, else c++ / g++) into
+$SRKD_KERNEL_DIR (default ~/.cache/srkd/kernels, or $XDG_CACHE_HOME/srkd/kernels), once per
+source, flags, compiler and CPU (the file name is a hash of all four; `-march=native` code must
+not move to another CPU model). The write is atomic, so concurrent processes are safe. If no
+compiler works, srkd warns once and uses SDPA. $SRKD_CPU_ATTENTION=sdpa turns the kernel off.
+
+Threads: the (patch, head) tasks are split into torch.get_num_threads() ranges run on a thread
+pool; ctypes releases the GIL during each call. Results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).resolve().parent / "kernels" / "patch_attention.cpp"
+HEAD_WIDTHS = (8,)  # built widths (srkd_attention_supports); at 16 SDPA is as fast (README)
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-shared")
+SWITCH_ENV = "SRKD_CPU_ATTENTION"  # "sdpa": never use the fused kernel
+DIR_ENV = "SRKD_KERNEL_DIR"
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int64
+_F = ctypes.c_float
+
+
+def kernel_dir() -> Path:
+    """Where built kernels live: $SRKD_KERNEL_DIR, else <XDG cache or ~/.cache>/srkd/kernels."""
+    if os.environ.get(DIR_ENV):
+        return Path(os.environ[DIR_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "srkd" / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu_signature() -> str:
+    """The CPU model and its feature flags (Linux), else the machine name."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine()
+    lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags", "Features"))]
+    return "\n".join(sorted(set(lines))) or platform.machine()
+
+
+def _library_path(cxx: str) -> Path:
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu_signature().encode()):
+        digest.update(hashlib.sha256(part).digest())
+    return kernel_dir() / f"patch_attention-{digest.hexdigest()[:16]}.so"
+
+
+def _build(cxx: str, target: Path) -> None:
+    """Compile SOURCE into `target` through a temporary file and an atomic rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        done = subprocess.run([cxx, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cxx} failed: {done.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    lib.srkd_attention_supports.argtypes = [_I]
+    lib.srkd_attention_supports.restype = ctypes.c_int
+    lib.srkd_attention_forward.argtypes = [_P, _P, _I, _I, _I, _I, _F, _P, _P, _I, _I]
+    lib.srkd_attention_forward.restype = ctypes.c_int
+    lib.srkd_attention_backward.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _F, _P, _I, _I]
+    lib.srkd_attention_backward.restype = ctypes.c_int
+    return lib
+
+
+@lru_cache(maxsize=1)
+def load_library() -> ctypes.CDLL | None:
+    """The built kernel library, building it if needed; None (after one warning) if it cannot be
+    built or loaded, or when $SRKD_CPU_ATTENTION=sdpa."""
+    if os.environ.get(SWITCH_ENV, "").lower() == "sdpa":
+        return None
+    cxx = _compiler()
+    try:
+        if cxx is None:
+            raise RuntimeError("no C++ compiler found (set $CXX, or install g++)")
+        path = _library_path(cxx)
+        if not path.exists():
+            _build(cxx, path)
+        return _bind(ctypes.CDLL(str(path)))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        warnings.warn(
+            f"srkd: the fused CPU attention kernel is not available ({e}); PTv3 uses torch's "
+            f"scaled_dot_product_attention on CPU instead (slower at head width 8). "
+            f"Set {SWITCH_ENV}=sdpa to silence this.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def usable(grid: torch.Tensor, dropout_p: float) -> bool:
+    """True when `patch_attention` can run on grid (S, L, 3, H, D) with this dropout."""
+    return (
+        grid.device.type == "cpu"
+        and grid.dtype == torch.float32
+        and grid.shape[-1] in HEAD_WIDTHS
+        and dropout_p == 0.0
+        and not torch.jit.is_tracing()
+        and load_library() is not None
+    )
+
+
+_pool_lock = threading.Lock()
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads): a forked child
+# inherits the parent's pool object but not its threads, so it must make its own
+
+
+def _run(call, tasks: int) -> None:
+    """Run call(begin, end) over [0, tasks) in torch.get_num_threads() contiguous ranges."""
+    threads = max(1, min(torch.get_num_threads(), tasks))
+    if threads == 1:
+        _check(call(0, tasks))
+        return
+    with _pool_lock:
+        key = (os.getpid(), threads)
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="srkd-attn")
+        pool = _pools[key]
+    bounds = [tasks * i // threads for i in range(threads + 1)]
+    for rc in pool.map(call, bounds[:-1], bounds[1:]):
+        _check(rc)
+
+
+def _check(rc: int) -> None:
+    if rc == -1:
+        raise ValueError(f"fused CPU attention: head width not in {HEAD_WIDTHS}")
+    if rc != 0:
+        raise MemoryError("fused CPU attention: out of memory for its work buffer")
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _PatchAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grid: torch.Tensor, lengths: torch.Tensor | None, scale: float) -> torch.Tensor:
+        grid = grid.contiguous()
+        s, length, _, h, d = grid.shape
+        out = grid.new_empty((s, length, h, d))
+        lse = grid.new_empty((s, h, length))
+        lib = load_library()
+        _run(lambda b, e: lib.srkd_attention_forward(
+            grid.data_ptr(), _ptr(lengths), s, length, h, d, scale, out.data_ptr(), lse.data_ptr(), b, e), s * h)
+        ctx.save_for_backward(grid, out, lse, lengths)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: torch.Tensor):
+        grid, out, lse, lengths = ctx.saved_tensors
+        dout = dout.contiguous()
+        s, length, _, h, d = grid.shape
+        dgrid = torch.empty_like(grid)
+        lib = load_library()
+        _run(lambda b, e: lib.srkd_attention_backward(
+            grid.data_ptr(), out.data_ptr(), dout.data_ptr(), lse.data_ptr(), _ptr(lengths),
+            s, length, h, d, ctx.scale, dgrid.data_ptr(), b, e), s * h)
+        return dgrid, None, None
+
+
+def patch_attention(grid: torch.Tensor, lengths: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """Softmax attention inside each patch, with autograd.
+
+    grid:    float32 (S, L, 3, H, D) queries, keys and values of S patches of L slots (CPU).
+    lengths: int32 (S,) valid slots of each patch (keys at slots >= length are masked), or None
+             when every patch is full.
+    scale:   the softmax scale (usually D ** -0.5).
+    Returns float32 (S, L, H, D); rows at invalid slots are zero. Equal (to float32 rounding) to
+    `F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)` on the valid rows.
+    """
+    if lengths is not None:
+        lengths = lengths.to(torch.int32).contiguous()
+    return _PatchAttention.apply(grid, lengths, float(scale))

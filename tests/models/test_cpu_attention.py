@@ -1,0 +1,181 @@
+"""The fused CPU patch attention (srkd/models/cpu_attention.py) against SDPA in float64."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from srkd.models import cpu_attention
+from srkd.models.attention import SerializedAttention, patch_layout
+
+needs_kernel = pytest.mark.skipif(cpu_attention.load_library() is None, reason="no C++ compiler here")
+
+
+def _reference(grid: torch.Tensor, lengths: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """SDPA with a key mask, (S, L, 3, H, D) -> (S, L, H, D)."""
+    s, length = grid.shape[:2]
+    q, k, v = grid.permute(2, 0, 3, 1, 4).unbind(0)
+    mask = None
+    if lengths is not None:
+        mask = (torch.arange(length)[None, :] < lengths[:, None].long())[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).transpose(1, 2)
+
+
+def _valid(s: int, length: int, lengths: torch.Tensor | None) -> torch.Tensor:
+    if lengths is None:
+        return torch.ones(s, length, dtype=torch.bool)
+    return torch.arange(length)[None, :] < lengths[:, None].long()
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "s, length, heads, width, masked, spread",
+    [(3, 37, 2, 8, True, 2.0), (2, 64, 3, 8, False, 1.0), (4, 50, 1, 8, True, 1.0),
+     (2, 5, 2, 8, True, 1.0), (1, 300, 2, 8, False, 12.0)],
+)
+def test_forward_and_backward_match_sdpa_in_float64(s, length, heads, width, masked, spread):
+    gen = torch.Generator().manual_seed(length)
+    grid = torch.randn(s, length, 3, heads, width, generator=gen) * spread
+    lengths = torch.randint(1, length + 1, (s,), generator=gen, dtype=torch.int32) if masked else None
+    scale = width**-0.5
+    valid = _valid(s, length, lengths)[:, :, None, None]
+    grad_out = torch.randn(s, length, heads, width, generator=gen) * valid
+
+    def run(fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.clone().requires_grad_()
+        out = fn(x, lengths, scale)
+        (out * grad_out.to(x.dtype)).sum().backward()
+        return out.detach().double() * valid, x.grad.double() * valid[:, :, None]
+
+    out, grad = run(cpu_attention.patch_attention, grid)
+    sdpa_out, sdpa_grad = run(_reference, grid)  # float32 SDPA: the error bar of float32
+    ref_out, ref_grad = run(_reference, grid.double())
+
+    def err(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).abs().max())
+
+    assert err(out, ref_out) <= 2 * err(sdpa_out, ref_out) + 1e-6
+    assert err(grad, ref_grad) <= 2 * err(sdpa_grad, ref_grad) + 1e-6
+    raw = cpu_attention.patch_attention(grid, lengths, scale)
+    assert raw.dtype == torch.float32
+    assert not raw[~valid.expand_as(raw)].any()  # invalid slots are zero
+
+
+@needs_kernel
+def test_result_does_not_depend_on_the_thread_count():
+    grid = torch.randn(5, 40, 3, 2, 8).requires_grad_()
+    lengths = torch.tensor([40, 3, 17, 40, 1], dtype=torch.int32)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            grid.grad = None
+            out = cpu_attention.patch_attention(grid, lengths, 0.3)
+            out.square().sum().backward()
+            results.append((out.detach(), grid.grad.clone()))
+    finally:
+        torch.set_num_threads(before)
+    for out, grad in results[1:]:
+        assert torch.equal(out, results[0][0]) and torch.equal(grad, results[0][1])
+
+
+def test_usable_only_for_float32_cpu_supported_widths_without_dropout():
+    grid = torch.zeros(1, 4, 3, 1, 8)
+    built = cpu_attention.load_library() is not None
+    assert cpu_attention.usable(grid, 0.0) is built
+    assert not cpu_attention.usable(grid.double(), 0.0)
+    assert not cpu_attention.usable(torch.zeros(1, 4, 3, 1, 16), 0.0)  # width 16: SDPA
+    assert not cpu_attention.usable(grid, 0.1)
+
+
+@needs_kernel
+@pytest.mark.parametrize("masked", [False, True])
+def test_serialized_attention_matches_the_sdpa_path(monkeypatch, masked):
+    torch.manual_seed(0)
+    attn = SerializedAttention(channels=16, num_heads=2, patch_size=32)  # head width 8
+    n = 50 if masked else 64  # 50 = one full patch and a short sample
+    feat = torch.randn(n, 16)
+    offset = torch.tensor([40, n]) if masked else torch.tensor([n])
+    order = torch.randperm(n)
+    inverse = torch.argsort(order)
+    layout = patch_layout(offset, 32)
+    assert (layout.patch_lengths is not None) is masked
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        attn.zero_grad()
+        out = attn(feat, order, inverse, layout)
+        out.square().sum().backward()
+        return out.detach(), attn.qkv.weight.grad.clone()
+
+    fused = run()
+    monkeypatch.setattr(cpu_attention, "usable", lambda grid, dropout_p: False)
+    sdpa = run()
+    torch.testing.assert_close(fused[0], sdpa[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused[1], sdpa[1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def fresh_library(monkeypatch, tmp_path):
+    """load_library() with an empty kernel directory; restores the cached library afterwards."""
+    monkeypatch.setenv(cpu_attention.DIR_ENV, str(tmp_path))
+    cpu_attention.load_library.cache_clear()
+    yield tmp_path
+    cpu_attention.load_library.cache_clear()
+
+
+def test_switch_turns_the_kernel_off(fresh_library, monkeypatch):
+    monkeypatch.setenv(cpu_attention.SWITCH_ENV, "sdpa")
+    assert cpu_attention.load_library() is None
+    assert not cpu_attention.usable(torch.zeros(1, 4, 3, 1, 8), 0.0)
+    assert not any(fresh_library.iterdir())
+
+
+def test_failing_compiler_warns_once_and_leaves_no_file(fresh_library, monkeypatch):
+    monkeypatch.setenv("CXX", "false")  # exists everywhere, always fails
+    with pytest.warns(RuntimeWarning, match="fused CPU attention kernel is not available"):
+        assert cpu_attention.load_library() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cpu_attention.load_library() is None  # cached: no second warning
+    assert not any(fresh_library.iterdir())
+
+
+@needs_kernel
+def test_built_library_is_reused(fresh_library):
+    assert cpu_attention.load_library() is not None
+    built = list(fresh_library.iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"
+    stamp = os.stat(built[0]).st_mtime_ns
+    cpu_attention.load_library.cache_clear()
+    assert cpu_attention.load_library() is not None
+    assert list(fresh_library.iterdir()) == built and os.stat(built[0]).st_mtime_ns == stamp
+
+
+def _child_attention(queue) -> None:
+    torch.set_num_threads(2)
+    grid = torch.ones(4, 16, 3, 1, 8)
+    queue.put(float(cpu_attention.patch_attention(grid, None, 1.0).sum()))
+
+
+@needs_kernel
+def test_a_forked_process_gets_its_own_thread_pool():
+    import multiprocessing
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cpu_attention.patch_attention(torch.ones(4, 16, 3, 1, 8), None, 1.0)  # the parent's pool
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_child_attention, args=(queue,))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0, "the forked child hung or failed"
+        assert queue.get(timeout=5) == 4 * 16 * 8  # softmax of equal scores averages ones
+    finally:
+        torch.set_num_threads(before)
