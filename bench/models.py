@@ -387,9 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     ratios = _ratios(rows) if args.against else []
     for e in ratios:
         nan = float("nan")  # a ratio is missing when a worker failed
+        train = "" if not args.backward else (
+            f", forward+backward {e.get('speedup_train_s', nan):.2f}x ({e.get('speedup_train_cpu_s', nan):.2f}x)")
         print(f"{e['preset']} {e['device']}: old/new wall (CPU) time: forward "
-              f"{e.get('speedup_forward_s', nan):.2f}x ({e.get('speedup_forward_cpu_s', nan):.2f}x), "
-              f"forward+backward {e.get('speedup_train_s', nan):.2f}x ({e.get('speedup_train_cpu_s', nan):.2f}x)")
+              f"{e.get('speedup_forward_s', nan):.2f}x ({e.get('speedup_forward_cpu_s', nan):.2f}x){train}")
     _write(args, rows, complete=True, ratios=ratios)
     print(f"wrote {args.out}")
     return 1 if any("error" in r for r in rows) else 0
