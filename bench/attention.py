@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from srkd.models import cpu_attention  # noqa: E402
+from srkd.models import cpu_attention
 
 DEFAULT_SHAPES = ("49x2x1024x8", "12x4x1024x8", "100x2x128x8", "100x2x1024x16")
 
@@ -82,9 +82,9 @@ def bench_shape(shape: str, repeats: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| S x H x L x D | SDPA fwd (ms) | fused fwd (ms) | ratio | SDPA fwd+bwd (ms) | fused fwd+bwd (ms) "
-             "| ratio | fused ns/score fwd | max err fwd SDPA / fused |",
-             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    header = ("| S x H x L x D | SDPA fwd (ms) | fused fwd (ms) | ratio | SDPA fwd+bwd (ms) | fused fwd+bwd (ms) "
+              "| ratio | fused ns/score fwd | max err fwd SDPA / fused |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         a, b = r["sdpa"], r.get("fused")
         if b is None:

@@ -74,7 +74,7 @@ def _cpu_signature() -> str:
 
 
 def _library_path(cxx: str) -> Path:
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60).stdout
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
     digest = hashlib.sha256()
     for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu_signature().encode()):
         digest.update(hashlib.sha256(part).digest())
@@ -87,7 +87,8 @@ def _build(cxx: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        done = subprocess.run([cxx, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=600)
+        command = [cxx, *FLAGS, "-o", tmp, str(SOURCE)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{cxx} failed: {done.stderr.strip()[-2000:]}")
         os.replace(tmp, target)

@@ -17,7 +17,7 @@ needs_kernel = pytest.mark.skipif(cpu_attention.load_library() is None, reason="
 
 def _reference(grid: torch.Tensor, lengths: torch.Tensor | None, scale: float) -> torch.Tensor:
     """SDPA with a key mask, (S, L, 3, H, D) -> (S, L, H, D)."""
-    s, length = grid.shape[:2]
+    length = grid.shape[1]
     q, k, v = grid.permute(2, 0, 3, 1, 4).unbind(0)
     mask = None
     if lengths is not None:
