@@ -14,7 +14,8 @@ Building: the source is compiled with the system C++ compiler ($CXX, else c++ / 
 $SRKD_KERNEL_DIR (default ~/.cache/srkd/kernels, or $XDG_CACHE_HOME/srkd/kernels), once per
 source, flags, compiler and CPU (the file name is a hash of all four; `-march=native` code must
 not move to another CPU model). The write is atomic, so concurrent processes are safe. If no
-compiler works, srkd warns once and uses SDPA. $SRKD_CPU_ATTENTION=sdpa turns the kernel off.
+compiler works, srkd warns once and uses SDPA. $SRKD_CPU_ATTENTION=sdpa turns the kernel off
+("fused" or unset: on).
 
 Threads: the (patch, head) tasks are split into torch.get_num_threads() ranges run on a thread
 pool; ctypes releases the GIL during each call. Results do not depend on the thread count.
@@ -36,6 +37,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from srkd.errors import DataError
 
 SOURCE = Path(__file__).resolve().parent / "kernels" / "patch_attention.cpp"
 HEAD_WIDTHS = (8,)  # built widths (srkd_attention_supports); at 16 SDPA is as fast (README)
@@ -91,6 +94,9 @@ def _build(cxx: str, target: Path) -> None:
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{cxx} failed: {done.stderr.strip()[-2000:]}")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o755 & ~umask)  # mkstemp made it 0600: others sharing the folder must load it
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -107,20 +113,33 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
+def _load(cxx: str) -> ctypes.CDLL:
+    """Load the built library, building it first if it is missing; a file that does not load (a
+    truncated copy, another machine's build) is rebuilt once."""
+    path = _library_path(cxx)
+    if not path.exists():
+        _build(cxx, path)
+    try:
+        return _bind(ctypes.CDLL(str(path)))
+    except OSError:
+        _build(cxx, path)
+        return _bind(ctypes.CDLL(str(path)))
+
+
 @lru_cache(maxsize=1)
 def load_library() -> ctypes.CDLL | None:
     """The built kernel library, building it if needed; None (after one warning) if it cannot be
     built or loaded, or when $SRKD_CPU_ATTENTION=sdpa."""
-    if os.environ.get(SWITCH_ENV, "").lower() == "sdpa":
+    switch = os.environ.get(SWITCH_ENV, "").lower()
+    if switch == "sdpa":
         return None
-    cxx = _compiler()
     try:
+        if switch not in ("", "fused"):
+            raise RuntimeError(f"${SWITCH_ENV}={switch!r} is not 'fused' or 'sdpa'")
+        cxx = _compiler()
         if cxx is None:
             raise RuntimeError("no C++ compiler found (set $CXX, or install g++)")
-        path = _library_path(cxx)
-        if not path.exists():
-            _build(cxx, path)
-        return _bind(ctypes.CDLL(str(path)))
+        return _load(cxx)
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         warnings.warn(
             f"srkd: the fused CPU attention kernel is not available ({e}); PTv3 uses torch's "
@@ -140,6 +159,7 @@ def usable(grid: torch.Tensor, dropout_p: float) -> bool:
         and grid.shape[-1] in HEAD_WIDTHS
         and dropout_p == 0.0
         and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()  # torch.compile / torch.export trace fake tensors
         and load_library() is not None
     )
 
@@ -192,6 +212,9 @@ class _PatchAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative was asked for
+            raise RuntimeError("the fused CPU attention has no second derivative (neither has torch's CPU "
+                               f"flash attention); set {SWITCH_ENV}=sdpa and use the math backend")
         grid, out, lse, lengths = ctx.saved_tensors
         dout = dout.contiguous()
         s, length, _, h, d = grid.shape
@@ -203,16 +226,37 @@ class _PatchAttention(torch.autograd.Function):
         return dgrid, None, None
 
 
+def _check_inputs(grid: torch.Tensor, lengths: torch.Tensor | None) -> None:
+    """DataError unless grid is a CPU float32 (S, L, 3, H, D) tensor of a built width and lengths is
+    None or (S,) with 0 <= lengths <= L (the kernel trusts both)."""
+    if grid.device.type != "cpu" or grid.dtype != torch.float32 or grid.dim() != 5 or grid.shape[2] != 3:
+        raise DataError(f"patch_attention: grid must be a CPU float32 (S, L, 3, H, D) tensor, "
+                        f"got {grid.dtype} {tuple(grid.shape)} on {grid.device}")  # fmt: skip
+    if grid.shape[-1] not in HEAD_WIDTHS:
+        raise DataError(f"patch_attention: head width {grid.shape[-1]} is not built (built: {HEAD_WIDTHS})")
+    if lengths is not None:
+        s, length = grid.shape[:2]
+        if lengths.shape != (s,):
+            raise DataError(f"patch_attention: lengths must have shape ({s},), got {tuple(lengths.shape)}")
+        if s and not bool(((lengths >= 0) & (lengths <= length)).all()):
+            raise DataError(f"patch_attention: lengths must lie in [0, {length}], got "
+                            f"{int(lengths.min())}..{int(lengths.max())}")  # fmt: skip
+
+
 def patch_attention(grid: torch.Tensor, lengths: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """Softmax attention inside each patch, with autograd.
+    """Softmax attention inside each patch, with autograd (first derivatives only).
 
     grid:    float32 (S, L, 3, H, D) queries, keys and values of S patches of L slots (CPU).
-    lengths: int32 (S,) valid slots of each patch (keys at slots >= length are masked), or None
-             when every patch is full.
+    lengths: int (S,) valid slots of each patch, 0 <= length <= L (keys at slots >= length are
+             masked), or None when every patch is full.
     scale:   the softmax scale (usually D ** -0.5).
-    Returns float32 (S, L, H, D); rows at invalid slots are zero. Equal (to float32 rounding) to
-    `F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)` on the valid rows.
+    Returns float32 (S, L, H, D); rows at invalid slots are zero, and so are their gradients. Equal
+    (to float32 rounding) to `F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask,
+    scale=scale)` on the valid rows. Raises DataError for inputs the kernel cannot take.
     """
+    _check_inputs(grid, lengths)
+    if load_library() is None:
+        raise DataError("patch_attention: the fused CPU kernel is not available here (see the warning)")
     if lengths is not None:
         lengths = lengths.to(torch.int32).contiguous()
     return _PatchAttention.apply(grid, lengths, float(scale))

@@ -44,7 +44,11 @@ inline vf load(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 inline vf splat(float x) { return vf{} + x; }
 inline vf vmax(vf a, vf b) { return a > b ? a : b; }
-inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+// x clamped to [lo, hi]; NaN stays NaN (so a NaN input reaches the output, as in SDPA)
+inline vf clamp(vf x, float lo, float hi) {
+    x = x < lo ? splat(lo) : x;
+    return x > hi ? splat(hi) : x;
+}
 
 inline float hsum(vf v) {
     float s = 0.0f;
@@ -83,7 +87,7 @@ inline vf vexp(vf x) {
 // Portable: x is clamped to [-87.3, 88.3] (below it the result is ~1e-38), n is rounded by adding
 // and subtracting 1.5 * 2^23, and 2^n is built from the exponent bits.
 inline vf vexp(vf x) {
-    x = vmin(vmax(x, splat(-87.3f)), splat(88.3f));
+    x = clamp(x, -87.3f, 88.3f);
     const vf magic = splat(12582912.0f);
     const vf n = (x * 1.44269504088896341f + magic) - magic;
     const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
@@ -128,15 +132,18 @@ void gather_kv(const float* qkv, const Shape& sh, int64_t s, int64_t h, int n, i
     }
 }
 
-// Lane masks of the last, partial block: valid (1 or 0) and minus (0 or -3e38, for maxima).
+// Lane masks of the last, partial block: keep (-1 or 0, for selects) and minus (0 or -3e38, for
+// maxima). Padded lanes are selected away, never multiplied by 0: their exponential may be inf.
 struct Tail {
-    vf valid, minus;
+    vi keep;
+    vf minus;
     explicit Tail(int lanes) {
         for (int i = 0; i < W; ++i) {
-            valid[i] = i < lanes ? 1.0f : 0.0f;
+            keep[i] = i < lanes ? -1 : 0;
             minus[i] = i < lanes ? 0.0f : -3.0e38f;
         }
     }
+    vf mask(vf p) const { return keep ? p : vf{}; }
 };
 
 constexpr int R = 4;   // query rows per pass over the keys, forward
@@ -186,7 +193,7 @@ void forward_task(const float* qkv, const int32_t* len, const Shape& sh, int64_t
             for (int d = 0; d < D; ++d) o[d] = vf{};
             for (int64_t j = 0; j < lp; j += W) {
                 vf p = vexp(load(sc + r * lp + j) - mr);
-                if (j >= full) p *= tail.valid;
+                if (j >= full) p = tail.mask(p);
                 l += p;
                 const float* vb = kv.at(j, 1, 0);
                 for (int d = 0; d < D; ++d) o[d] += p * load(vb + d * W);
@@ -254,7 +261,7 @@ void backward_task(const float* qkv, const float* out, const float* dout, const 
                     dp += load(vb + d * W) * go[r][d];
                 }
                 p[r] = vexp(a - li[r]);
-                if (j >= full) p[r] *= tail.valid;
+                if (j >= full) p[r] = tail.mask(p[r]);
                 ds[r] = p[r] * (dp - delta[r]);
             }
             for (int d = 0; d < D; ++d) {
