@@ -165,8 +165,17 @@ def usable(grid: torch.Tensor, dropout_p: float) -> bool:
 
 
 _pool_lock = threading.Lock()
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads): a forked child
-# inherits the parent's pool object but not its threads, so it must make its own
+_pools: dict[int, ThreadPoolExecutor] = {}  # by thread count
+
+
+def _forget_pools_after_fork() -> None:
+    # A forked child inherits the pool objects but not their threads (and maybe a held lock).
+    global _pool_lock
+    _pool_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _run(call, tasks: int) -> None:
@@ -176,10 +185,9 @@ def _run(call, tasks: int) -> None:
         _check(call(0, tasks))
         return
     with _pool_lock:
-        key = (os.getpid(), threads)
-        if key not in _pools:
-            _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="srkd-attn")
-        pool = _pools[key]
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="srkd-attn")
+        pool = _pools[threads]
     bounds = [tasks * i // threads for i in range(threads + 1)]
     for rc in pool.map(call, bounds[:-1], bounds[1:]):
         _check(rc)
