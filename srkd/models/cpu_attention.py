@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import os
 import platform
 import shutil
@@ -179,18 +180,20 @@ os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _run(call, tasks: int) -> None:
-    """Run call(begin, end) over [0, tasks) in torch.get_num_threads() contiguous ranges."""
+    """Run call(begin, end) over [0, tasks) in torch.get_num_threads() contiguous ranges: the
+    calling thread takes the first, a pool of threads - 1 the others."""
     threads = max(1, min(torch.get_num_threads(), tasks))
-    if threads == 1:
-        _check(call(0, tasks))
-        return
-    with _pool_lock:
-        if threads not in _pools:
-            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="srkd-attn")
-        pool = _pools[threads]
     bounds = [tasks * i // threads for i in range(threads + 1)]
-    for rc in pool.map(call, bounds[:-1], bounds[1:]):
-        _check(rc)
+    futures = []
+    if threads > 1:
+        with _pool_lock:
+            if threads not in _pools:
+                _pools[threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix="srkd-attn")
+            pool = _pools[threads]
+        futures = [pool.submit(call, b, e) for b, e in itertools.pairwise(bounds[1:])]
+    _check(call(bounds[0], bounds[1]))
+    for future in futures:
+        _check(future.result())
 
 
 def _check(rc: int) -> None:
