@@ -218,7 +218,8 @@ class SerializedAttention(nn.Module):
             ).to(qkv.dtype)
             out = out.reshape(-1, c)[layout.unpad[inverse]]
         else:
-            # one gather in (point -> (S, L) grid cell), SDPA on the grid, one gather out
+            # one gather in (point -> (S, L) grid cell), attention on the grid (the fused CPU kernel
+            # or SDPA), one gather out
             grid_point, point_row = patch_index or patch_gather_index(order, inverse, layout)
             grid = qkv[grid_point].view(layout.num_patches, -1, 3, h, c // h)  # (S, L, 3, H, D)
             if cpu_attention.usable(grid, dropout_p):
