@@ -7,18 +7,20 @@ row in one pass of vector FMAs and exponentials (formulas and layouts in its hea
 the same function as `F.scaled_dot_product_attention` with a key mask, in float32, with errors of
 the same size as SDPA's (tests/models/test_cpu_attention.py compares both with float64).
 
-When it is used (`usable`): CPU tensors, float32, head width 8, no attention dropout,
-not under tracing, and the library built. Everything else takes SDPA, as before.
+When it is used (`usable`): CPU tensors, float32, head width 8, no attention dropout, not under
+jit tracing, torch.compile or torch.export, and the library built. Everything else takes SDPA.
 
-Building: the source is compiled with the system C++ compiler ($CXX, else c++ / g++) into
+Building: the source is compiled with the system C++ compiler ($CXX, else c++ / g++ / clang++) into
 $SRKD_KERNEL_DIR (default ~/.cache/srkd/kernels, or $XDG_CACHE_HOME/srkd/kernels), once per
 source, flags, compiler and CPU (the file name is a hash of all four; `-march=native` code must
-not move to another CPU model). The write is atomic, so concurrent processes are safe. If no
-compiler works, srkd warns once and uses SDPA. $SRKD_CPU_ATTENTION=sdpa turns the kernel off
+not move to another CPU model). The write is atomic (concurrent processes are safe), the file is
+0755 less the umask, and a file that does not load is rebuilt once. If no compiler works, srkd
+warns once and uses SDPA. $SRKD_CPU_ATTENTION=sdpa turns the kernel off
 ("fused" or unset: on).
 
-Threads: the (patch, head) tasks are split into torch.get_num_threads() ranges run on a thread
-pool; ctypes releases the GIL during each call. Results do not depend on the thread count.
+Threads: the (patch, head) tasks are split into torch.get_num_threads() ranges, run by the calling
+thread and a pool; ctypes releases the GIL during each call. Results do not depend on the thread
+count. The kernel has first derivatives only, like torch's CPU flash attention.
 """
 
 from __future__ import annotations
