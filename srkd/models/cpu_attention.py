@@ -44,7 +44,7 @@ import torch
 from srkd.errors import DataError
 
 SOURCE = Path(__file__).resolve().parent / "kernels" / "patch_attention.cpp"
-HEAD_WIDTHS = (8,)  # built widths (srkd_attention_supports); at 16 SDPA is as fast (README)
+HEAD_WIDTHS = (8,)  # the widths the kernel's entry points accept; at 16 SDPA is as fast (README)
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-shared")
 SWITCH_ENV = "SRKD_CPU_ATTENTION"  # "sdpa": never use the fused kernel
 DIR_ENV = "SRKD_KERNEL_DIR"
@@ -107,8 +107,6 @@ def _build(cxx: str, target: Path) -> None:
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
-    lib.srkd_attention_supports.argtypes = [_I]
-    lib.srkd_attention_supports.restype = ctypes.c_int
     lib.srkd_attention_forward.argtypes = [_P, _P, _I, _I, _I, _I, _F, _P, _P, _I, _I]
     lib.srkd_attention_forward.restype = ctypes.c_int
     lib.srkd_attention_backward.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _F, _P, _I, _I]

@@ -324,9 +324,7 @@ class FlushDenormals {
 
 extern "C" {
 
-// Head widths this library is built for; other widths return -1 from the entry points.
-int srkd_attention_supports(int64_t d) { return d == 8; }
-
+// Head widths other than 8 return -1 from both entry points (cpu_attention.HEAD_WIDTHS).
 int srkd_attention_forward(const float* qkv, const int32_t* len, int64_t S, int64_t L,
                            int64_t H, int64_t D, float scale, float* out, float* lse,
                            int64_t begin, int64_t end) {
