@@ -41,8 +41,9 @@ class PointLevel:
     batch:      int64 (M,) sample index (rows of a sample are contiguous, samples in order).
     offset:     int64 (B,) cumulative end row of each sample.
     serialization: the curves of this level (codes, orders, inverses; `depth` bits per axis).
-    sparse_tensor: the level's sparse tensor, reused so convs sharing an indice_key share one
-                neighbour map.
+    sparse_tensor: the level's sparse tensor; it keeps the neighbour maps its convs build, so the
+                convs sharing an indice_key (a stage's blocks and the decoder stage at this
+                level) build one map, as in Pointcept.
     parent, cluster: the finer level this one was pooled from, and int64 (M_parent,) the row of
                 this level each parent row was merged into (None at the finest level).
     cpe_input:  None, or float (M, C): what the next block's xCPE convolves instead of `feat`
@@ -85,9 +86,13 @@ class PointLevel:
             )
         return self._patch_index[key]
 
-    def sparse_with(self, feat: torch.Tensor) -> sparse.SparseTensor:
-        """This level's sparse tensor carrying `feat` (M, C')."""
-        return sparse.replace_feature(self.sparse_tensor, feat)
+    def sparse_conv(self, conv: nn.Module, feat: torch.Tensor) -> torch.Tensor:
+        """`conv` (a sparse conv keeping the rows, e.g. SubMConv3d) over this level's rows
+        carrying `feat` float (M, C); returns its features float (M, C'). The neighbour map it
+        builds is kept on the level for the next conv with the same indice_key."""
+        out = conv(sparse.replace_feature(self.sparse_tensor, feat))
+        sparse.keep_neighbour_maps(self.sparse_tensor, out)
+        return out.features
 
 
 def make_level(
@@ -200,7 +205,7 @@ class Block(nn.Module):
         conv_in = x if level.cpe_input is None else level.cpe_input
         level.cpe_input = None
         conv, linear, norm = self.cpe
-        x = x + norm(linear(conv(level.sparse_with(conv_in)).features))
+        x = x + norm(linear(level.sparse_conv(conv, conv_in)))
         s = level.serialization
         k = self.order_index % s.order.shape[0]
         size = self.attn.patch_size
@@ -227,7 +232,7 @@ class Embedding(nn.Module):
         )
 
     def forward(self, level: PointLevel) -> PointLevel:
-        x = self.stem["conv"](level.sparse_tensor).features
+        x = level.sparse_conv(self.stem["conv"], level.feat)
         level.feat = self.stem["act"](self.stem["norm"](x))
         return level
 

@@ -14,6 +14,7 @@ Public interface (stable; later changes are additive only)
   voxel of a PointBatch (duplicate voxels averaged); ``inverse`` int64 (N,) maps points to rows,
   so ``x.features[inverse]`` is per point in batch order.
 - ``replace_feature(x, feat) -> SparseTensor`` (same indices, new features (M, C')).
+- ``keep_neighbour_maps(x, out)``: store on ``x`` the neighbour maps a conv built for ``out``.
 - ``SubMConv3d(in_c, out_c, kernel_size=3, indice_key=None, bias=True)``: submanifold conv,
   output rows = input rows.
 - ``SparseConv3d(in_c, out_c, kernel_size=2, stride=2, indice_key=None, bias=False)``: strided
@@ -73,6 +74,7 @@ __all__ = [
     "make_sparse",
     "batch_to_sparse",
     "replace_feature",
+    "keep_neighbour_maps",
     "is_sparse_conv",
     "spatial_shape_for",
     "voxel_unique",
@@ -310,6 +312,17 @@ def replace_feature(x: SparseTensor, feat: torch.Tensor) -> SparseTensor:
     if feat.shape[0] != x.features.shape[0]:
         raise DataError(f"replace_feature: {feat.shape[0]} rows for a tensor of {x.features.shape[0]}")
     return x.replace_feature(feat)
+
+
+def keep_neighbour_maps(x: SparseTensor, out: SparseTensor) -> None:
+    """Store on ``x`` the neighbour maps (``indice_key`` -> pairs) of ``out``, a conv's output.
+
+    spconv gives a map it builds only to the conv's output (it copies the input's ``indice_dict``),
+    so a tensor that is re-used with new features (``replace_feature``) would build the same map
+    again at every conv. Sharing the maps keeps one per key, as a tensor flowing from conv to conv
+    (Pointcept's ``Point.sparse_conv_feat``) does.
+    """
+    x.indice_dict.update(out.indice_dict)
 
 
 def voxel_unique(grid_coord: torch.Tensor, batch_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -147,6 +147,36 @@ def test_tiny_forward_backward(name, batch):
     assert not no_grad, f"parameters without a finite gradient: {no_grad}"
 
 
+def test_one_neighbour_map_per_level_and_same_results(batch, monkeypatch):
+    """The convs of a level (its encoder blocks, the decoder stage at that level) share one map,
+    as in Pointcept; outputs and gradients equal those of building the map at every conv."""
+    import spconv.pytorch.ops as spconv_ops
+
+    from srkd.models import sparse
+
+    built = []
+    real = spconv_ops.get_indice_pairs
+    monkeypatch.setattr(spconv_ops, "get_indice_pairs", lambda *a, **k: built.append(1) or real(*a, **k))
+
+    def run():
+        torch.manual_seed(0)
+        model = create_model("test_ptv3", drop_path=0.0).train()
+        out = model(batch)
+        (out.logits.square().mean() + out.feature.square().mean()).backward()
+        return out.logits.detach(), [p.grad.clone() for p in model.parameters()]
+
+    logits, grads = run()
+    stages = len(create_model("test_ptv3").enc)
+    assert len(built) == 1 + stages  # the stem's 5x5x5 map, then one 3x3x3 map per level
+    built.clear()
+    monkeypatch.setattr(sparse, "keep_neighbour_maps", lambda x, out: None)  # rebuild at every conv
+    logits_rebuilt, grads_rebuilt = run()
+    assert len(built) > 1 + stages
+    torch.testing.assert_close(logits, logits_rebuilt, rtol=0, atol=0)
+    for g, h in zip(grads, grads_rebuilt):
+        torch.testing.assert_close(g, h, rtol=0, atol=0)
+
+
 def test_outputs_follow_batch_point_order(batch):
     model = create_model("test_ptv3").eval()
     perm = torch.randperm(350, generator=torch.Generator().manual_seed(5))
