@@ -87,13 +87,13 @@ def _library_path(cxx: str) -> Path:
     return kernel_dir() / f"patch_attention-{digest.hexdigest()[:16]}.so"
 
 
-def _build(cxx: str, target: Path) -> None:
-    """Compile SOURCE into `target` through a temporary file and an atomic rename."""
+def _build(cxx: str, target: Path, flags: tuple[str, ...] = FLAGS) -> None:
+    """Compile SOURCE with `flags` into `target` through a temporary file and an atomic rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        command = [cxx, *FLAGS, "-o", tmp, str(SOURCE)]
+        command = [cxx, *flags, "-o", tmp, str(SOURCE)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{cxx} failed: {done.stderr.strip()[-2000:]}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import warnings
 
 import pytest
@@ -38,6 +40,28 @@ def test_the_kernel_builds_where_a_compiler_exists():
     assert cpu_attention.load_library() is not None
 
 
+# The build of this machine (-march=native) plus, on x86-64, the narrower vector paths other
+# machines compile: AVX2 + FMA (8 lanes, the portable exponential) and plain SSE2 (4 lanes).
+OTHER_BUILDS = {"avx2": ("-march=x86-64", "-mavx2", "-mfma"), "sse2": ("-march=x86-64",)}
+BUILDS = ["native"] + (list(OTHER_BUILDS) if platform.machine().lower() in ("x86_64", "amd64") else [])
+
+
+@pytest.fixture(scope="module")
+def other_builds(tmp_path_factory) -> dict:
+    """Libraries built from the kernel source with OTHER_BUILDS' flags, built on first use."""
+    built: dict = {}
+
+    def get(name: str):
+        if name not in built:
+            flags = tuple(f for f in cpu_attention.FLAGS if not f.startswith("-march")) + OTHER_BUILDS[name]
+            path = tmp_path_factory.mktemp(name) / "patch_attention.so"
+            cpu_attention._build(cpu_attention._compiler(), path, flags)
+            built[name] = cpu_attention._bind(ctypes.CDLL(str(path)))
+        return built[name]
+
+    return get
+
+
 def _grid(s: int, length: int, heads: int, spread: float, opposed: bool, gen: torch.Generator) -> torch.Tensor:
     grid = torch.randn(s, length, 3, heads, 8, generator=gen) * spread
     if opposed:  # keys point away from the queries: every score strongly negative
@@ -52,7 +76,12 @@ def _grid(s: int, length: int, heads: int, spread: float, opposed: bool, gen: to
      (2, 5, 2, 1.0, "random", False), (1, 300, 2, 12.0, None, False), (5, 40, 2, 1.0, [16, 32, 1, 40, 0], False),
      (2, 40, 2, 6.0, [37, 21], True), (2, 40, 1, 20.0, [33, 17], True)],
 )
-def test_forward_and_backward_match_sdpa_in_float64(s, length, heads, spread, lengths, opposed):
+@pytest.mark.parametrize("build", BUILDS)
+def test_forward_and_backward_match_sdpa_in_float64(s, length, heads, spread, lengths, opposed, build,
+                                                    other_builds, monkeypatch):
+    if build != "native":
+        lib = other_builds(build)
+        monkeypatch.setattr(cpu_attention, "load_library", lambda: lib)
     gen = torch.Generator().manual_seed(length)
     grid = _grid(s, length, heads, spread, opposed, gen)
     if lengths == "random":

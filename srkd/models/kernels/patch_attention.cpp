@@ -3,7 +3,7 @@
 // Used by srkd/models/cpu_attention.py for PTv3's serialized patch attention (Wu et al., CVPR
 // 2024, Sec. 3.3) at head width 8 (every level of ptv3_half). torch's CPU flash-attention kernel
 // runs two GEMMs per block whose inner or outer size is the head width; at width 8 their call and
-// packing costs dominate. Here one head's keys and values stay in cache, blocked by 16 keys, and
+// packing costs dominate. Here one head's keys and values stay in cache, blocked by W keys, and
 // each query row is one pass of vector FMAs and exponentials. At width 16 torch's kernel is as
 // fast or faster (measured; README "Model speed on CPU"), so only width 8 is built.
 //
@@ -18,7 +18,8 @@
 //   qkv  (S, L, 3, H, D)  patch s, slot i, {q, k, v}, head h, channel d
 //   len  (S,) int32       valid slots of each patch (NULL: all L); slots >= len are ignored
 //   out  (S, L, H, D)     zero at invalid slots
-//   lse  (S, H, L)        log-sum-exp of each query row, zero at invalid slots
+//   lse  (S, H, L)        log-sum-exp of each query row times log2(e) (base 2, as the forward
+//                         pass forms it), zero at invalid slots
 //   dqkv (S, L, 3, H, D)  zero at invalid slots
 // A call computes the (patch, head) tasks t in [begin, end), t = s * H + h; tasks write
 // disjoint memory, so callers run ranges on several threads.
@@ -36,7 +37,15 @@
 
 namespace {
 
-constexpr int W = 16;  // lanes per vector (one AVX-512 register; two AVX2 registers)
+// Lanes per vector: one register of the widest vector unit the build targets. A wider vector type
+// than the registers makes GCC spill every vector to memory (measured 6x slower at W = 16 on AVX2).
+#if defined(__AVX512F__)
+constexpr int W = 16;
+#elif defined(__AVX__)
+constexpr int W = 8;
+#else
+constexpr int W = 4;  // SSE, NEON
+#endif
 typedef float vf __attribute__((vector_size(W * sizeof(float))));
 typedef int32_t vi __attribute__((vector_size(W * sizeof(int32_t))));
 
@@ -62,38 +71,42 @@ inline float hmax(vf v) {
     return m;
 }
 
-// exp(x) for float32 lanes: x = n ln2 + r with |r| <= ln2 / 2, exp(r) by the degree-7 minimax
-// polynomial of Cephes' expf (S. Moshier), times 2^n. Relative error about 1e-7.
-inline vf exp_reduced(vf x, vf n) {
-    vf r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    vf p = splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    return p * (r * r) + r + 1.0f;
+// exp(s - m) = 2^x with x = s log2(e) - m log2(e), one FMA per lane (m log2(e) once per row).
+constexpr float LOG2E = 1.44269504088896341f;
+
+// 2^x for float32 lanes: x = n + f with n = round(x) and |f| <= 1/2 (f is exact), 2^f = 1 + f q(f)
+// with q of degree 5, fitted for srkd to (2^f - 1) / f on [-1/2, 1/2] for the least maximal
+// relative error of 2^f (Lawson's weighted least squares): 2e-9 in exact arithmetic, 9e-8 (under
+// one ulp) evaluated in float32 by Horner's rule with FMAs. Then times 2^n.
+inline vf exp2_reduced(vf x, vf n) {
+    const vf f = x - n;
+    vf p = splat(1.535334159e-4f);
+    p = p * f + 1.339887269e-3f;
+    p = p * f + 9.618437849e-3f;
+    p = p * f + 5.550332367e-2f;
+    p = p * f + 2.402264774e-1f;
+    p = p * f + 6.931471825e-1f;
+    return p * f + 1.0f;
 }
 
 #if defined(__AVX512F__)
 // AVX-512: round and scale by 2^n in one instruction each; scalef underflows to 0 (denormals are
 // flushed, see FlushDenormals) and overflows to inf, so no clamping is needed.
-inline vf vexp(vf x) {
-    const __m512 n = _mm512_roundscale_ps((__m512)(x * 1.44269504088896341f), _MM_FROUND_TO_NEAREST_INT);
-    return (vf)_mm512_scalef_ps((__m512)exp_reduced(x, (vf)n), n);
+inline vf vexp2(vf x) {
+    const __m512 n = _mm512_roundscale_ps((__m512)x, _MM_FROUND_TO_NEAREST_INT);
+    return (vf)_mm512_scalef_ps((__m512)exp2_reduced(x, (vf)n), n);
 }
 #else
-// Portable: x is clamped to [-87.3, 88.3] (below it the result is ~1e-38), n is rounded by adding
+// Portable: x is clamped to [-126, 127] (below it the result is ~1e-38), n is rounded by adding
 // and subtracting 1.5 * 2^23, and 2^n is built from the exponent bits.
-inline vf vexp(vf x) {
-    x = clamp(x, -87.3f, 88.3f);
+inline vf vexp2(vf x) {
+    x = clamp(x, -126.0f, 127.0f);
     const vf magic = splat(12582912.0f);
-    const vf n = (x * 1.44269504088896341f + magic) - magic;
+    const vf n = (x + magic) - magic;
     const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
     vf two_n;
     std::memcpy(&two_n, &bits, sizeof two_n);
-    return exp_reduced(x, n) * two_n;
+    return exp2_reduced(x, n) * two_n;
 }
 #endif
 
@@ -102,9 +115,9 @@ struct Shape {
     float scale;
 };
 
-// Per-(patch, head) work buffer, blocked by 16 keys: block b holds `arrays` arrays (K, V and, in
-// the backward pass, dK and dV) of D vectors each, key j of the block in lane j mod 16. One block
-// is contiguous (arrays * D * 64 bytes), so a pass over the keys streams through memory; a
+// Per-(patch, head) work buffer, blocked by W keys: block b holds `arrays` arrays (K, V and, in
+// the backward pass, dK and dV) of D vectors each, key j of the block in lane j mod W. One block
+// is contiguous (arrays * D * W floats), so a pass over the keys streams through memory; a
 // (D, L) transpose would put the D rows of every array in one cache set.
 template <int D>
 struct Blocks {
@@ -178,21 +191,21 @@ void forward_task(const float* qkv, const int32_t* len, const Shape& sh, int64_t
             vf k[D];
             const float* kb = kv.at(j, 0, 0);
             for (int d = 0; d < D; ++d) k[d] = load(kb + d * W);
-            const vf minus = j < full ? vf{} : tail.minus;
+            const bool last = j >= full;
             for (int r = 0; r < R; ++r) {
                 vf a = k[0] * qs[r][0];
                 for (int d = 1; d < D; ++d) a += k[d] * qs[r][d];
                 store(sc + r * lp + j, a);
-                m[r] = vmax(m[r], a + minus);
+                m[r] = vmax(m[r], last ? a + tail.minus : a);
             }
         }
         for (int r = 0; r < R && i0 + r < n; ++r) {
-            const float mr = hmax(m[r]);
+            const float mr = hmax(m[r]), mr2 = mr * LOG2E;
             vf l = vf{};
             vf o[D];
             for (int d = 0; d < D; ++d) o[d] = vf{};
             for (int64_t j = 0; j < lp; j += W) {
-                vf p = vexp(load(sc + r * lp + j) - mr);
+                vf p = vexp2(load(sc + r * lp + j) * LOG2E - mr2);
                 if (j >= full) p = tail.mask(p);
                 l += p;
                 const float* vb = kv.at(j, 1, 0);
@@ -201,7 +214,7 @@ void forward_task(const float* qkv, const int32_t* len, const Shape& sh, int64_t
             const float lsum = hsum(l);
             float* o_row = o0 + (i0 + r) * sh.H * D;
             for (int d = 0; d < D; ++d) o_row[d] = hsum(o[d]) / lsum;
-            lse0[i0 + r] = mr + std::log(lsum);
+            lse0[i0 + r] = mr2 + std::log2(lsum);
         }
     }
     for (int64_t i = n; i < sh.L; ++i) {
@@ -233,7 +246,7 @@ void backward_task(const float* qkv, const float* out, const float* dout, const 
     for (int i0 = 0; i0 < n; i0 += RB) {
         // RB query rows share each pass over the keys (and each load and store of dK, dV); a row
         // past n gets do = 0, so its p and ds add nothing.
-        float qs[RB][D], go[RB][D], delta[RB], li[RB];
+        float qs[RB][D], go[RB][D], delta[RB], li[RB];  // li: the row's base-2 lse
         for (int r = 0; r < RB; ++r) {
             const int i = std::min(i0 + r, n - 1);
             const bool real = i0 + r < n;
@@ -260,7 +273,7 @@ void backward_task(const float* qkv, const float* out, const float* dout, const 
                     a += load(kb + d * W) * qs[r][d];
                     dp += load(vb + d * W) * go[r][d];
                 }
-                p[r] = vexp(a - li[r]);
+                p[r] = vexp2(a * LOG2E - li[r]);
                 if (j >= full) p[r] = tail.mask(p[r]);
                 ds[r] = p[r] * (dp - delta[r]);
             }
