@@ -232,7 +232,9 @@ class Embedding(nn.Module):
         )
 
     def forward(self, level: PointLevel) -> PointLevel:
-        x = level.sparse_conv(self.stem["conv"], level.feat)
+        # not level.sparse_conv: no other conv uses the 5x5x5 map, and kept it would hold
+        # (2, 125, M) int32 for the whole forward
+        x = self.stem["conv"](level.sparse_tensor).features
         level.feat = self.stem["act"](self.stem["norm"](x))
         return level
 
