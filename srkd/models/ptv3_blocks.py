@@ -41,9 +41,7 @@ class PointLevel:
     batch:      int64 (M,) sample index (rows of a sample are contiguous, samples in order).
     offset:     int64 (B,) cumulative end row of each sample.
     serialization: the curves of this level (codes, orders, inverses; `depth` bits per axis).
-    sparse_tensor: the level's sparse tensor; it keeps the neighbour maps its convs build, so the
-                convs sharing an indice_key (a stage's blocks and the decoder stage at this
-                level) build one map, as in Pointcept.
+    sparse_tensor: the level's sparse tensor (its rows, no neighbour maps).
     parent, cluster: the finer level this one was pooled from, and int64 (M_parent,) the row of
                 this level each parent row was merged into (None at the finest level).
     cpe_input:  None, or float (M, C): what the next block's xCPE convolves instead of `feat`
@@ -64,6 +62,7 @@ class PointLevel:
     _patch_index: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False
     )
+    _neighbour_maps: dict[bool, dict] = field(default_factory=dict, repr=False)  # by conv.training
 
     @property
     def batch_size(self) -> int:
@@ -87,12 +86,13 @@ class PointLevel:
         return self._patch_index[key]
 
     def sparse_conv(self, conv: nn.Module, feat: torch.Tensor) -> torch.Tensor:
-        """`conv` (a sparse conv keeping the rows, e.g. SubMConv3d) over this level's rows
-        carrying `feat` float (M, C); returns its features float (M, C'). The neighbour map it
-        builds is kept on the level for the next conv with the same indice_key."""
-        out = conv(sparse.replace_feature(self.sparse_tensor, feat))
-        sparse.keep_neighbour_maps(self.sparse_tensor, out)
-        return out.features
+        """Submanifold conv `conv` over this level's rows carrying `feat` float (M, C); returns
+        its features float (M, C'). The level keeps the neighbour maps its convs build (one set
+        per training mode), so the convs sharing an indice_key (a stage's blocks and the decoder
+        stage at this level) build one map, as in Pointcept."""
+        maps = self._neighbour_maps.setdefault(conv.training, {})
+        x = sparse.replace_feature(self.sparse_tensor, feat)
+        return sparse.subm_conv_with_maps(conv, x, maps).features
 
 
 def make_level(

@@ -14,7 +14,8 @@ Public interface (stable; later changes are additive only)
   voxel of a PointBatch (duplicate voxels averaged); ``inverse`` int64 (N,) maps points to rows,
   so ``x.features[inverse]`` is per point in batch order.
 - ``replace_feature(x, feat) -> SparseTensor`` (same indices, new features (M, C')).
-- ``keep_neighbour_maps(x, out)``: store on ``x`` the neighbour maps a conv built for ``out``.
+- ``subm_conv_with_maps(conv, x, maps) -> SparseTensor``: a submanifold conv that reads its
+  neighbour map from ``maps`` (indice_key -> map) and adds the ones it builds there.
 - ``SubMConv3d(in_c, out_c, kernel_size=3, indice_key=None, bias=True)``: submanifold conv,
   output rows = input rows.
 - ``SparseConv3d(in_c, out_c, kernel_size=2, stride=2, indice_key=None, bias=False)``: strided
@@ -74,7 +75,7 @@ __all__ = [
     "make_sparse",
     "batch_to_sparse",
     "replace_feature",
-    "keep_neighbour_maps",
+    "subm_conv_with_maps",
     "is_sparse_conv",
     "spatial_shape_for",
     "voxel_unique",
@@ -314,15 +315,23 @@ def replace_feature(x: SparseTensor, feat: torch.Tensor) -> SparseTensor:
     return x.replace_feature(feat)
 
 
-def keep_neighbour_maps(x: SparseTensor, out: SparseTensor) -> None:
-    """Store on ``x`` the neighbour maps (``indice_key`` -> pairs) of ``out``, a conv's output.
+def subm_conv_with_maps(conv: nn.Module, x: SparseTensor, maps: dict) -> SparseTensor:
+    """``conv(x)`` for a submanifold conv (output rows = input rows), with ``maps`` (indice_key ->
+    neighbour map) as the maps of ``x``; the maps ``conv`` builds are added to ``maps``.
 
-    spconv gives a map it builds only to the conv's output (it copies the input's ``indice_dict``),
-    so a tensor that is re-used with new features (``replace_feature``) would build the same map
-    again at every conv. Sharing the maps keeps one per key, as a tensor flowing from conv to conv
-    (Pointcept's ``Point.sparse_conv_feat``) does.
+    spconv gives a map it builds only to the conv's output (it copies the input's
+    ``indice_dict``), so a tensor re-used with new features (``replace_feature``) would build the
+    same map at every conv. A caller keeping one ``maps`` per set of rows builds each map once, as
+    a tensor flowing from conv to conv (Pointcept's ``Point.sparse_conv_feat``) does. Keep one
+    ``maps`` per mode too: spconv builds a map for a conv in eval mode without the pairs its
+    backward needs on CUDA, so an eval map must not serve a conv in training mode.
     """
-    x.indice_dict.update(out.indice_dict)
+    if not getattr(conv, "subm", False):
+        raise ConfigError(f"subm_conv_with_maps needs a submanifold conv, got {type(conv).__name__}")
+    x.indice_dict = maps
+    out = conv(x)
+    maps.update(out.indice_dict)
+    return out
 
 
 def voxel_unique(grid_coord: torch.Tensor, batch_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

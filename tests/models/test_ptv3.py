@@ -147,9 +147,11 @@ def test_tiny_forward_backward(name, batch):
     assert not no_grad, f"parameters without a finite gradient: {no_grad}"
 
 
-def test_one_neighbour_map_per_level_and_same_results(batch, monkeypatch):
-    """The convs of a level (its encoder blocks, the decoder stage at that level) share one map,
-    as in Pointcept; outputs and gradients equal those of building the map at every conv."""
+@pytest.mark.parametrize("decoder_eval", [False, True])
+def test_one_neighbour_map_per_level_and_same_results(batch, monkeypatch, decoder_eval):
+    """The convs of a level (its encoder blocks, the decoder stage at that level) share one map
+    per training mode, as in Pointcept; outputs and gradients equal those of building the map at
+    every conv."""
     import spconv.pytorch.ops as spconv_ops
 
     from srkd.models import sparse
@@ -161,20 +163,34 @@ def test_one_neighbour_map_per_level_and_same_results(batch, monkeypatch):
     def run():
         torch.manual_seed(0)
         model = create_model("test_ptv3", drop_path=0.0).train()
+        if decoder_eval:  # e.g. a frozen part: its convs must not reuse the training-mode maps
+            model.dec.eval()
         out = model(batch)
         (out.logits.square().mean() + out.feature.square().mean()).backward()
-        return out.logits.detach(), [p.grad.clone() for p in model.parameters()]
+        return out.logits.detach(), [None if p.grad is None else p.grad.clone() for p in model.parameters()]
 
     logits, grads = run()
     stages = len(create_model("test_ptv3").enc)
-    assert len(built) == 1 + stages  # the stem's 5x5x5 map, then one 3x3x3 map per level
+    # the stem's 5x5x5 map, then one 3x3x3 map per level and mode (the decoder has stages - 1 levels)
+    assert len(built) == 1 + stages + (stages - 1 if decoder_eval else 0)
     built.clear()
-    monkeypatch.setattr(sparse, "keep_neighbour_maps", lambda x, out: None)  # rebuild at every conv
+    monkeypatch.setattr(sparse, "subm_conv_with_maps", lambda conv, x, maps: conv(x))  # a map per conv
     logits_rebuilt, grads_rebuilt = run()
-    assert len(built) > 1 + stages
+    assert len(built) > 1 + stages + (stages - 1 if decoder_eval else 0)
     torch.testing.assert_close(logits, logits_rebuilt, rtol=0, atol=0)
     for g, h in zip(grads, grads_rebuilt):
-        torch.testing.assert_close(g, h, rtol=0, atol=0)
+        assert (g is None) == (h is None)
+        if g is not None:
+            torch.testing.assert_close(g, h, rtol=0, atol=0)
+
+
+def test_neighbour_maps_are_shared_only_by_submanifold_convs():
+    from srkd.models import sparse
+
+    x = sparse.make_sparse(torch.randn(4, 2), torch.tensor([[0, 0, 0], [2, 2, 2], [4, 0, 2], [6, 6, 6]]),
+                           torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ConfigError, match="submanifold"):
+        sparse.subm_conv_with_maps(sparse.SparseConv3d(2, 2, indice_key="down"), x, {})
 
 
 def test_outputs_follow_batch_point_order(batch):

@@ -13,6 +13,8 @@
 //   p_ij = exp(s_ij - lse_i),  dp_ij = do_i . v_j,  delta_i = do_i . o_i,
 //   ds_ij = p_ij (dp_ij - delta_i),  dv_j = sum_i p_ij do_i,
 //   dq_i = scale sum_j ds_ij k_j,  dk_j = scale sum_i ds_ij q_i.
+// The code forms every exponential in base 2, exp(s - m) = 2^(s log2 e - m log2 e), and keeps lse
+// in base 2 (lse_i log2 e) between the passes; see vexp2.
 //
 // Layouts (all contiguous, row-major):
 //   qkv  (S, L, 3, H, D)  patch s, slot i, {q, k, v}, head h, channel d
@@ -74,16 +76,17 @@ inline float hmax(vf v) {
 // exp(s - m) = 2^x with x = s log2(e) - m log2(e), one FMA per lane (m log2(e) once per row).
 constexpr float LOG2E = 1.44269504088896341f;
 
-// 2^x for float32 lanes: x = n + f with n = round(x) and |f| <= 1/2 (f is exact), 2^f = 1 + f q(f)
-// with q of degree 5, fitted for srkd to (2^f - 1) / f on [-1/2, 1/2] for the least maximal
-// relative error of 2^f (Lawson's weighted least squares): 2e-9 in exact arithmetic, 9e-8 (under
-// one ulp) evaluated in float32 by Horner's rule with FMAs. Then times 2^n.
+// 2^x for float32 lanes: x = n + f with n = round(x) and |f| <= 1/2 (f is exact), then
+// 2^f = 1 + c1 f + f^2 q(f), c1 = ln 2 rounded to float32 and q of degree 4 fitted for srkd on
+// [-1/2, 1/2] for the least maximal relative error of 2^f (Lawson's weighted least squares):
+// 3e-9 in exact arithmetic, under 1e-7 (one ulp) evaluated in float32 by Horner's rule with FMAs.
+// Then times 2^n.
 inline vf exp2_reduced(vf x, vf n) {
     const vf f = x - n;
-    vf p = splat(1.535334159e-4f);
-    p = p * f + 1.339887269e-3f;
-    p = p * f + 9.618437849e-3f;
-    p = p * f + 5.550332367e-2f;
+    vf p = splat(1.532430033e-4f);
+    p = p * f + 1.339095645e-3f;
+    p = p * f + 9.618517943e-3f;
+    p = p * f + 5.550359562e-2f;
     p = p * f + 2.402264774e-1f;
     p = p * f + 6.931471825e-1f;
     return p * f + 1.0f;
@@ -160,7 +163,7 @@ struct Tail {
 };
 
 constexpr int R = 4;   // query rows per pass over the keys, forward
-constexpr int RB = 8;  // and backward (measured fastest of 1, 2, 4, 8, 16)
+constexpr int RB = 8;  // and backward (measured fastest of 1, 2, 4, 8, 16; at W = 16 only)
 
 template <int D>
 void forward_task(const float* qkv, const int32_t* len, const Shape& sh, int64_t t, float* out,
