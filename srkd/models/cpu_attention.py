@@ -14,7 +14,9 @@ Building: the source is compiled with the system C++ compiler ($CXX, else c++ / 
 $SRKD_KERNEL_DIR (default ~/.cache/srkd/kernels, or $XDG_CACHE_HOME/srkd/kernels), once per
 source, flags, compiler and CPU (the file name is a hash of all four; `-march=native` code must
 not move to another CPU model). The write is atomic (concurrent processes are safe), the file is
-0755 less the umask, and a file that does not load is rebuilt once. If no compiler works, srkd
+0755 less the umask, and a file that does not load is rebuilt once. Every load refreshes the file's
+modification time, and a new build deletes the folder's other builds unused for STALE_DAYS (older
+sources, CPUs no longer seen) and leftovers of interrupted builds. If no compiler works, srkd
 warns once and uses SDPA. $SRKD_CPU_ATTENTION=sdpa turns the kernel off
 ("fused" or unset: on).
 
@@ -34,6 +36,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -48,6 +51,7 @@ HEAD_WIDTHS = (8,)  # the widths the kernel's entry points accept; at 16 SDPA is
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-shared")
 SWITCH_ENV = "SRKD_CPU_ATTENTION"  # "sdpa": never use the fused kernel
 DIR_ENV = "SRKD_KERNEL_DIR"
+STALE_DAYS = 30  # a build no process has loaded for this long is deleted by the next build
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
@@ -106,6 +110,21 @@ def _build(cxx: str, target: Path, flags: tuple[str, ...] = FLAGS) -> None:
             os.unlink(tmp)
 
 
+def _remove_stale(folder: Path, keep: Path) -> None:
+    """Delete the builds in `folder` other than `keep` that no process loaded for STALE_DAYS
+    (loading refreshes a file's modification time, so a build some machine sharing the folder
+    still uses stays), and temporary files of builds interrupted more than a day ago."""
+    now = time.time()
+    old = [(p, STALE_DAYS * 86400.0) for p in folder.glob("patch_attention-*.so") if p != keep]
+    old += [(p, 86400.0) for p in folder.glob(".patch_attention-*.tmp")]
+    for path, age in old:
+        try:
+            if now - path.stat().st_mtime > age:
+                path.unlink()
+        except OSError:  # gone already, or a folder we may not write: leave it
+            pass
+
+
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.srkd_attention_forward.argtypes = [_P, _P, _I, _I, _I, _I, _F, _P, _P, _I, _I]
     lib.srkd_attention_forward.restype = ctypes.c_int
@@ -120,11 +139,17 @@ def _load(cxx: str) -> ctypes.CDLL:
     path = _library_path(cxx)
     if not path.exists():
         _build(cxx, path)
+        _remove_stale(path.parent, path)
     try:
-        return _bind(ctypes.CDLL(str(path)))
+        lib = _bind(ctypes.CDLL(str(path)))
     except OSError:
         _build(cxx, path)
-        return _bind(ctypes.CDLL(str(path)))
+        lib = _bind(ctypes.CDLL(str(path)))
+    try:
+        os.utime(path)  # in use: keeps it from being deleted as stale
+    except OSError:  # a read-only shared folder
+        pass
+    return lib
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import time
 import warnings
 
 import pytest
@@ -250,10 +251,27 @@ def test_built_library_is_reused(fresh_library):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(built[0]).st_mode & 0o777 == 0o755 & ~umask  # others sharing the folder can load it
-    stamp = os.stat(built[0]).st_mtime_ns
+    inode = os.stat(built[0]).st_ino  # a rebuild would replace the file (a new inode)
+    os.utime(built[0], (1, 1))
     cpu_attention.load_library.cache_clear()
     assert cpu_attention.load_library() is not None
-    assert list(fresh_library.iterdir()) == built and os.stat(built[0]).st_mtime_ns == stamp
+    assert list(fresh_library.iterdir()) == built and os.stat(built[0]).st_ino == inode
+    assert time.time() - os.stat(built[0]).st_mtime < 3600  # the load marked it as in use
+
+
+@needs_kernel
+def test_a_new_build_deletes_builds_unused_for_a_month(fresh_library):
+    fresh_library.mkdir(parents=True, exist_ok=True)
+    month = cpu_attention.STALE_DAYS * 86400
+    old_build, recent_build = fresh_library / "patch_attention-0ld.so", fresh_library / "patch_attention-new.so"
+    old_tmp, other = fresh_library / ".patch_attention-x.so.abc.tmp", fresh_library / "notes.txt"
+    for path, age in ((old_build, month + 60), (recent_build, month - 3600), (old_tmp, 2 * 86400), (other, 10 * month)):
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - age,) * 2)
+    assert cpu_attention.load_library() is not None
+    left = {p.name for p in fresh_library.iterdir()}
+    assert old_build.name not in left and old_tmp.name not in left
+    assert {recent_build.name, other.name} <= left and len(left) == 3  # and the new build
 
 
 def _child_attention(queue) -> None:
