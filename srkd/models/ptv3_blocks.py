@@ -232,8 +232,8 @@ class Embedding(nn.Module):
         )
 
     def forward(self, level: PointLevel) -> PointLevel:
-        # not level.sparse_conv: no other conv uses the 5x5x5 map, and kept it would hold
-        # (2, 125, M) int32 for the whole forward
+        # not level.sparse_conv: no other conv uses the 5x5x5 map, which would hold (2, 125, M)
+        # int32 for the whole forward if kept
         x = self.stem["conv"](level.sparse_tensor).features
         level.feat = self.stem["act"](self.stem["norm"](x))
         return level
