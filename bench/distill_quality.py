@@ -55,6 +55,14 @@ METRICS = ("mIoU", "mAcc", "allAcc")
 # variant -> RunConfig keywords (besides the shared ones); "teacher" says where targets come from
 VARIANTS: dict[str, dict[str, Any]] = {
     "alone": dict(method="ce"),
+    # controls: the student alone on exactly the cached views (replay on, teacher terms off), the
+    # class-balanced CE that CWD's per-class normalisation implies, CWD with one-hot ground truth
+    # in the teacher's place, and the student alone on DENSE labels (ignores --labelled-*)
+    "alone-views": dict(method="ce", teacher="cache", targets="labels"),
+    "alone-balanced": dict(method="ce", overrides={"balanced_ce": True}),
+    "cwd-labels": dict(method="cwd", teacher="cache", targets="labels"),
+    "alone-dense": dict(method="ce", dense=True),
+    "cwd-online": dict(method="cwd", teacher="online"),
     "kd": dict(method="kd", teacher="cache"),
     "mse": dict(method="mse", teacher="cache"),
     "cwd": dict(method="cwd", teacher="cache"),
@@ -83,17 +91,31 @@ class Job:
         return f"{self.variant}|seed={self.seed}|epochs={self.epochs}"
 
 
+def _value(key: str, text: str) -> Any:
+    """A loss setting's value from its text: true/false, an int for n_relation_points, a float,
+    else the text (e.g. kl_points=labelled)."""
+    if text in ("true", "false"):
+        return text == "true"
+    if key == "n_relation_points":
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def parse_variant(spec: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """'srkd+relation=10' -> (VARIANTS['srkd'], {'relation': 10.0}); SystemExit on a bad name."""
+    """'srkd+relation=10' -> (VARIANTS['srkd'], {'relation': 10.0}); SystemExit on a bad name.
+    The variant's own overrides (e.g. alone-balanced's balanced_ce) come first."""
     name, *pairs = spec.split("+")
     if name not in VARIANTS:
         raise SystemExit(f"unknown variant {name!r} in {spec!r}; known: {', '.join(VARIANTS)}")
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = dict(VARIANTS[name].get("overrides", {}))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise SystemExit(f"variant {spec!r}: expected NAME+key=value, got {pair!r}")
-        overrides[key] = int(value) if key == "n_relation_points" else float(value)
+        overrides[key] = _value(key, value)
     return VARIANTS[name], overrides
 
 
@@ -129,6 +151,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mix3d-prob", type=float, default=0.8)
     p.add_argument("--relation-points", type=int, default=512, help="points per sample in the relation term")
     p.add_argument("--views", type=int, default=2, help="cached teacher views per train scene")
+    p.add_argument("--view-p-rotate", type=float, default=None,
+                   help="probability of the z-rotation in cached views 1..V-1 (default: the cache's)")
+    p.add_argument("--labelled-points", type=int, default=None,
+                   help="limited annotations: labelled points per train room (every student but alone-dense)")
+    p.add_argument("--labelled-scenes", type=float, default=None, help="limited scenes: labelled fraction")
+    p.add_argument("--label-seed", type=int, default=0)
+    p.add_argument("--unlabelled-rooms", type=int, default=0,
+                   help="extra synthetic train rooms WITHOUT label files (cached; teacher targets only)")
     p.add_argument("--jobs", type=int, default=1, help="training jobs in parallel (processes)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per job")
     p.add_argument("--work", type=Path, default=None,
@@ -181,6 +211,38 @@ def prepare_data(args: argparse.Namespace) -> Path:
     root = args.work / f"rooms-seed{args.data_seed}-{args.rooms}+{args.val_rooms}x{args.points}"
     if not (root / "val").is_dir():
         generate_dataset(root, n, args.data_seed, args.val_rooms / n, args.points, workers=1)
+    if args.unlabelled_rooms:
+        root = add_unlabelled_rooms(args, root)
+    return root
+
+
+def add_unlabelled_rooms(args: argparse.Namespace, labelled: Path) -> Path:
+    """A copy of the data root (links to its scenes) whose train split also holds
+    --unlabelled-rooms rooms of another seed with their label files removed."""
+    import shutil
+
+    from srkd.data.synthetic.rooms import generate_dataset
+
+    root = labelled.with_name(f"{labelled.name}+{args.unlabelled_rooms}unlabelled")
+    if (root / "val").is_dir():
+        return root
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    extra = tmp / "extra"
+    generate_dataset(extra, args.unlabelled_rooms, args.data_seed + 1000, 0.0, args.points, workers=1)
+    for split in ("train", "val"):
+        (tmp / split).mkdir(parents=True, exist_ok=True)
+        for scene in sorted((labelled / split).iterdir()):
+            if scene.is_dir():
+                shutil.copytree(scene, tmp / split / scene.name)
+    for scene in sorted((extra / "train").iterdir()):
+        if scene.is_dir():
+            dest = tmp / "train" / f"unlabelled-{scene.name}"
+            shutil.copytree(scene, dest)
+            for stem in ("segment20", "segment200", "instance"):
+                (dest / f"{stem}.npy").unlink(missing_ok=True)
+    shutil.rmtree(extra)
+    tmp.rename(root)
     return root
 
 
@@ -211,9 +273,12 @@ def prepare_cache(args: argparse.Namespace, root: Path, teacher: Path) -> tuple[
     from srkd.cache_teacher.views import ViewSettings
     from srkd.models.teacher import TeacherRef
 
-    out = args.work / f"cache-{teacher.stem}-{args.views}views"
+    rotate = {} if args.view_p_rotate is None else {"p_rotate": args.view_p_rotate}
+    tag = "" if args.view_p_rotate is None else f"-rot{args.view_p_rotate:g}"
+    tag += f"-{args.unlabelled_rooms}unlabelled" if args.unlabelled_rooms else ""
+    out = args.work / f"cache-{teacher.stem}-{args.views}views{tag}"
     job = CacheJob(dataset="scannet", data_root=root, split="train", teacher=TeacherRef(teacher), out=out,
-                   views=ViewSettings(views=args.views, seed=0), codec=CodecSpec.create("int8"),
+                   views=ViewSettings(views=args.views, seed=0, **rotate), codec=CodecSpec.create("int8"),
                    grid_size=args.grid_size, ensemble=args.views > 1, device="cpu")  # fmt: skip
     t0 = time.perf_counter()
     build_cache(job, workers=0)
@@ -264,7 +329,12 @@ def run_job(args: argparse.Namespace, root: Path, teacher: Path, cache: Path, jo
     from srkd.distill.run import run
 
     base, overrides = parse_variant(job.variant)
-    kw = {k: v for k, v in base.items() if k != "teacher"}
+    kw = {k: v for k, v in base.items() if k not in ("teacher", "overrides", "dense")}
+    if not base.get("dense"):
+        kw.update(labelled_points=args.labelled_points, labelled_scenes=args.labelled_scenes,
+                  label_seed=args.label_seed)
+    elif args.unlabelled_rooms:  # every label of every labelled room (a budget that keeps all
+        kw.update(labelled_scenes=1.0)  # labels admits the rooms without label files)
     if base.get("teacher") == "cache":
         kw["cache"] = cache
     elif base.get("teacher") == "online":
@@ -282,7 +352,11 @@ def run_job(args: argparse.Namespace, root: Path, teacher: Path, cache: Path, jo
     return {**asdict(job), "key": job.key, "steps": result.step, "wall_s": wall,
             "mean_step_s": statistics.fmean(r["step_s"] for r in records),
             "first_step_terms": {k: records[0][k] for k in terms},
-            "last_tenth_terms": {k: statistics.fmean(r[k] for r in tail) for k in terms}, **scores}  # fmt: skip
+            "last_tenth_terms": {k: statistics.fmean(r[k] for r in tail) for k in terms
+                                 if all(k in r for r in tail)},
+            "relation_targets": {k: v for k, v in records[0].items() if k.startswith("relation_") and
+                                 k[len("relation_"):] in ("target_entropy", "same_class_mass", "same_class_chance")},
+            **scores}  # fmt: skip
 
 
 def loss_terms(row: dict[str, Any]) -> list[str]:
@@ -336,6 +410,15 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str,
                           "alone": 100 * pair["alone"]["mIoU"], "srkd": 100 * pair["srkd"]["mIoU"],
                           "gain": 100 * (pair["srkd"]["mIoU"] - pair["alone"]["mIoU"])})  # fmt: skip
     return {"table": table, "curve": curve}
+
+
+def label_text(args: argparse.Namespace) -> str:
+    """The label budget of the students (alone-dense excepted), for the header."""
+    from srkd.data.labels import LabelBudget
+
+    text = LabelBudget(points_per_scene=args.labelled_points, scene_fraction=args.labelled_scenes,
+                       seed=args.label_seed).describe()
+    return text + (f", + {args.unlabelled_rooms} unlabelled rooms" if args.unlabelled_rooms else "")
 
 
 def print_report(summary: dict[str, Any], teacher: dict[str, Any], header: str) -> None:
@@ -420,7 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     n_train = len([p for p in (root / "train").iterdir() if p.is_dir() and not p.name.startswith(".")])
     n_val = len([p for p in (root / "val").iterdir() if p.is_dir() and not p.name.startswith(".")])
     header = (f"data {root.name} (train {n_train} -> val {n_val} scenes), student {args.student}, "
-              f"{args.epochs} epochs x batch {args.batch}, grid {args.grid_size} m, {args.views} cached views, "
+              f"{args.epochs} epochs x batch {args.batch}, grid {args.grid_size} m, {args.views} cached views"
+              f"{'' if args.view_p_rotate is None else f' (rotation p {args.view_p_rotate:g})'}, "
+              f"labels: {label_text(args)}, "
               f"seeds {args.seeds}, {args.threads} thread(s) x {args.jobs} job(s), no TTA, "
               + ("report only (train s: each job's own wall time)" if args.report_only
                  else f"wall {(time.perf_counter() - t_start) / 60:.1f} min"))  # fmt: skip

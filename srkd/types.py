@@ -28,9 +28,12 @@ positional encoding; "v3m2" = it convolves the sum (Pointcept's later models).""
 LOSS_METHODS: tuple[str, ...] = ("srkd", "srkd-release", "kd", "mse", "cwd", "relation", "ce")
 """The loss recipes `--method` names (their weights: srkd.losses.recipes)."""
 
-TARGET_MODES: tuple[str, ...] = ("view", "canonical", "ensemble")
+TARGET_MODES: tuple[str, ...] = ("view", "canonical", "ensemble", "labels")
 """Where a distilled student's cached targets come from (`--targets`, srkd.distill.targets): a replayed
-cached view, view 0 under the student's own augmentation, or the mean over the cached views."""
+cached view, view 0 under the student's own augmentation, the mean over the cached views, or
+`labels`: the ground truth as one-hot logits in the teacher's place (a label-only control; with a
+cache the student still replays its views, so `--method ce --targets labels` is the student alone
+on exactly the cached views)."""
 
 DEFAULT_DATASET = "scannet"
 """The dataset of a command (and a loss recipe) when none is given or recorded."""

@@ -62,7 +62,7 @@ def run_with_progress(cfg, title: str) -> None:
         console.print(
             f"{title}: {info['steps']} steps ({info['steps_per_epoch']}/epoch) on {info['device']}"
             f" x{info['world']}, dataset {info['dataset']} at {info['data_root']}, "
-            f"loss terms: {', '.join(info['losses'])}"
+            f"loss terms: {', '.join(info['losses'])}, {info.get('labels', 'dense labels')}"
         )
         if info.get("resume_note"):
             console.print(info["resume_note"])

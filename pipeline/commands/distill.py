@@ -19,6 +19,11 @@ def distill(
     online_teacher: O.OnlineTeacher = None,
     teacher_model: O.TeacherModel = None,
     teacher_color_norm: O.TeacherColorNorm = None,
+    labelled_points: O.LabelledPoints = None,
+    labelled_scenes: O.LabelledScenes = None,
+    la_file: O.LaFile = None,
+    lr_file: O.LrFile = None,
+    label_seed: O.LabelSeed = None,
     **options: Any,
 ) -> None:
     """Distil a small student from the teacher cache (SRKD losses by default)."""

@@ -118,6 +118,11 @@ Student = Annotated[Optional[str], _opt("--student", help="Student model preset 
 MethodOption = Annotated[Optional[Method], _opt("--method", help="Loss recipe: srkd (calibrated relation weight), srkd-release (the release's weights), kd, mse, cwd, relation or ce (alone).")]
 TargetsOption = Annotated[Optional[Targets], _opt("--targets", help="view (replay cached views), canonical (view 0, the student's own augmentation) or ensemble (the mean over views).")]
 Weight = Annotated[Optional[list[str]], _opt("--weight", help="Override a loss setting: name=value (ce, lovasz, kl, relation, feat_mse, cwd, temperature, tau, n_relation_points); repeatable. stages.yaml: the mapping distill.weights.")]
+LabelledPoints = Annotated[Optional[int], _opt("--labelled-points", min=1, help="Limited annotations (ScanNet Data-Efficient LA): keep N labels per training scene, drawn by --label-seed; the other points train on the teacher's targets only.")]
+LabelledScenes = Annotated[Optional[float], _opt("--labelled-scenes", min=0.0, max=1.0, help="Limited scenes (Data-Efficient LR): the fraction of training scenes that keep their labels, drawn by --label-seed.")]
+LaFile = Annotated[P, _opt("--la-file", help="The Data-Efficient benchmark's LA file (torch-saved dict scene -> labelled point indices; read without running code) instead of --labelled-points.")]
+LrFile = Annotated[P, _opt("--lr-file", help="The Data-Efficient benchmark's LR file (labelled scene names, one per line) instead of --labelled-scenes.")]
+LabelSeed = Annotated[Optional[int], _opt("--label-seed", min=0, help="Seed of --labelled-points and --labelled-scenes.")]
 OnlineTeacher = Annotated[P, _opt("--online-teacher", help="Run this teacher checkpoint in every step instead of reading a cache.")]
 TeacherColorNorm = Annotated[Optional[ColorNorm], _opt("--teacher-color-norm", help="Colour normalisation a Pointcept --online-teacher was trained with (an srkd checkpoint records its own).")]
 # -- train-teacher -------------------------------------------------------------------------------

@@ -136,6 +136,8 @@ class SceneDataset(Dataset):
             gets its view index (see `ViewProvider`).
         target_source: optional; gathers each sample's teacher targets for its final points
             (see `TargetSource`). Without one, samples carry no targets.
+        labels: optional srkd.data.labels.LimitedLabels; each loaded scene keeps only the labels
+            it allows (applied after the view provider has matched the scene with the cache).
     Each item is one VoxelSample (one random point per voxel); it carries `record`: the full
     record (view + chain [+ appended grid sample])
     that `srkd.data.transforms.replay` reproduces from the raw scene.
@@ -151,6 +153,7 @@ class SceneDataset(Dataset):
         repeats: int = 1,
         view_provider: ViewProvider | None = None,
         target_source: TargetSource | None = None,
+        labels: Any = None,
     ) -> None:
         if not hasattr(source, "scene_ids") or not hasattr(source, "load"):
             raise ConfigError(f"{source!r} is not a scene source (needs scene_ids and load())")
@@ -166,6 +169,7 @@ class SceneDataset(Dataset):
         self.repeats = int(repeats)
         self.view_provider = view_provider
         self.target_source = target_source
+        self.labels = labels
         self.epoch = 0
         self._check_chain()
 
@@ -196,11 +200,14 @@ class SceneDataset(Dataset):
         rng = sample_rng(self.seed, self.epoch, index)
         scene_id = self.scene_of(index)
         pc = self.source.load(scene_id)
-        if self.view_provider is not None:
+        view, view_rec = -1, None
+        if self.view_provider is not None:  # matches the scene as stored with the cache
             view, view_rec = self.view_provider(scene_id, pc, rng)
+        if self.labels is not None:
+            pc = self.labels.apply(scene_id, pc)
+        if view_rec is not None:
             pc, record = apply_view_then(pc, view_rec, self.transforms, rng)
         else:
-            view = -1
             pc, record = self.transforms(pc, rng)
         sample = to_voxel_sample(pc, self.feature_names, view, record)  # type: ignore[arg-type]
         if self.target_source is not None:

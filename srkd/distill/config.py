@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srkd.data.labels import LABEL_SEED, LabelBudget
 from srkd.data.transforms.color import DEFAULT_COLOR_NORM
 from srkd.data.transforms.sampling import SPHERE_CROP_POINTS
 from srkd.errors import ConfigError
@@ -64,6 +65,8 @@ class RunConfig:
                          teacher's side.
     tensorboard:         also write TensorBoard event files to out/tensorboard (main process;
                          needs the optional tensorboard package, srkd.distill.tensorboard).
+    labelled_points, labelled_scenes, la_file, lr_file, label_seed: the training labels the
+                         run may see (srkd.data.labels.LabelBudget; all None = every label).
     """
 
     model: str
@@ -98,6 +101,16 @@ class RunConfig:
     device: str = DEFAULT_DEVICE
     resume: bool = False
     tensorboard: bool = False
+    labelled_points: int | None = None
+    labelled_scenes: float | None = None
+    la_file: Path | None = None
+    lr_file: Path | None = None
+    label_seed: int = LABEL_SEED
+
+    def label_budget(self) -> LabelBudget:
+        """The training labels this run may see (ConfigError for a contradictory budget)."""
+        return LabelBudget(points_per_scene=self.labelled_points, scene_fraction=self.labelled_scenes,
+                           la_file=self.la_file, lr_file=self.lr_file, seed=self.label_seed)
 
     def to_json(self) -> dict[str, Any]:
         """Plain, JSON-able values (paths as strings, optim as a mapping): the checkpoint's
@@ -151,7 +164,7 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
     """RunConfig keyword values from plain JSON values (paths, optim, mappings)."""
     out = dict(values)
     try:
-        for key in ("out", "data_root", "cache", "online_teacher"):
+        for key in ("out", "data_root", "cache", "online_teacher", "la_file", "lr_file"):
             if out.get(key) is not None:
                 out[key] = Path(out[key])
         if isinstance(out.get("optim"), dict):
@@ -241,11 +254,20 @@ class DistillConfig(TrainingOptions):
     teacher_model: str | None = setting(_RUN.teacher_model)
     teacher_color_norm: str | None = setting(_RUN.teacher_color_norm, note=DEFAULT_COLOR_NORM)
     dataset: str | None = setting(None, note="the cache's, else scannet")
+    labelled_points: int | None = setting(_RUN.labelled_points, note="every label")
+    labelled_scenes: float | None = setting(_RUN.labelled_scenes, note="every scene")
+    la_file: Path | None = setting(_RUN.la_file)
+    lr_file: Path | None = setting(_RUN.lr_file)
+    label_seed: int = setting(_RUN.label_seed)
 
     def run_config(self) -> RunConfig:
         """The RunConfig these settings describe."""
         return RunConfig(
             **self._shared(), model=self.student, method=self.method, targets=self.targets,
+            labelled_points=self.labelled_points, labelled_scenes=self.labelled_scenes,
+            la_file=Path(self.la_file) if self.la_file is not None else None,
+            lr_file=Path(self.lr_file) if self.lr_file is not None else None,
+            label_seed=self.label_seed,
             loss_overrides=dict(self.weight or {}),
             cache=Path(self.cache) if self.cache is not None else None,
             online_teacher=Path(self.online_teacher) if self.online_teacher is not None else None,

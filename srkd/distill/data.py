@@ -53,7 +53,8 @@ def train_chain(cfg: RunConfig, ds: DatasetSpec, view_mode: bool) -> Compose:
     return train_transforms(cfg.grid_size, cfg.max_points, color_norm=cfg.color_norm)
 
 
-def train_dataset(cfg: RunConfig, ds: DatasetSpec, source: Any, reader: Any) -> SceneDataset:
+def train_dataset(cfg: RunConfig, ds: DatasetSpec, source: Any, reader: Any,
+                  labels: Any = None) -> SceneDataset:
     """The training samples of `source` (a scene source of srkd.data.sources.open_scenes).
 
     With a cache (`reader`) and targets "view" every sample replays one of its scene's cached
@@ -62,15 +63,16 @@ def train_dataset(cfg: RunConfig, ds: DatasetSpec, source: Any, reader: Any) -> 
     final points by `CachedTargets.sample`, in the DataLoader workers when there are any); the
     loop takes them from the batch (srkd.distill.targets.batch_targets). Without a cache the
     samples carry none."""
-    view_mode = reader is not None and cfg.targets == "view"
+    view_mode = reader is not None and cfg.targets in ("view", "labels")
     provider, targets = None, None
     if reader is not None:
         provider = CachedViewProvider(reader, replay=view_mode, canonical_only=not cfg.augment)
-        targets = CachedTargets(reader, cfg.targets).sample
+        if cfg.targets != "labels":  # labels: the loop builds one-hot targets from the batch
+            targets = CachedTargets(reader, cfg.targets).sample
     return SceneDataset(
         source, train_chain(cfg, ds, view_mode), grid_size=cfg.grid_size,
         feature_names=ds.feature_names, seed=cfg.seed, repeats=cfg.repeats,
-        view_provider=provider, target_source=targets,
+        view_provider=provider, target_source=targets, labels=labels,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from srkd.data.labels import LimitedLabels
 from srkd.data.scannet import DatasetSpec, get_dataset_spec
 from srkd.data.sources import open_scenes
 from srkd.data.transforms import check_color_norm
@@ -88,16 +89,19 @@ def _run(cfg: RunConfig, on_step: StepHook | None, on_start: StepHook | None,
     torch.manual_seed(cfg.seed)  # the order below fixes what the seed initialises
     model = build_model(cfg, ds, device)
     rec = run_recipe(cfg)
-    if needs_teacher(rec):
+    if needs_teacher(rec) or cfg.targets == "labels":
         targets_fn, teacher_dim = teacher_targets(cfg, ds, device, reader)
     else:  # training alone: never read the cache or run a teacher
         targets_fn, teacher_dim, reader = no_targets, None, None
     loss = build_loss(rec, cfg, model.feature_dim, teacher_dim, feature_gather(dist_info)).to(device)
-    source = open_scenes(ds, cfg.data_root, cfg.train_split)
+    budget = cfg.label_budget()
+    # with a label budget, scenes without a label file are welcome: the teacher labels them
+    source = open_scenes(ds, cfg.data_root, cfg.train_split, require_labels=not budget.active)
     if reader is not None:  # fail before training, not in the middle of an epoch
         check_cache_covers(reader, source, cfg)
-    batches_for_epoch, steps = train_batches(cfg, train_dataset(cfg, ds, source, reader), dist_info,
-                                             pin_memory=device.type == "cuda")
+    labels = LimitedLabels(source.scene_ids, budget) if budget.active else None
+    dataset = train_dataset(cfg, ds, source, reader, labels)
+    batches_for_epoch, steps = train_batches(cfg, dataset, dist_info, pin_memory=device.type == "cuda")
     evaluate_fn = _validation_fn(cfg, ds, device)
     train_params = run_train_params(cfg, rec, dist_info.world,
                                     reader.fingerprint if reader is not None else None)
@@ -106,7 +110,8 @@ def _run(cfg: RunConfig, on_step: StepHook | None, on_start: StepHook | None,
                        eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
                        seed=cfg.seed)
     if on_start:
-        on_start(_start_info(cfg, tcfg, device, dist_info, list(rec.weights.active()), fresh_resume))
+        on_start(_start_info(cfg, tcfg, device, dist_info, list(rec.weights.active()), fresh_resume,
+                             budget.describe()))
     return train(
         model, make_loss_fn(step_loss), batches_for_epoch, tcfg, Path(cfg.out),
         checkpoint_writer(cfg, ds, train_params), targets_fn=targets_fn,
@@ -174,10 +179,10 @@ def _validation_fn(cfg: RunConfig, ds: DatasetSpec, device: torch.device) -> Eva
 
 
 def _start_info(cfg: RunConfig, tcfg: TrainConfig, device: torch.device, dist_info: Distributed,
-                losses: list[str], fresh_resume: bool) -> dict[str, Any]:
+                losses: list[str], fresh_resume: bool, labels: str) -> dict[str, Any]:
     """What on_start reports about the run about to train."""
     return {"steps": tcfg.total_steps, "steps_per_epoch": tcfg.steps_per_epoch,
             "device": str(device), "world": dist_info.world, "dataset": cfg.dataset,
-            "data_root": str(cfg.data_root), "losses": losses,
+            "data_root": str(cfg.data_root), "losses": losses, "labels": labels,
             "resume_note": (f"--resume: no {STATE_FILE} in {cfg.out}, starting a new run"
                             if fresh_resume else None)}

@@ -7,13 +7,15 @@ Teacher targets are per ORIGINAL point, so any student view can gather them by
   the teacher's outputs for that view are gathered for the points that survive.
 - targets "canonical": cached view 0 (the scene as stored); "ensemble": the cached mean over
   views (a test-time-augmented teacher). The student draws a fresh view of its own.
+- targets "labels": the ground truth as one-hot logits stands in for the teacher (a label-only
+  control); with a cache the student replays the cached views as with "view".
 - online teacher: the frozen teacher runs on exactly the student's batch in every step (the
   release's way), for comparison on equal terms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -25,7 +27,7 @@ from srkd.data.collate import PointBatch
 from srkd.data.transforms import COLOR_NORMS, DEFAULT_COLOR_NORM, Record
 from srkd.errors import CacheError, ConfigError
 from srkd.models.base import ModelOutput
-from srkd.types import FEATURE_WIDTHS, TARGET_MODES, PointCloud
+from srkd.types import FEATURE_WIDTHS, IGNORE_INDEX, TARGET_MODES, PointCloud
 
 
 def sample_slices(batch: PointBatch) -> list[slice]:
@@ -91,6 +93,29 @@ class CachedTargets:
             logits=torch.from_numpy(np.concatenate(logits)).to(device),
             feature=torch.from_numpy(np.concatenate(feats)).to(device),
         )
+
+
+LABEL_LOGIT = 8.0
+"""The logit of the labelled class in `label_targets` (0 elsewhere): at T = 2 the label gets
+e^4 / (e^4 + 19) = 0.74 of a 20-class distribution, near a trained teacher's mean maximum
+probability (0.78 for the shipped demo teacher on the bench rooms)."""
+
+
+def label_targets(num_classes: int) -> Callable[[PointBatch], ModelOutput]:
+    """`targets_fn` of `--targets labels`: one-hot ground truth in the teacher's place.
+
+    Each point's target logits are LABEL_LOGIT at its label and 0 elsewhere, float32
+    (N, num_classes); an unlabelled point gets all zeros (a uniform target). There are no
+    features (feature None), so only logit terms (kl, cwd) can use them."""
+
+    def targets_fn(batch: PointBatch) -> ModelOutput:
+        n = len(batch.segment)
+        logits = torch.zeros(n, num_classes, device=batch.segment.device)
+        valid = batch.segment != IGNORE_INDEX
+        logits[valid, batch.segment[valid]] = LABEL_LOGIT
+        return ModelOutput(logits=logits, feature=None)  # type: ignore[arg-type]
+
+    return targets_fn
 
 
 def batch_targets(batch: PointBatch) -> ModelOutput:

@@ -17,7 +17,7 @@ from srkd.cache.matching import check_cache_data
 from srkd.data.collate import PointBatch
 from srkd.data.scannet import DatasetSpec
 from srkd.distill.config import RunConfig
-from srkd.distill.targets import OnlineTeacher, batch_targets
+from srkd.distill.targets import OnlineTeacher, batch_targets, label_targets
 from srkd.errors import CacheError, ConfigError
 from srkd.models.base import ModelOutput
 
@@ -72,13 +72,18 @@ def check_cache_covers(reader: Any, source: Any, cfg: RunConfig) -> None:
 def teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device,
                     reader: Any) -> tuple[TargetsFn, int | None]:
     """(targets_fn, teacher feature dim) from the open cache `reader` or the online teacher;
-    (no_targets, None) when the run has neither. With a cache, targets_fn is `batch_targets`:
+    (no_targets, None) when the run has neither; (label_targets, None) for --targets labels. With a cache, targets_fn is `batch_targets`:
     the dataset of srkd.distill.data.train_dataset gathers them with each sample.
 
     Raises ConfigError when both are given, the cache's classes differ from the dataset's, or
     --targets ensemble meets a cache without an ensemble entry."""
     if cfg.cache is not None and cfg.online_teacher is not None:
         raise ConfigError("give either --cache or --online-teacher, not both")
+    if cfg.targets == "labels":  # a label-only control: the cache (if any) only gives the views
+        if cfg.online_teacher is not None:
+            raise ConfigError("--targets labels puts the ground truth in the teacher's place; "
+                              "drop --online-teacher (a --cache still gives the views)")
+        return label_targets(ds.num_classes), None
     if reader is not None:
         if reader.spec.num_classes != ds.num_classes:
             raise ConfigError(

@@ -84,3 +84,13 @@ def zero_like_graph(t: torch.Tensor) -> torch.Tensor:
 def as_float(t: torch.Tensor) -> torch.Tensor:
     """At least float32 (half/bfloat16 under AMP are upcast; float64 stays float64)."""
     return t if t.dtype == torch.float64 else t.float()
+
+
+def class_balanced_mean(values: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Mean of float (N,) `values` per class of int64 (N,) `classes` in [0, num_classes), then
+    the plain mean over the classes present: every present class weighs the same, however many
+    points it has (the per-batch form of inverse-frequency weighting). N must be >= 1."""
+    sums = values.new_zeros(num_classes).index_add(0, classes, values)
+    counts = torch.bincount(classes, minlength=num_classes).to(values.dtype)
+    present = counts > 0
+    return (sums[present] / counts[present]).mean()

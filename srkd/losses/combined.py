@@ -15,7 +15,7 @@ from srkd.losses._checks import check_temperature
 from srkd.losses.ce import cross_entropy_loss
 from srkd.losses.cwd import cwd_loss
 from srkd.losses.feat_mse import FeatMSE
-from srkd.losses.kl import kl_distill_loss
+from srkd.losses.kl import KL_POINTS, kl_distill_loss
 from srkd.losses.lovasz import lovasz_softmax_loss
 from srkd.losses.relation import GatherFn, sampled_relation_loss
 
@@ -80,7 +80,9 @@ class DistillLoss(nn.Module):
         weights:           LossWeights.
         temperature:       T of KL_T and CWD.
         tau:               affinity temperature of the relation term.
-        n_relation_points: points sampled per sample for the relation term.
+        n_relation_points: points sampled per source scene for the relation term.
+        kl_points:         "all" or "labelled": the points KL_T averages over (srkd.losses.kl).
+        balanced_kl, balanced_ce: class-balanced means of KL_T and CE.
         student_dim:       student feature width Ds (FeatMSE projection input).
         teacher_dim:       teacher feature width Dt (FeatMSE projection output).
         gather_fn:         DDP hook for the relation term (see srkd.losses.distributed).
@@ -93,6 +95,9 @@ class DistillLoss(nn.Module):
         temperature: float = 2.0,
         tau: float = 2.0,
         n_relation_points: int = 2048,
+        kl_points: str = "labelled",
+        balanced_kl: bool = False,
+        balanced_ce: bool = False,
         student_dim: int | None = None,
         teacher_dim: int | None = None,
         gather_fn: GatherFn | None = None,
@@ -108,6 +113,9 @@ class DistillLoss(nn.Module):
         self.weights = weights
         self.temperature, self.tau = float(temperature), float(tau)
         self.n_relation_points = int(n_relation_points)
+        if kl_points not in KL_POINTS:
+            raise ConfigError(f"kl_points must be one of {KL_POINTS}, got {kl_points!r}")
+        self.kl_points, self.balanced_kl, self.balanced_ce = kl_points, bool(balanced_kl), bool(balanced_ce)
         self.gather_fn, self.generator = gather_fn, generator
         self.feat_mse: FeatMSE | None = None
         if weights.feat_mse > 0:
@@ -131,6 +139,7 @@ class DistillLoss(nn.Module):
         offset: torch.Tensor,
         relation_index: Sequence[torch.Tensor] | None = None,
         teacher_relation_feature: Sequence[torch.Tensor] | None = None,
+        relation_offset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and every active term's (unweighted) value.
 
@@ -141,10 +150,12 @@ class DistillLoss(nn.Module):
                       `teacher_relation_feature` and feat_mse is off.
             segment:  int64 (N,) labels, -1 = ignore.
             offset:   int64 (B,) cumulative end index of each sample.
-            relation_index: optional B int64 tensors of global point indices for the relation
+            relation_index: optional S int64 tensors of global point indices for the relation
                       term (default: sampled here).
-            teacher_relation_feature: optional B tensors (n_i, Dt), the teacher features at
+            teacher_relation_feature: optional S tensors (n_i, Dt), the teacher features at
                       `relation_index` (e.g. from the cache) instead of teacher.feature.
+            relation_offset: int64 (S,) cumulative end index of each SOURCE scene (a Mix3D
+                      sample holds two), the samples the relation term pairs; default `offset`.
         Returns:
             (total float32 scalar with graph, {term: detached float32 scalar}) for active terms.
         """
@@ -158,20 +169,23 @@ class DistillLoss(nn.Module):
         terms: dict[str, torch.Tensor] = {}
         for name in active:
             terms[name] = self._term(
-                name, student, teacher, segment, offset, relation_index, teacher_relation_feature
+                name, student, teacher, segment, offset, relation_index, teacher_relation_feature,
+                offset if relation_offset is None else relation_offset,
             )
         total = student.logits.new_zeros((), dtype=torch.float32)
         for name, value in terms.items():
             total = total + active[name] * value
         return total, {n: v.detach() for n, v in terms.items()}
 
-    def _term(self, name, student, teacher, segment, offset, relation_index, teacher_rel):
+    def _term(self, name, student, teacher, segment, offset, relation_index, teacher_rel,
+              relation_offset):
         if name == "ce":
-            return cross_entropy_loss(student.logits, segment)
+            return cross_entropy_loss(student.logits, segment, balanced=self.balanced_ce)
         if name == "lovasz":
             return lovasz_softmax_loss(student.logits, segment)
         if name == "kl":
-            return kl_distill_loss(student.logits, teacher.logits, segment, self.temperature)
+            return kl_distill_loss(student.logits, teacher.logits, segment, self.temperature,
+                                   points=self.kl_points, balanced=self.balanced_kl)
         if name == "cwd":
             return cwd_loss(student.logits, teacher.logits, offset, self.temperature)
         if name == "feat_mse":
@@ -183,7 +197,7 @@ class DistillLoss(nn.Module):
             return sampled_relation_loss(
                 teacher.feature if teacher_rel is None else teacher_rel,
                 student.feature,
-                offset,
+                relation_offset,
                 self.n_relation_points,
                 self.tau,
                 indices=relation_index,

@@ -22,7 +22,11 @@ nuScenes (dataset="nuscenes"): kl weight 0.1, T = 1, tau = 1 for every method th
 SemanticKITTI (dataset="semantickitti") reuses the nuScenes numbers: the release publishes no
 SemanticKITTI recipe, and both are lidar scans at the same 0.05 m grid (OUTDOOR_DATASETS).
 Our choices where the release is silent: the KD/MSE/CWD baselines reuse SRKD's KL weight and
-temperature, CWD uses the KL's temperature, and n_relation_points defaults to 2048.
+temperature, CWD uses the KL's temperature, and n_relation_points defaults to 2048. Every
+method but `srkd-release` averages KL_T over every point with a teacher target (`kl_points`
+"all"): the release averages over labelled points, which leaves the teacher silent on every
+unlabelled point of a limited-annotation run; with dense labels the two differ only on the
+ignored points.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from srkd.errors import ConfigError
 from srkd.losses.combined import DistillLoss, LossWeights
+from srkd.losses.kl import KL_POINTS
 from srkd.losses.relation import GatherFn
 from srkd.types import DEFAULT_DATASET, LOSS_METHODS
 
@@ -43,6 +48,9 @@ DEFAULT_RELATION_POINTS = 2048
 RELEASE_RELATION_WEIGHT = 1e-3
 RELATION_WEIGHT = 100.0
 """The calibrated relation weight of `--method srkd` (see the module docstring)."""
+
+FLAG_NAMES: tuple[str, ...] = ("balanced_kl", "balanced_ce")
+"""Recipe settings that are switches (true / false)."""
 
 _KD = dict(ce=1.0, lovasz=1.0, kl=0.3)
 _WEIGHTS: dict[str, dict[str, float]] = {
@@ -61,7 +69,10 @@ class Recipe:
     """A named loss configuration: weights plus temperatures.
 
     method/dataset: where the numbers came from. temperature: T of KL_T and CWD. tau: the
-    relation's affinity temperature. n_relation_points: points sampled per sample.
+    relation's affinity temperature. n_relation_points: points sampled per source scene.
+    kl_points: "all" (KL_T over every point with a teacher target) or "labelled" (only points
+    with a valid label, the release's definition; `srkd-release` keeps it). balanced_kl /
+    balanced_ce: class-balanced means (srkd.losses.kl, srkd.losses.ce).
     """
 
     method: str
@@ -70,6 +81,9 @@ class Recipe:
     temperature: float
     tau: float
     n_relation_points: int = DEFAULT_RELATION_POINTS
+    kl_points: str = "all"
+    balanced_kl: bool = False
+    balanced_ce: bool = False
 
     def build(
         self,
@@ -84,6 +98,9 @@ class Recipe:
             temperature=self.temperature,
             tau=self.tau,
             n_relation_points=self.n_relation_points,
+            kl_points=self.kl_points,
+            balanced_kl=self.balanced_kl,
+            balanced_ce=self.balanced_ce,
             student_dim=student_dim,
             teacher_dim=teacher_dim,
             gather_fn=gather_fn,
@@ -99,6 +116,9 @@ class Recipe:
             "temperature": self.temperature,
             "tau": self.tau,
             "n_relation_points": self.n_relation_points,
+            "kl_points": self.kl_points,
+            "balanced_kl": self.balanced_kl,
+            "balanced_ce": self.balanced_ce,
         }
 
 
@@ -109,8 +129,8 @@ def recipe(name: str, dataset: str = DEFAULT_DATASET, **overrides: Any) -> Recip
         name:      one of METHODS.
         dataset:   one of DATASETS; the OUTDOOR_DATASETS use kl 0.1, T = 1, tau = 1.
         overrides: any LossWeights field (ce, lovasz, kl, relation, feat_mse, cwd), or
-                   temperature, tau, n_relation_points. None values are ignored (so CLI
-                   options can be passed through unchanged).
+                   temperature, tau, n_relation_points, kl_points, balanced_kl, balanced_ce.
+                   None values are ignored (so CLI options can be passed through unchanged).
     Raises:
         ConfigError naming the known methods, datasets or override keys.
     """
@@ -126,10 +146,11 @@ def recipe(name: str, dataset: str = DEFAULT_DATASET, **overrides: Any) -> Recip
         temperature, tau = 1.0, 1.0
         if "kl" in weights:
             weights["kl"] = 0.1
-    base = Recipe(name, dataset, LossWeights(**weights), temperature, tau)
+    base = Recipe(name, dataset, LossWeights(**weights), temperature, tau,
+                  kl_points="labelled" if name == "srkd-release" else "all")
 
     weight_names = set(LossWeights.names())
-    other_names = {"temperature", "tau", "n_relation_points"}
+    other_names = {"temperature", "tau", "n_relation_points", *FLAG_NAMES, "kl_points"}
     unknown = sorted(set(overrides) - weight_names - other_names)
     if unknown:
         known = ", ".join(sorted(weight_names | other_names))
@@ -148,6 +169,11 @@ def recipe(name: str, dataset: str = DEFAULT_DATASET, **overrides: Any) -> Recip
                 raise ConfigError(f"{key} must be a number, got {changes[key]!r}") from None
             if not changes[key] > 0:
                 raise ConfigError(f"{key} must be > 0, got {changes[key]!r}")
+    if "kl_points" in changes and changes["kl_points"] not in KL_POINTS:
+        raise ConfigError(f"kl_points must be one of {KL_POINTS}, got {changes['kl_points']!r}")
+    for key in FLAG_NAMES:
+        if key in changes and not isinstance(changes[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {changes[key]!r}")
     if "n_relation_points" in changes:
         n = changes["n_relation_points"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:

@@ -7,6 +7,7 @@ et al., "Cross-image relational knowledge distillation for semantic segmentation
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -252,3 +253,44 @@ def sampled_relation_loss(
         t_feats = [teacher_feature[idx] for idx in indices]
     gather = gather_fn or _identity
     return relation_loss(gather(t_feats), gather(s_feats), tau)
+
+
+@torch.no_grad()
+def relation_target_stats(
+    teacher_feature: torch.Tensor, classes: torch.Tensor, offset: torch.Tensor, n_points: int,
+    tau: float, generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """How much structure the relation term's teacher targets carry (a diagnostic, no loss).
+
+    On up to `n_points` points per sample (drawn with `generator`), for every ordered pair of
+    samples (i, j) and every row r of the teacher's q_ij = softmax(A^t_ij[r] / tau):
+    - `relation_target_entropy`: H(q) / log(n_j), averaged over rows and pairs: 1.0 is a
+      uniform target (nothing to learn), lower is sharper;
+    - `relation_same_class_mass`: the mass q puts on columns of the row's class;
+    - `relation_same_class_chance`: the fraction of columns of the row's class (what a uniform
+      q would put there). Mass well above chance means the target encodes class structure.
+
+    Args:
+        teacher_feature: float (N, Dt). classes: int64 (N,) a class per point (labels, or the
+        teacher's argmax where there is none). offset: int64 (S,) sample ends.
+    Returns:
+        the three floats (NaN when a sample has a single point, where entropy is undefined).
+    """
+    indices = sample_relation_indices(offset.cpu(), n_points, generator)
+    feats = [F.normalize(as_float(teacher_feature[idx.to(teacher_feature.device)]), dim=1) for idx in indices]
+    cls = [classes[idx.to(classes.device)] for idx in indices]
+    entropy, mass, chance, rows = 0.0, 0.0, 0.0, 0
+    for f_i, c_i in zip(feats, cls):
+        for f_j, c_j in zip(feats, cls):
+            if f_j.shape[0] < 2:
+                return {k: float("nan") for k in ("relation_target_entropy", "relation_same_class_mass",
+                                                   "relation_same_class_chance")}
+            q = torch.softmax((f_i @ f_j.T) / tau, dim=1)
+            same = (c_i[:, None] == c_j[None, :]).to(q.dtype)
+            h = -(q * q.clamp_min(1e-30).log()).sum(dim=1) / math.log(f_j.shape[0])
+            entropy += float(h.sum())
+            mass += float((q * same).sum())
+            chance += float(same.mean(dim=1).sum())
+            rows += q.shape[0]
+    return {"relation_target_entropy": entropy / rows, "relation_same_class_mass": mass / rows,
+            "relation_same_class_chance": chance / rows}

@@ -37,7 +37,7 @@ def make_teacher(path: Path, name: str = "test_spunet", seed: int = 0) -> Path:
 
 def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensemble: bool = True,
                 codec: str = "lossless", split: str = "train", class_names=None,
-                scenes: int | None = None) -> Path:
+                scenes: int | None = None, require_labels: bool = True) -> Path:
     """Run the teacher over the (first `scenes`) scenes of `split` and write the cache."""
     from dataclasses import replace
 
@@ -54,7 +54,7 @@ def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensem
     if class_names is not None:  # a cache that claims another label set (bad-input tests)
         spec = replace(spec, class_names=tuple(class_names))
     writer = CacheWriter.create(out, spec)
-    source = ScanNetScenes(data_root, split, ds)
+    source = ScanNetScenes(data_root, split, ds, require_labels=require_labels)
     for scene in source.scene_ids[:scenes]:
         pc = source.load(scene)
         targets, ens = scene_targets(model, pc, settings, GRID, ds.feature_names, "cpu", ensemble,

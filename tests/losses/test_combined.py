@@ -74,11 +74,11 @@ def test_relation_with_precomputed_teacher_features():
 def test_loss_fn_adapter_matches_train_signature():
     student, teacher, segment, offset = _outputs()
 
-    class Batch:  # the two PointBatch fields the loss reads
+    class Batch:  # the PointBatch fields the loss reads
         pass
 
     batch = Batch()
-    batch.segment, batch.offset = segment, offset
+    batch.segment, batch.offset, batch.sample_offset = segment, offset, offset
     loss = recipe("kd").build()
     total, terms = make_loss_fn(loss)(student, batch, teacher)
     assert torch.allclose(total, loss(student, teacher, segment, offset)[0])
