@@ -45,7 +45,7 @@ CODEC_NAMES: tuple[str, ...] = ("int8", "float16", "lossless")
 """The teacher cache's codecs (`--codec`; their parameters: srkd.cache.codecs)."""
 
 DEFAULT_CODEC = "int8"
-"""The codec of a cache built without --codec: ~39 bytes per point (README "Codecs")."""
+"""The codec of a cache built without --codec: ~39 bytes per point (docs/cache.md, "Codecs")."""
 
 CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")
 """The fields whose content identifies a scene's data (PointCloud.content_sha256)."""

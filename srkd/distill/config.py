@@ -33,7 +33,7 @@ from srkd.types import DEFAULT_DATASET, TRAIN_SPLIT, VAL_SPLIT
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW + OneCycle as released (METHOD.md "Training recipe"); parameters whose name contains
+    """AdamW + OneCycle as released (docs/method.md, "Training recipe"); parameters whose name contains
     `block_keyword` (the transformer / residual blocks) train at `block_lr_scale` x lr.
     weight_decay None = the dataset's (DatasetSpec.weight_decay: 0.05 indoors, 0.005 for lidar),
     filled in by srkd.distill.run before the optimiser is built."""
