@@ -21,7 +21,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from srkd.data.scannet import DATASETS
+from srkd.data.registry import DATASETS
 from srkd.data.transforms.color import COLOR_NORMS
 from srkd.types import CODEC_NAMES, LOSS_METHODS, TARGET_MODES, UNPOOLING_MODES
 

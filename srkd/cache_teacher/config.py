@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from srkd.data.registry import per_dataset
 from srkd.errors import ConfigError
-from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
+from srkd.settings import DEFAULT_DEVICE, setting
 from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, TRAIN_SPLIT
 
 VIEWS = 1

@@ -27,7 +27,7 @@ import numpy as np
 
 from srkd.cache import CacheSpec, CodecSpec
 from srkd.cache_teacher.config import VIEW_SEED, VIEWS
-from srkd.data.scannet import DatasetSpec
+from srkd.data.registry import DatasetSpec
 from srkd.data.transforms import (
     TILT,
     Compose,

@@ -24,10 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from srkd.data.registry import per_dataset
 from srkd.data.transforms.color import DEFAULT_COLOR_NORM
 from srkd.data.transforms.sampling import SPHERE_CROP_POINTS
 from srkd.errors import ConfigError
-from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
+from srkd.settings import DEFAULT_DEVICE, setting
 from srkd.types import DEFAULT_DATASET, TRAIN_SPLIT, VAL_SPLIT
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from srkd.data.scannet import DatasetSpec
+from srkd.data.registry import DatasetSpec
 from srkd.data.transforms import DEFAULT_COLOR_NORM
 from srkd.distill.config import RunConfig
 from srkd.errors import CheckpointError, ConfigError
