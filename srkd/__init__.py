@@ -4,3 +4,4 @@ The library layer: no typer, no YAML parsing, no printing. See docs/architecture
 """
 
 __version__ = "0.1.0"
+"""The version: checkpoints, caches and stages.lock record it; pyproject.toml reads it from here."""
