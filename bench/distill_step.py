@@ -1,5 +1,5 @@
 """Benchmark one distillation training step: CE only, cached SRKD (targets gathered in the data
-path, and as before in the training process) and online SRKD, same student, same batch,
+path, or inside the training step) and online SRKD, same student, same batch,
 interleaved in one run.
 
     python bench/distill_step.py                        # CPU: 2 samples x 8k points, 3 repeats
@@ -12,11 +12,11 @@ backward and the AdamW step (fp16 autocast + GradScaler on CUDA), CUDA-synchroni
 - ce:      the student alone (CE + Lovasz), no targets.
 - cached:  SRKD (CE + Lovasz + 0.3 KL_T + 1e-3 Relation + 0.1 FeatMSE) with targets from a real
            Zarr cache on disk (default int8 codec), built once at start with the teacher, as
-           training gets them now: each sample gathered its own targets when the dataset made it
+           training gets them: each sample gathered its own targets when the dataset made it
            (`CachedTargets.sample` as the dataset's target source; in the DataLoader workers when
            --workers > 0), the batch carries them in host memory (pinned on CUDA), and the step's
            targets part is `srkd.distill.targets.batch_targets`: only their host -> device copy.
-- cached_inproc: the same, with the gather in the training process as before this change
+- cached_inproc: the same, with the gather in the training process
            (`CachedTargets` on the batch as the step's targets_fn, on its critical path). The
            reader's LRU is OFF (cache_bytes=0): every gather reads and decodes the samples' cache
            entries from disk (OS page cache), as when the training set far exceeds the LRU.
@@ -29,10 +29,11 @@ so machine noise is shared. Reported per variant: mean / median / std of the ste
 its process CPU time (all threads; robust to other processes on a shared machine) and the part
 spent getting the targets. P1 = cached / ce (target <= 1.05), P2 = online / cached next to its
 limit 1 + t_teacher / t_cached_step (the online step's teacher time over the cached step), and the
-targets time on the training process's critical path before (cached_inproc) and after (cached).
+targets time on the training process's critical path in both (cached_inproc: the gather;
+cached: the copy only).
 Timed separately: the in-process gather of the batch alone (cold = LRU off, warm = entries held
 in the LRU), and the gather inside the dataset (the target source's calls while the batch's
-samples are made, next to the whole sample making), which the workers now pay.
+samples are made, next to the whole sample making), which the DataLoader workers pay.
 
 The batch is real: the first --batch scans of ../shared/data/scannet_real/train when present
 (else synthetic rooms), each cut to its ~1.25 x --points raw points nearest its centre, written
@@ -235,7 +236,7 @@ class Variant:
 
 
 def time_gather(reader_cold, reader_warm, batch, repeats: int = 10) -> dict:
-    """The in-process gather of `batch` alone (the previous targets_fn), ms."""
+    """The in-process gather of `batch` alone (cached_inproc's targets_fn), ms."""
     from srkd.distill.targets import CachedTargets
 
     out = {}
@@ -350,8 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         "P1_cached_over_ce": p1, "P2_online_over_cached": p2,
         # P2's floor if the online step were the cached step plus the teacher forward alone
         "P2_limit": 1 + res["online"]["targets_mean_s"] / res["cached"]["mean_s"],
-        # the targets' time on the training process's critical path: before (the gather in the
-        # step, cached_inproc) and after (the host -> device copy only, cached)
+        # the targets' time on the training process's critical path: "before" = the gather in the
+        # step (cached_inproc), "after" = the host -> device copy only (cached); keys kept as
+        # the reported JSON files name them
         "targets_critical_before_ms": res["cached_inproc"]["targets_mean_s"] * 1e3,
         "targets_critical_after_ms": res["cached"]["targets_mean_s"] * 1e3,
         "targets_share_before": res["cached_inproc"]["targets_mean_s"] / res["cached_inproc"]["mean_s"],

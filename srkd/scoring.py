@@ -12,7 +12,7 @@ models with or without test-time augmentation, and the cached teacher) and the t
 
 Every prediction source maps one loaded scene to int64 (N,) classes of its N ORIGINAL points. One
 confusion matrix per source is summed over the split (`srkd.metrics.ConfusionAccumulator`), so
-mIoU comes from split-level intersections and unions (METHOD.md), never from per-scene means.
+mIoU comes from split-level intersections and unions (docs/method.md), never from per-scene means.
 
 numpy at import time: torch (through `srkd.inference`) is imported only when a model predicts,
 so `srkd inspect-cache` scores a cache without it.
@@ -298,7 +298,7 @@ def teacher_miou(
         num_workers: scenes decoded at once on threads (default: the thread pool's choice).
     Returns:
         dict with view, scenes, miou, macc, allacc, iou (per class list, None = absent class)
-        and confusion (K x K list); intersections/unions summed over the split (METHOD.md).
+        and confusion (K x K list); intersections/unions summed over the split (docs/method.md).
     """
     reader = CacheReader(path_or_store, cache_bytes=0)
     teacher = CachedTeacherPredictor(reader, view)

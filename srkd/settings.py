@@ -7,7 +7,8 @@ are the only home of the command's defaults, and `setting(...)` records the rest
 
     key       the name stages.yaml uses in the command's params section when it differs from the
               option's (generate-synthetic's `--out` is `params.data.root`)
-    note      where a None default is filled in later, what it becomes ("the dataset's: ...")
+    note      where a None default is filled in later, what it becomes ("the dataset's: ...",
+              from srkd.data.registry.per_dataset)
     cli_only  the option cannot be set in stages.yaml (e.g. `--overwrite`, `--resume`)
 
 Standard library only: the CLI imports these classes to check options and render `--help`
@@ -33,17 +34,6 @@ def setting(default: Any = None, *, key: str | None = None, note: str | None = N
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
-
-
-def per_dataset(attribute: str) -> str:
-    """'the dataset's: 0.02 scannet / scannet200, 0.05 nuscenes / semantickitti': a note for a
-    default that each registered dataset sets (DatasetSpec.<attribute>), read from the registry."""
-    from srkd.data.scannet import DATASETS, get_dataset_spec
-
-    groups: dict[Any, list[str]] = {}
-    for name in DATASETS.names():
-        groups.setdefault(getattr(get_dataset_spec(name), attribute), []).append(name)
-    return "the dataset's: " + ", ".join(f"{value} {' / '.join(names)}" for value, names in groups.items())
 
 
 def stages_key(f: dataclasses.Field) -> str:  # type: ignore[type-arg]

@@ -48,7 +48,13 @@ CODEC_NAMES: tuple[str, ...] = ("int8", "float16", "lossless")
 """The teacher cache's codecs (`--codec`; their parameters: srkd.cache.codecs)."""
 
 DEFAULT_CODEC = "int8"
-"""The codec of a cache built without --codec: ~39 bytes per point (README "Codecs")."""
+"""The codec of a cache built without --codec: ~39 bytes per point (docs/cache.md, "Codecs")."""
+
+VIEWS = 1
+"""Cached views per scene without --views: view 0 alone, the scene as stored."""
+
+VIEW_SEED = 0
+"""Seed of a cache's augmented views 1..V-1 without --seed."""
 
 CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")
 """The fields whose content identifies a scene's data (PointCloud.content_sha256)."""

@@ -1,9 +1,9 @@
-"""The README runs as written.
+"""The README and the manual (docs/*.md) run as written.
 
-1. Every `srkd ...` command line in the README's bash blocks names a real command and real options
-   with valid values: it is parsed by the CLI's own parser (click), without running it.
+1. Every `srkd ...` command line in their bash blocks names a real command and real options with
+   valid values: it is parsed by the CLI's own parser (click), without running it.
 2. The blocks marked `<!-- readme-test: run -->` (the tiny tour) are run for real, in order, in one
-   temporary folder, and must all exit 0.
+   temporary folder per file, and must all exit 0.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 import typer
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS]
+"""Every markdown file whose commands are checked."""
 RUN_MARKER = "<!-- readme-test: run -->"
 _FENCE = re.compile(r"^```(\w*)\s*$")
 
@@ -68,14 +72,21 @@ def srkd_invocations(line: str) -> list[list[str]]:
     return found
 
 
-def _readme_text() -> str:
-    return README.read_text(encoding="utf-8")
+def _blocks(page: Path) -> list[tuple[bool, list[str]]]:
+    return bash_blocks(page.read_text(encoding="utf-8"))
 
 
-def test_the_readme_has_commands_and_a_runnable_tour():
-    blocks = bash_blocks(_readme_text())
+def _name(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+def test_the_pages_have_commands_and_a_runnable_tour():
+    assert len(DOCS) >= 10, f"the manual's pages are missing from {ROOT / 'docs'}"
+    readme = [c for _, lines in _blocks(README) for line in lines for c in srkd_invocations(line)]
+    assert len(readme) >= 5, "the README's bash blocks should show the commands"
+    blocks = [block for page in PAGES for block in _blocks(page)]
     commands = [c for _, lines in blocks for line in lines for c in srkd_invocations(line)]
-    assert len(commands) >= 20, "the README's bash blocks should show the commands"
+    assert len(commands) >= 40, "the README and docs/ should show the commands"
     assert any(marked for marked, _ in blocks), f"no block is marked {RUN_MARKER}"
 
 
@@ -97,12 +108,13 @@ def _remaining(ctx) -> list[str]:
     return [*getattr(ctx, "_protected_args", []), *ctx.args]
 
 
-def test_every_readme_command_parses():
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_every_command_parses(page: Path):
     import cli
 
     group = typer.main.get_command(cli.app)
     bad = []
-    for _, lines in bash_blocks(_readme_text()):
+    for _, lines in _blocks(page):
         for line in lines:
             for args in srkd_invocations(line):
                 args = [a for a in args if a != "--help"]  # help exits; check the rest
@@ -114,7 +126,7 @@ def test_every_readme_command_parses():
                     if not hasattr(e, "format_message"):
                         raise
                     bad.append(f"`srkd {shlex.join(args)}`: {e.format_message()}")
-    assert not bad, "README commands the CLI refuses:\n" + "\n".join(bad)
+    assert not bad, f"{_name(page)}: commands the CLI refuses:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize(
@@ -144,23 +156,28 @@ def test_a_wrong_option_is_caught():
         _parse(group, ["evaluate", "--device", "gpu"])
 
 
-def test_the_tour_runs_as_written(tmp_path, monkeypatch):
-    """The marked blocks, command by command, from a copy of the repository root (stages.yaml and
-    the shipped teacher linked in), in one process; every command must exit 0."""
+TOURS = [page for page in PAGES if any(marked for marked, _ in _blocks(page))]
+
+
+@pytest.mark.parametrize("page", TOURS, ids=_name)
+def test_the_tour_runs_as_written(page: Path, tmp_path, monkeypatch):
+    """A page's marked blocks, command by command, from a copy of the repository root
+    (stages.yaml and the shipped teacher linked in), in one process; every command must exit 0."""
     from typer.testing import CliRunner
 
     import cli
 
-    repo = README.parent
+    repo = ROOT
     (tmp_path / "srkd" / "assets").mkdir(parents=True)
     (tmp_path / "srkd" / "assets" / "demo_teacher.pt").symlink_to(repo / "srkd/assets/demo_teacher.pt")
     (tmp_path / "stages.yaml").symlink_to(repo / "stages.yaml")
     monkeypatch.chdir(tmp_path)
-    commands = [args for marked, lines in bash_blocks(_readme_text()) if marked
+    commands = [args for marked, lines in _blocks(page) if marked
                 for line in lines for args in srkd_invocations(line)]  # fmt: skip
     assert commands
     for args in commands:
         result = CliRunner().invoke(cli.app, args)
-        assert result.exit_code == 0, f"`srkd {shlex.join(args)}` failed:\n{result.output}"
-    assert (tmp_path / "tour/labels/synthetic_0002.labels.npy").is_file()
-    assert (tmp_path / "tour/student/curves.png").is_file()
+        assert result.exit_code == 0, f"{_name(page)}: `srkd {shlex.join(args)}` failed:\n{result.output}"
+    if page.name == "getting-started.md":  # the tour of every command leaves each stage's files
+        assert (tmp_path / "tour/labels/synthetic_0002.labels.npy").is_file()
+        assert (tmp_path / "tour/student/curves.png").is_file()

@@ -127,7 +127,7 @@ def _score(summary: dict, data_root: Path | None, problems: list[str], teacher_m
     """The cached teacher's scores, or {"skipped": why} when labels are unavailable."""
     if problems:
         return {"skipped": "the cache has problems"}
-    from srkd.data.scannet import get_dataset_spec
+    from srkd.data.registry import get_dataset_spec
     from srkd.data.sources import open_scenes
     from srkd.errors import ConfigError, DataError
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from srkd.data.scannet import DATASETS
+from srkd.data.registry import DATASETS
 from srkd.data.transforms.color import COLOR_NORMS
 from srkd.types import CODEC_NAMES, LOSS_METHODS, TARGET_MODES, UNPOOLING_MODES
 
@@ -114,7 +114,7 @@ def with_training_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 DistillCache = Annotated[P, _opt("--cache", help="Teacher cache from `srkd cache-teacher`.")]
-Student = Annotated[Optional[str], _opt("--student", help="Student model preset (see README).")]
+Student = Annotated[Optional[str], _opt("--student", help="Student model preset (see docs/models.md).")]
 MethodOption = Annotated[Optional[Method], _opt("--method", help="Loss recipe: srkd (calibrated relation weight), srkd-release (the release's weights), kd, mse, cwd, relation or ce (alone).")]
 TargetsOption = Annotated[Optional[Targets], _opt("--targets", help="view (replay cached views), canonical (view 0, the student's own augmentation) or ensemble (the mean over views).")]
 Weight = Annotated[Optional[list[str]], _opt("--weight", help="Override a loss setting: name=value (ce, lovasz, kl, relation, feat_mse, cwd, temperature, tau, n_relation_points); repeatable. stages.yaml: the mapping distill.weights.")]
@@ -126,7 +126,7 @@ LabelSeed = Annotated[Optional[int], _opt("--label-seed", min=0, help="Seed of -
 OnlineTeacher = Annotated[P, _opt("--online-teacher", help="Run this teacher checkpoint in every step instead of reading a cache.")]
 TeacherColorNorm = Annotated[Optional[ColorNorm], _opt("--teacher-color-norm", help="Colour normalisation a Pointcept --online-teacher was trained with (an srkd checkpoint records its own).")]
 # -- train-teacher -------------------------------------------------------------------------------
-Model = Annotated[Optional[str], _opt("--model", help="Model preset to train (see README).")]
+Model = Annotated[Optional[str], _opt("--model", help="Model preset to train (see docs/models.md).")]
 TrainSplit = Annotated[Optional[str], _opt("--split", help="Training split.")]
 # -- cache-teacher -------------------------------------------------------------------------------
 Teacher = Annotated[P, _opt("--teacher", help="Teacher checkpoint: an srkd checkpoint, or a Pointcept .pth with --teacher-model.")]

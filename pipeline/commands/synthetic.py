@@ -111,7 +111,7 @@ def _outdoor(config) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
-    from srkd.data.scannet import get_dataset_spec
+    from srkd.data.registry import get_dataset_spec
     from srkd.data.sources import open_scenes
     from srkd.data.synthetic.lidar import LidarConfig
     from srkd.data.synthetic.lidar_dataset import generate_outdoor_dataset

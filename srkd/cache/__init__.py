@@ -1,7 +1,7 @@
 """The teacher cache: a Zarr v3 store of per-original-point teacher logits and features.
 
 numpy, zarr, numcodecs and dask only (no torch), so the cache can be read and inspected anywhere.
-See README, "Teacher cache", for the on-disk schema.
+See docs/cache.md for the on-disk schema.
 """
 
 from srkd.cache.arrays import measure_codec

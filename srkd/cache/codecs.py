@@ -40,7 +40,7 @@ from srkd.types import DEFAULT_CODEC
 JSONScalar = bool | int | float | str
 
 _DEFAULT_PARAMS: dict[str, dict[str, JSONScalar]] = {
-    # Defaults measured on a trained teacher's outputs (bench/cache_codec.py, README "Codecs"):
+    # Defaults measured on a trained teacher's outputs (bench/cache_codec.py, docs/cache.md "Codecs"):
     # a 1/40 feature step gives ~39 B/point with KL ~2e-5 nats and affinity error ~4e-3.
     "int8": {"logit_levels": 127, "logit_range": 24.0, "feature_step": 1.0 / 40.0, "rotate": False, "clevel": 5},
     "float16": {"clevel": 5},

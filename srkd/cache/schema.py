@@ -1,6 +1,6 @@
 """The teacher cache's on-disk schema (Zarr v3) and the value objects that describe a cache.
 
-Layout (see README, "Teacher cache"):
+Layout (see docs/cache.md):
 
     <root>/zarr.json                      attributes["srkd_cache"] = {schema_version, fingerprint,
                                           srkd_version, spec: {dataset, data_root, split, ...}}

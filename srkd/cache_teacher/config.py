@@ -14,14 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from srkd.data.registry import per_dataset
 from srkd.errors import ConfigError
-from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
-from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, TRAIN_SPLIT
-
-VIEWS = 1
-"""Cached views per scene (--views): view 0 alone, the scene as stored."""
-VIEW_SEED = 0
-"""Seed of the augmented views 1..V-1 (--seed)."""
+from srkd.settings import DEFAULT_DEVICE, setting
+from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, TRAIN_SPLIT, VIEW_SEED, VIEWS
 
 if TYPE_CHECKING:
     from srkd.cache import CodecSpec

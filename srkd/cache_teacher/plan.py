@@ -19,7 +19,7 @@ from srkd.cache_teacher.worker import (
     teacher_key,
     with_dataset_defaults,
 )
-from srkd.data.scannet import get_dataset_spec
+from srkd.data.registry import get_dataset_spec
 from srkd.device import resolve_device
 from srkd.errors import CacheError, ConfigError
 from srkd.models.teacher import load_teacher

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from srkd.cache import CacheSpec, CodecSpec
-from srkd.cache_teacher.config import VIEW_SEED, VIEWS
-from srkd.data.scannet import DatasetSpec
+from srkd.data.registry import DatasetSpec
 from srkd.data.transforms import (
     TILT,
     Compose,
@@ -39,7 +38,7 @@ from srkd.data.transforms import (
 )
 from srkd.errors import ConfigError
 from srkd.models.teacher import TeacherInfo
-from srkd.types import PointCloud
+from srkd.types import VIEW_SEED, VIEWS, PointCloud
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from srkd.cache import CacheSpec, CacheWriter, ViewTargets
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.targets import scene_targets
 from srkd.data.dataset import SceneSource
-from srkd.data.scannet import get_dataset_spec
+from srkd.data.registry import dataset_default, get_dataset_spec
 from srkd.data.sources import open_scenes
 from srkd.device import resolve_device
 from srkd.errors import CacheError, SrkdError
@@ -211,5 +211,5 @@ def open_split(dataset: str, data_root: Path, split: str) -> SceneSource:
 
 def with_dataset_defaults(job: CacheJob, dataset) -> CacheJob:  # type: ignore[no-untyped-def]
     """`job` with the dataset's grid size when it names none, and the dataset's view domain."""
-    grid = job.grid_size if job.grid_size is not None else dataset.grid_size
+    grid = dataset_default("grid_size", job.grid_size, dataset)
     return replace(job, grid_size=float(grid), views=replace(job.views, domain=dataset.domain))

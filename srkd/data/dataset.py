@@ -45,7 +45,7 @@ class SceneSource(Protocol):
 
 ViewProvider = Callable[[str, PointCloud, np.random.Generator], tuple[int, Record]]
 """(scene_id, raw cloud, rng) -> (view index, view record) to replay before `transforms`; e.g.
-a teacher-cache reader picking one of the scene's cached views (issue 5, ``--targets view``)."""
+a teacher-cache reader picking one of the scene's cached views (``--targets view``)."""
 
 TargetSource = Callable[[str, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """(scene_id, view, origin_index int64 (M,)) -> (teacher logits float32 (M, K), teacher features

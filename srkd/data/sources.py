@@ -1,14 +1,14 @@
 """One door to every scene source: `open_scenes` picks the reader of a dataset's on-disk layout.
 
-    layout          reader                                           data
-    "scannet"       srkd.data.scannet.ScanNetScenes                  Pointcept ScanNet .npy folders
+    layout          reader (srkd.data.registry.READERS)              data
+    "scannet"       srkd.data.scannet.reader.ScanNetScenes           Pointcept ScanNet .npy folders
     "nuscenes"      srkd.data.outdoor.nuscenes.NuScenesScenes         nuScenes-lidarseg release
     "semantickitti" srkd.data.outdoor.semantickitti.SemanticKittiScenes  SemanticKITTI sequences
 
 Every reader has the same shape (`root`, `split`, `spec`, `scene_ids`, `__len__`,
 `load(scene_id) -> PointCloud`); code that reads scenes (training, validation, the teacher cache,
-evaluation) goes through `open_scenes` and never names a reader. The lidar readers are imported
-only when asked for.
+evaluation) goes through `open_scenes` and never names a reader. Readers are imported only when
+asked for.
 
 Split file: a lidar dataset root may hold SPLITS_FILE ("srkd_splits.json"), a JSON object mapping
 a split name to reader options, e.g.
@@ -30,17 +30,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from srkd.data.scannet import LAYOUTS, DatasetSpec, ScanNetScenes, get_dataset_spec
+from srkd.data.registry import LAYOUTS, READERS, DatasetSpec, get_dataset_spec
 from srkd.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # srkd.data.dataset imports torch; a source is only a protocol here
     from srkd.data.dataset import SceneSource
-
-_READERS: dict[str, tuple[str, str]] = {
-    "nuscenes": ("srkd.data.outdoor.nuscenes", "NuScenesScenes"),
-    "semantickitti": ("srkd.data.outdoor.semantickitti", "SemanticKittiScenes"),
-}
-"""Layout -> (module, class) of the lazily imported lidar readers."""
 
 SPLITS_FILE = "srkd_splits.json"
 """Optional file at a lidar dataset root: split name -> reader options (module docstring)."""
@@ -114,14 +108,14 @@ def open_scenes(
         raise ConfigError(
             f"dataset {spec.name!r} names layout {spec.layout!r}; known: {', '.join(LAYOUTS)}"
         )
+    module, name = READERS[spec.layout]
+    reader = getattr(importlib.import_module(module), name)
     if spec.layout == "scannet":
         if options:
             raise ConfigError(
                 f"the ScanNet layout reader takes no options, got {', '.join(sorted(options))}"
             )
-        return ScanNetScenes(Path(root), split, spec, require_labels=require_labels)
-    module, name = _READERS[spec.layout]
-    reader = getattr(importlib.import_module(module), name)
+        return reader(Path(root), split, spec, require_labels=require_labels)
     options = {**split_file_options(spec.layout, Path(root), split), **options}
     try:
         return reader(Path(root), split, spec, require_labels=require_labels, **options)

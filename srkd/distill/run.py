@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from srkd.data.labels import LimitedLabels
-from srkd.data.scannet import DatasetSpec, get_dataset_spec
+from srkd.data.registry import DatasetSpec, dataset_default, get_dataset_spec
 from srkd.data.sources import open_scenes
 from srkd.data.transforms import check_color_norm
 from srkd.device import resolve_device
@@ -152,11 +152,8 @@ def _hold_folders(cfg: RunConfig, reader: Any, held: contextlib.ExitStack) -> No
 
 def _dataset_defaults(cfg: RunConfig, ds: DatasetSpec) -> RunConfig:
     """cfg with the dataset's grid size and weight decay where the config leaves them None."""
-    if cfg.grid_size is None:
-        cfg = replace(cfg, grid_size=ds.grid_size)
-    if cfg.optim.weight_decay is None:  # None: the dataset's recipe value
-        cfg = replace(cfg, optim=replace(cfg.optim, weight_decay=ds.weight_decay))
-    return cfg
+    optim = replace(cfg.optim, weight_decay=dataset_default("weight_decay", cfg.optim.weight_decay, ds))
+    return replace(cfg, grid_size=dataset_default("grid_size", cfg.grid_size, ds), optim=optim)
 
 
 def _validation_fn(cfg: RunConfig, ds: DatasetSpec, device: torch.device) -> EvaluateFn | None:

@@ -108,11 +108,6 @@ def iter_log(path: Path) -> Iterator[dict[str, Any]]:
             yield normalise_row(row)
 
 
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """All rows of a log.jsonl (see iter_log)."""
-    return list(iter_log(path))
-
-
 class RunLog:
     """log.jsonl, its sinks and curves.png for one run; every method is a no-op unless `enabled`
     (the main process). Use as: open(resume, step) -> train_row/val_row ... -> close()."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
+from srkd.data.registry import per_dataset
+from srkd.settings import DEFAULT_DEVICE, setting
 
 LATENCY_RUNS = 10
 """Timed batch-1 forward passes per model for the latency column (0 = no latency)."""

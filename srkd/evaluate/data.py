@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from srkd.data.scannet import DatasetSpec
+from srkd.data.registry import DatasetSpec
 from srkd.errors import CacheError, ConfigError
 from srkd.types import DEFAULT_DATASET, VAL_SPLIT
 

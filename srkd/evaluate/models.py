@@ -17,10 +17,10 @@ from typing import Any
 
 from torch import nn
 
-from srkd.data.scannet import DatasetSpec
+from srkd.data.registry import DatasetSpec
 from srkd.data.transforms import DEFAULT_COLOR_NORM
-from srkd.distill.config import RunConfig
 from srkd.errors import CheckpointError, ConfigError
+from srkd.run_config import RunConfig
 from srkd.types import FEATURE_WIDTHS
 
 _GENERIC_STEMS = {"model", "best", "last", "checkpoint", "model_best", "model_last", "final"}

@@ -25,7 +25,7 @@ from srkd.metrics import check_class_names, check_confusion_matrix, default_clas
 from srkd.types import IGNORE_INDEX
 
 if TYPE_CHECKING:
-    from srkd.evaluate.report import ReportRow
+    from srkd.evaluate.rows import ReportRow
 
 IGNORE_COLOR = (0.6, 0.6, 0.6)
 """Grey used for points whose label is IGNORE_INDEX (-1)."""
@@ -50,7 +50,7 @@ def plot_class_iou(
     """
     if not rows:
         raise ConfigError("plot_class_iou needs at least one model row")
-    k = rows[0].scores.num_classes  # rows as srkd.evaluate.report.check_rows leaves them: one class count
+    k = rows[0].scores.num_classes  # rows as srkd.evaluate.rows.check_rows leaves them: one class count
     names = check_class_names(default_class_names(k) if class_names is None else class_names, k)
     m = len(rows)
     width = 0.8 / m

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from srkd.data.dataset import SceneSource
-from srkd.data.scannet import DatasetSpec, get_dataset_spec
+from srkd.data.registry import DatasetSpec, dataset_default, get_dataset_spec
 from srkd.data.sources import open_scenes
 from srkd.device import resolve_device
 from srkd.errors import CacheError, CheckpointError, ConfigError
@@ -102,8 +102,7 @@ def evaluate_models(
     spec = scenes.spec
     ids, render_id = _check_request(scenes, models, cache, cache_name, max_scenes, render_scene)
     for m in models:  # a checkpoint that records no grid size uses the dataset's
-        if m.grid_size is None:
-            m.grid_size = spec.grid_size
+        m.grid_size = dataset_default("grid_size", m.grid_size, spec)
     predictors = _predictors(models, cache, cache_name, spec, tta, device)
     renders: list[SceneRender] = []
 

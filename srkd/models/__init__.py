@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from srkd.errors import ConfigError
 from srkd.models import (  # noqa: F401  (imported to register their presets)
     presets_outdoor,  # noqa: F401  (the outdoor PTv3 presets)
     ptv3,
     spunet,
 )
-from srkd.models._registry import MODELS
+from srkd.models._registry import MODELS, create_model, list_models
 from srkd.models.base import ModelOutput, SegmentationModel
 from srkd.models.checkpoint import (
     compact_checkpoint,
@@ -45,32 +44,6 @@ __all__ = [
     "file_sha256",
     "load_pointcept_checkpoint",
 ]
-
-
-def create_model(name: str, **overrides) -> SegmentationModel:
-    """Build the preset registered as ``name``; ``overrides`` replace its constructor arguments.
-
-    Every preset accepts at least ``num_classes`` (default 20) and ``in_channels`` (default 6),
-    e.g. ``create_model("ptv3_half", num_classes=200)``. The model remembers how it was built in
-    ``model.srkd_name`` and ``model.srkd_args`` (the overrides), which checkpoints store, so
-    ``create_model(model.srkd_name, **model.srkd_args)`` rebuilds the same architecture.
-    Raises ConfigError for an unknown name (listing the known ones) or an unknown argument.
-    """
-    factory = MODELS.get(name)
-    try:
-        model = factory(**overrides)
-    except TypeError as e:
-        if "unexpected keyword argument" in str(e):
-            raise ConfigError(f"model {name!r} does not take argument(s) {sorted(overrides)}: {e}") from None
-        raise
-    model.srkd_name = name
-    model.srkd_args = dict(overrides)
-    return model
-
-
-def list_models() -> list[str]:
-    """Names of every registered preset, sorted."""
-    return MODELS.names()
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -126,37 +126,6 @@ def patch_layout(offset: torch.Tensor, patch_size: int) -> PatchLayout:
     return PatchLayout(pad=pad, unpad=unpad, cu_seqlens=cu_seqlens, patch_size=longest)
 
 
-def varlen_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cu_seqlens: torch.Tensor,
-    max_seqlen: int,
-    scale: float,
-    dropout_p: float = 0.0,
-) -> torch.Tensor:
-    """Softmax attention inside each segment [cu_seqlens[s], cu_seqlens[s+1]) with SDPA.
-
-    q, k, v: (P, H, D) packed along the segments; returns (P, H, D) in q's dtype.
-    Segments are gathered into a (S, H, L, D) batch with L = max_seqlen; shorter segments get a
-    key mask, and their empty query rows are dropped on the way back.
-    """
-    bounds = cu_seqlens.long()
-    lengths = bounds[1:] - bounds[:-1]
-    steps = torch.arange(max_seqlen, device=q.device)
-    valid = steps[None, :] < lengths[:, None]  # (S, L)
-    index = (bounds[:-1, None] + steps[None, :]).clamp(max=q.shape[0] - 1)  # (S, L)
-
-    def batched(t: torch.Tensor) -> torch.Tensor:
-        return t[index].transpose(1, 2)  # (S, L, H, D) -> (S, H, L, D)
-
-    mask = None if bool(valid.all()) else valid[:, None, None, :]
-    out = F.scaled_dot_product_attention(
-        batched(q), batched(k), batched(v), attn_mask=mask, dropout_p=dropout_p, scale=scale
-    )
-    return out.transpose(1, 2)[valid]  # (P, H, D): valid slots in row-major = packed order
-
-
 class SerializedAttention(nn.Module):
     """Multi-head attention within patches of the serialized sequence.
 

@@ -39,6 +39,7 @@ import srkd
 from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CheckpointError, ConfigError
 from srkd.io import atomic_write_stream, to_plain
+from srkd.models._registry import MODELS, create_model  # filled by the srkd.models package
 from srkd.models.base import SegmentationModel, recorded_values
 
 FORMAT = "srkd-checkpoint"
@@ -132,10 +133,6 @@ def _checked_description(path: Path, model: nn.Module, model_name: str | None, c
                          class_names: Sequence[str]) -> tuple[str, list[str]]:
     """(colour normalisation, class names as str) to record for `model`; CheckpointError naming
     `path` for an unknown colour normalisation or model name, or a class count the model lacks."""
-    from srkd.models import (
-        MODELS,  # the package imports this module; import here avoids a cycle
-    )
-
     try:
         color_norm = check_color_norm(color_norm)
     except ConfigError as e:
@@ -246,8 +243,6 @@ def load_checkpoint(
     Raises CheckpointError: missing/unreadable file, not an srkd checkpoint, unknown model name,
     different classes or feature spec, weights that do not fit the rebuilt model.
     """
-    from srkd.models import MODELS, create_model
-
     path = Path(path)
     data = _read(path, map_location)  # read once: teacher checkpoints are hundreds of MB
     meta = _meta(data, path)

@@ -47,7 +47,7 @@ import torch
 from srkd.errors import DataError
 
 SOURCE = Path(__file__).resolve().parent / "kernels" / "patch_attention.cpp"
-HEAD_WIDTHS = (8,)  # the widths the kernel's entry points accept; at 16 it gains only in backward (README)
+HEAD_WIDTHS = (8,)  # the widths the kernel's entry points accept; at 16 it gains only in backward (docs/benchmarks.md)
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-shared")
 SWITCH_ENV = "SRKD_CPU_ATTENTION"  # "sdpa": never use the fused kernel
 DIR_ENV = "SRKD_KERNEL_DIR"

@@ -128,18 +128,15 @@ def load_plain_segmenter(
     """(PlainSegmenter in eval mode, CheckpointMeta) for the srkd checkpoint at ``path``.
 
     grid_size: default the checkpoint's ``train_params["grid_size"]``, else the grid size of the
-    registered dataset with the checkpoint's classes (DatasetSpec.grid_size), else the indoor
-    0.02 m. Raises CheckpointError / ConfigError.
+    registered dataset with the checkpoint's classes, else the default dataset's
+    (srkd.data.registry.dataset_default). Raises CheckpointError / ConfigError.
     """
-    from srkd.data.scannet import dataset_for_classes
-    from srkd.data.transforms.sampling import INDOOR_GRID_SIZE
+    from srkd.data.registry import dataset_default, dataset_for_classes
     from srkd.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(path, map_location=map_location)
-    spec = dataset_for_classes(meta.class_names)
-    grid = grid_size if grid_size is not None else meta.train_params.get(
-        "grid_size", spec.grid_size if spec is not None else INDOOR_GRID_SIZE
-    )
+    recorded = grid_size if grid_size is not None else meta.train_params.get("grid_size")
+    grid = dataset_default("grid_size", recorded, dataset_for_classes(meta.class_names))
     if isinstance(grid, bool) or not isinstance(grid, int | float):
         raise ConfigError(f"grid size for {path} must be a positive number of metres, got {grid!r}")
     return PlainSegmenter(model, float(grid)).eval(), meta

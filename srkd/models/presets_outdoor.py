@@ -7,7 +7,7 @@ Widths, and why:
                         decoder. The release's nuScenes teacher is CDSegNet, a PTv3 variant whose
                         backbone has these widths; this preset is the teacher a Pointcept nuScenes
                         PTv3 checkpoint loads into (`--teacher-model ptv3_base_outdoor`).
-    ptv3_half_outdoor   the SRKD student (METHOD.md): every width of the base halved (enc
+    ptv3_half_outdoor   the SRKD student (docs/method.md): every width of the base halved (enc
                         16/32/64/128/256, dec 32/32/64/128, same depths and heads), as indoors:
                         the release uses one student architecture for both domains.
     test_ptv3_outdoor   a tiny three-stage PTv3 for tests (the indoor test_ptv3 widths).

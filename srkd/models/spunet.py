@@ -179,7 +179,7 @@ class SpUNet(SegmentationModel):
         return ModelOutput(logits=logits[inverse], feature=feature[inverse])
 
 
-# Presets: exact parameter counts are in the README table (bench/models.py prints them).
+# Presets: exact parameter counts are in docs/models.md (bench/models.py prints them).
 SPUNET_SMALL = dict(
     base_channels=32, channels=(32, 64, 128, 192, 128, 96, 64, 32), layers=(2, 2, 2, 2, 2, 2, 2, 2)
 )

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from srkd.data.scannet import DatasetSpec
+from srkd.data.registry import DatasetSpec
 from srkd.data.transforms.color import DEFAULT_COLOR_NORM, check_color_norm
 from srkd.errors import CheckpointError, ConfigError
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srkd.data.normals import DEFAULT_NEIGHBOURS
-from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
+from srkd.data.registry import per_dataset
+from srkd.settings import DEFAULT_DEVICE, setting
 
 
 @dataclass(frozen=True)

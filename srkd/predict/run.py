@@ -81,7 +81,7 @@ class PredictRun:
 def class_palette(class_names: Sequence[str]) -> tuple[str, np.ndarray]:
     """(dataset name, uint8 (K, 3) colours) of the registered dataset with exactly these classes;
     ("unknown", generated distinct colours) when none matches."""
-    from srkd.data.scannet import dataset_for_classes
+    from srkd.data.registry import dataset_for_classes
     from srkd.data.scannet.classes import spread_palette
 
     spec = dataset_for_classes(class_names)

@@ -1,9 +1,9 @@
-"""The README's cache-reading snippets (plain zarr, dask, xarray), run as printed, decode exactly
+"""The manual's cache-reading snippets (plain zarr, dask, xarray), run as printed, decode exactly
 what srkd decodes (float32, bit for bit).
 
 Each snippet is the ```python block right after an HTML comment `<!-- snippet: NAME -->` in
-README.md; a missing marker fails (the README and this test must not drift apart).
-`SRKD_README=path` runs the snippets of another markdown file (a README draft).
+docs/cache.md; a missing marker fails (the page and this test must not drift apart).
+`SRKD_README=path` runs the snippets of another markdown file (a draft).
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ import pytest
 from srkd.cache import CacheReader, CacheWriter, CodecSpec, ensemble_of
 from tests.cache.conftest import make_spec, make_views
 
-README = Path(os.environ.get("SRKD_README") or Path(__file__).resolve().parents[2] / "README.md")
+README = Path(os.environ.get("SRKD_README") or Path(__file__).resolve().parents[2] / "docs" / "cache.md")
 SNIPPETS = ("cache-zarr", "cache-dask", "cache-xarray")
 
 
 def readme_snippet(name: str) -> str:
-    """The ```python block that directly follows `<!-- snippet: name -->` in the README."""
+    """The ```python block that directly follows `<!-- snippet: name -->` in the page."""
     marker = f"<!-- snippet: {name} -->"
     text = README.read_text()
     if marker not in text:
         pytest.fail(f"{README} has no {marker!r} marker before its {name} code block; put it back "
-                    "(this test runs the README's snippets) or update SNIPPETS here")  # fmt: skip
+                    "(this test runs the page's snippets) or update SNIPPETS here")  # fmt: skip
     found = re.match(r"\s*```python\n(.*?)```", text[text.index(marker) + len(marker) :], re.DOTALL)
     if found is None:
         pytest.fail(f"{README}: {marker!r} is not followed by a ```python block")
@@ -57,7 +57,7 @@ def test_readme_snippet_decodes_what_srkd_decodes(name: str, demo_like_cache: Pa
     names: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a snippet that warns (e.g. about consolidation) is not "as written"
-        exec(compile(code, f"README {name}", "exec"), names)
+        exec(compile(code, f"{README.name} {name}", "exec"), names)
     logits, feature = CacheReader(demo_like_cache / "cache").read_all("synthetic_0000", 0)
     got_l, got_f = np.asarray(names["logits"]), np.asarray(names["feature"])
     assert got_l.dtype == np.float32 and got_f.dtype == np.float32

@@ -1,7 +1,7 @@
 """Shared definitions of the Pointcept PT-v3m1 equivalence fixtures (tests/models/fixtures/).
 
 The fixtures hold Pointcept's own logits for fixed inputs, computed once in a scratch folder by
-running Pointcept's `PT-v3m1` code (see README, "Bringing a Pointcept checkpoint"). This module is
+running Pointcept's `PT-v3m1` code (see docs/models.md, "Pointcept PTv3 checkpoints"). This module is
 imported both by the test and by the script that regenerates the fixtures, so the two agree on
 the configurations and on the weights of the base configuration, which are too large to commit
 and are instead generated from their parameter names (`generated_weights`).

@@ -66,7 +66,7 @@ from srkd.errors import ConfigError, DataError
 from srkd.types import IGNORE_INDEX, PointCloud
 
 if TYPE_CHECKING:
-    from srkd.data.scannet import DatasetSpec
+    from srkd.data.registry import DatasetSpec
 
 SPLIT_VERSIONS: dict[str, str] = {
     "train": "v1.0-trainval", "val": "v1.0-trainval", "test": "v1.0-test",

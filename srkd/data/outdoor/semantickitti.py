@@ -37,7 +37,7 @@ from srkd.errors import ConfigError, DataError
 from srkd.types import PointCloud
 
 if TYPE_CHECKING:
-    from srkd.data.scannet import DatasetSpec
+    from srkd.data.registry import DatasetSpec
 
 _SCENE_ID = re.compile(r"^(\d{2})_(\d{6})$")
 _FRAME = re.compile(r"^\d{6}\.bin$")

@@ -7,10 +7,8 @@ A scene folder holds one row per point in each of
     segment20.npy   int (N,), ScanNet-20 labels 0..19, -1 = ignore
     segment200.npy  int (N,), ScanNet200 labels 0..199, -1 = ignore
     instance.npy    int (N,), instance id, -1 = none (optional)
-A dataset name ("scannet", "scannet200") picks which segment file becomes `PointCloud.segment`.
-The DatasetSpec registry also holds the outdoor lidar datasets ("nuscenes", "semantickitti"),
-whose scans other readers load (`srkd.data.sources.open_scenes` picks the reader by
-`DatasetSpec.layout`).
+A dataset name ("scannet", "scannet200") picks which segment file becomes `PointCloud.segment`
+(its DatasetSpec, srkd.data.registry).
 
 What the reader refuses (each a DataError or ConfigError naming the value or the file): a split that
 is not a plain folder name under the root (`layout.check_split`), a root whose writer left its
@@ -20,125 +18,19 @@ color or normal file, or labels out of range.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from srkd.data.outdoor.classes import (
-    NUSCENES16_CLASSES,
-    NUSCENES16_COLORS,
-    SEMANTICKITTI19_CLASSES,
-    SEMANTICKITTI19_COLORS,
-)
-from srkd.data.scannet.classes import (
-    SCANNET20_CLASSES,
-    SCANNET20_COLORS,
-    SCANNET200_CLASSES,
-    SCANNET200_COLORS,
-)
+from srkd.data.registry import DatasetSpec, get_dataset_spec
 from srkd.data.scannet.layout import (
     SCENE_FILES,
     check_finished,
     check_scene_id,
     check_split,
 )
-from srkd.data.transforms.sampling import INDOOR_GRID_SIZE, OUTDOOR_GRID_SIZE
 from srkd.errors import ConfigError, DataError
-from srkd.registry import Registry
-from srkd.types import FEATURE_WIDTHS, PointCloud
-
-INDOOR_WEIGHT_DECAY = 0.05
-"""AdamW weight decay of the release's ScanNet recipe."""
-
-OUTDOOR_WEIGHT_DECAY = 0.005
-"""AdamW weight decay of the release's nuScenes recipe (Pointcept's nuScenes PTv3 config)."""
-
-LAYOUTS: tuple[str, ...] = ("scannet", "nuscenes", "semantickitti")
-"""On-disk layouts `srkd.data.sources.open_scenes` can read."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What a dataset name means: label file, classes, the model's input features and the
-    recipe numbers that depend on the data.
-
-    segment_file: stem of the label file of the ScanNet layout ("segment20", "segment200");
-        "" for the lidar layouts, whose readers map raw label ids themselves.
-    grid_size: the recipe's voxel edge in metres (the one home of this default).
-    domain: the transform chains and test-time views (srkd.data.transforms.DOMAINS).
-    layout: which reader opens the data (LAYOUTS).
-    weight_decay: the recipe's AdamW weight decay.
-    """
-
-    name: str
-    num_classes: int
-    segment_file: str
-    class_names: tuple[str, ...]
-    class_colors: tuple[tuple[int, int, int], ...]
-    feature_names: tuple[str, ...] = ("color", "normal")
-    grid_size: float = INDOOR_GRID_SIZE
-    domain: str = "indoor"
-    layout: str = "scannet"
-    weight_decay: float = INDOOR_WEIGHT_DECAY
-
-    @property
-    def feature_dim(self) -> int:
-        """Width of `PointCloud.feature(self.feature_names)` (6 for colour + normal)."""
-        return sum(FEATURE_WIDTHS[name] for name in self.feature_names)
-
-
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
-"""Dataset name -> DatasetSpec factory. Register more with `@DATASETS.register`."""
-
-
-@DATASETS.register
-def scannet() -> DatasetSpec:
-    """ScanNet v2 with the 20 benchmark classes (segment20.npy)."""
-    return DatasetSpec("scannet", 20, "segment20", SCANNET20_CLASSES, SCANNET20_COLORS)
-
-
-@DATASETS.register
-def scannet200() -> DatasetSpec:
-    """ScanNet v2 with the 200 ScanNet200 classes (segment200.npy)."""
-    return DatasetSpec("scannet200", 200, "segment200", SCANNET200_CLASSES, SCANNET200_COLORS)
-
-
-@DATASETS.register
-def nuscenes() -> DatasetSpec:
-    """nuScenes-lidarseg, 16 classes; input coord + intensity ("strength"), outdoor recipe."""
-    return DatasetSpec(
-        "nuscenes", 16, "", NUSCENES16_CLASSES, NUSCENES16_COLORS,
-        feature_names=("coord", "strength"), grid_size=OUTDOOR_GRID_SIZE, domain="outdoor",
-        layout="nuscenes", weight_decay=OUTDOOR_WEIGHT_DECAY,
-    )  # fmt: skip
-
-
-@DATASETS.register
-def semantickitti() -> DatasetSpec:
-    """SemanticKITTI, 19 classes; input coord + remission ("strength"), with the nuScenes recipe's
-    numbers (the release publishes no SemanticKITTI recipe of its own)."""
-    return DatasetSpec(
-        "semantickitti", 19, "", SEMANTICKITTI19_CLASSES, SEMANTICKITTI19_COLORS,
-        feature_names=("coord", "strength"), grid_size=OUTDOOR_GRID_SIZE, domain="outdoor",
-        layout="semantickitti", weight_decay=OUTDOOR_WEIGHT_DECAY,
-    )  # fmt: skip
-
-
-def get_dataset_spec(name: str) -> DatasetSpec:
-    """The DatasetSpec registered as `name`; ConfigError listing the known names otherwise."""
-    return DATASETS.get(name)()
-
-
-def dataset_for_classes(class_names: Sequence[str]) -> DatasetSpec | None:
-    """The registered DatasetSpec whose class list is exactly `class_names` (e.g. a checkpoint's),
-    or None when no registered dataset has these classes."""
-    for name in DATASETS.names():
-        spec = get_dataset_spec(name)
-        if tuple(spec.class_names) == tuple(class_names):
-            return spec
-    return None
+from srkd.types import PointCloud
 
 
 def _existing_splits(root: Path) -> list[str]:

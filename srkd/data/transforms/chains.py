@@ -4,7 +4,7 @@ Every transform is a small class over `srkd.types.PointCloud` (see `base` for th
 sample/apply protocol, `geometry`, `color`, `sampling` for the
 classes). This module builds the chains and turns records into matrices.
 
-Chains (ScanNet, METHOD.md order):
+Chains (ScanNet, in the order of docs/method.md):
 
     train_transforms()   = centre shift | dropout | rotate z, x, y | scale | flip | jitter |
                            elastic | chromatic auto-contrast, translation, jitter |
@@ -25,7 +25,7 @@ Student chain with view replay ("replay a recorded view, then the rest"):
 (`apply_view_then` does exactly this.) The outdoor (lidar) chains live in `outdoor`;
 `domain="outdoor"` selects them where a function here takes a domain (DOMAINS). Dropout moves after the view part here; because the view
 part is point-wise with recorded centres, and dropout's subset depends only on the point count,
-this is the same distribution as METHOD.md's order up to the rotation centre of the small x/y
+this is the same distribution as the release's order (docs/method.md) up to the rotation centre of the small x/y
 tilts (bounding-box centre of the full versus the dropped-out cloud).
 """
 
@@ -216,7 +216,7 @@ def train_transforms(
     color_norm: str = DEFAULT_COLOR_NORM,
     **view_options: Any,
 ) -> Compose:
-    """The full ScanNet training chain in METHOD.md order (arguments as `student_transforms`;
+    """The full ScanNet training chain in the release's order (docs/method.md) (arguments as `student_transforms`;
     `view_options` go to `view_transforms`)."""
     view = view_transforms(**view_options).transforms
     chain: list[Transform] = [view[0]]
@@ -336,7 +336,7 @@ def view_record(
 
 
 def tta_view_records(pc: PointCloud, domain: str = "indoor") -> list[Record]:
-    """The test-time views of the release (METHOD.md). Indoors the 13 ScanNet views: z rotations
+    """The test-time views of the release (docs/method.md). Indoors the 13 ScanNet views: z rotations
     0, 90, 180, 270 degrees at scales 1, 0.95, 1.05, plus one x-and-y flip; outdoors the 10 lidar
     views of `outdoor_tta_view_records`."""
     if check_domain(domain) == "outdoor":

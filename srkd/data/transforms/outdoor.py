@@ -1,6 +1,6 @@
 """Augmentation chains of the outdoor (lidar) recipe: nuScenes and SemanticKITTI.
 
-The release trains its outdoor models with Pointcept's nuScenes recipe (METHOD.md; Pointcept
+The release trains its outdoor models with Pointcept's nuScenes recipe (docs/method.md; Pointcept
 `configs/nuscenes/semseg-pt-v3m1-0-base.py`): the model input is the coordinates themselves plus
 the return intensity (feat keys `coord`, `strength`), so there is no centre shift (it would move
 the input features) and no colour operation:

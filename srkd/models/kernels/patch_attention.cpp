@@ -5,7 +5,7 @@
 // runs two GEMMs per block whose inner or outer size is the head width; at width 8 their call and
 // packing costs dominate. Here one head's keys and values stay in cache, blocked by W keys, and
 // each query row is one pass of vector FMAs and exponentials. At width 16 torch's kernel is as
-// fast or faster (measured; README "Model speed on CPU"), so only width 8 is built.
+// fast or faster (measured; docs/benchmarks.md), so only width 8 is built.
 //
 // Math (Vaswani et al. 2017; the backward as in Dao et al., FlashAttention, 2022, Alg. 2):
 //   s_ij = scale * q_i . k_j,  m_i = max_j s_ij,  l_i = sum_j exp(s_ij - m_i),
