@@ -42,6 +42,7 @@ from srkd.models.ptv3_blocks import (
     check_unpooling,
     make_level,
 )
+from srkd.models.ptv3_v3m2 import GridPooling, LinearEmbedding, check_variant
 from srkd.models.serialization import ORDERS, encode, serialization_depth, serialize
 
 
@@ -98,18 +99,21 @@ def _check_args(order: str | Sequence[str], in_channels: int, num_classes: int,
 
 
 def _encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
-             patch_size: Sequence[int], stride: Sequence[int], drop_path: float, orders: int,
-             shuffle_orders: bool, block_args: dict[str, Any]) -> nn.ModuleDict:
-    """enc0..enc{S-1}: each stage a pooling (but the first) and its blocks; the drop-path rate
-    grows linearly with depth over the whole encoder."""
+             patch_size: Sequence[int], stride: Sequence[int], drop_path: float, order: tuple[str, ...],
+             shuffle_orders: bool, block_args: dict[str, Any], variant: str = "v3m1") -> nn.ModuleDict:
+    """enc0..enc{S-1}: each stage a pooling (but the first; serialized for variant v3m1, grid for
+    v3m2) and its blocks; the drop-path rate grows linearly with depth over the whole encoder."""
     rates_all = torch.linspace(0, drop_path, sum(depths)).tolist()
     enc = nn.ModuleDict()
     for s in range(len(depths)):
         stage = nn.ModuleDict()
         if s > 0:
-            stage["down"] = SerializedPooling(channels[s - 1], channels[s], stride[s - 1], shuffle_orders)
+            if variant == "v3m2":
+                stage["down"] = GridPooling(channels[s - 1], channels[s], stride[s - 1], order, shuffle_orders)
+            else:
+                stage["down"] = SerializedPooling(channels[s - 1], channels[s], stride[s - 1], shuffle_orders)
         rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])]
-        _add_blocks(stage, s, channels[s], num_head[s], patch_size[s], rates, orders, block_args)
+        _add_blocks(stage, s, channels[s], num_head[s], patch_size[s], rates, len(order), block_args)
         enc[f"enc{s}"] = stage
     return enc
 
@@ -125,7 +129,7 @@ def _add_blocks(stage: nn.ModuleDict, level: int, channels: int, heads: int, pat
 
 def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
              patch_size: Sequence[int], enc_channels: Sequence[int], drop_path: float, orders: int,
-             unpooling: str, block_args: dict[str, Any]) -> nn.ModuleDict:
+             unpooling: str, block_args: dict[str, Any], norm: str = "batch") -> nn.ModuleDict:
     """dec{S-2}..dec0 (coarse to fine): each stage an unpooling onto the encoder's skip level and
     its blocks; drop-path rates as in the encoder, reversed within a stage."""
     rates_all = torch.linspace(0, drop_path, max(sum(depths), 1)).tolist()
@@ -133,7 +137,7 @@ def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[
     dec = nn.ModuleDict()
     for s in reversed(range(len(enc_channels) - 1)):
         stage = nn.ModuleDict()
-        stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s], unpooling)
+        stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s], unpooling, norm)
         rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])][::-1]
         _add_blocks(stage, s, widths[s], num_head[s], patch_size[s], rates, orders, block_args)
         dec[f"dec{s}"] = stage
@@ -146,6 +150,8 @@ class PointTransformerV3(SegmentationModel):
     D = feature_dim = dec_channels[0]. Constructor arguments are plain ints/floats/tuples/strs so
     a checkpoint can store them and `create_model(name, **args)` rebuilds the same model.
     unpooling: "v3m1" (Pointcept PT-v3m1 checkpoints) or "v3m2"; see SerializedUnpooling.
+    variant: the layer layout, "v3m1" (Pointcept PT-v3m1) or "v3m2" (PT-v3m2, Sonata: linear
+        stem, grid pooling, LayerNorm; needs unpooling "v3m2"); see srkd.models.ptv3_v3m2.
     """
 
     recorded_args: tuple[str, ...] = ("unpooling",)
@@ -174,9 +180,14 @@ class PointTransformerV3(SegmentationModel):
         shuffle_orders: bool = True,
         enable_flash: bool = True,
         unpooling: str = "v3m1",
+        variant: str = "v3m1",
     ) -> None:
         super().__init__()
         self.unpooling = check_unpooling(unpooling)
+        self.variant = check_variant(variant)
+        if variant == "v3m2" and unpooling != "v3m2":
+            raise ConfigError("PTv3 variant 'v3m2' refreshes the sparse-conv features after each "
+                              "unpooling: it needs unpooling='v3m2'")
         stages = len(enc_depths)
         order = _check_args(order, in_channels, num_classes, stages=stages,
                             enc=(enc_channels, enc_num_head, enc_patch_size),
@@ -190,12 +201,19 @@ class PointTransformerV3(SegmentationModel):
                           attn_drop=attn_drop, proj_drop=proj_drop, enable_flash=enable_flash)
         # built in this order (embedding, encoder, decoder, head): it fixes both the state_dict
         # keys and what a seeded random init gives each parameter
-        self.embedding = Embedding(in_channels, enc_channels[0])
+        stem = LinearEmbedding if variant == "v3m2" else Embedding
+        self.embedding = stem(in_channels, enc_channels[0])
         self.enc = _encoder(enc_depths, enc_channels, enc_num_head, enc_patch_size, stride,
-                            drop_path, len(order), shuffle_orders, block_args)
+                            drop_path, order, shuffle_orders, block_args, variant)
         self.dec = _decoder(dec_depths, dec_channels, dec_num_head, dec_patch_size, enc_channels,
-                            drop_path, len(order), unpooling, block_args)
+                            drop_path, len(order), unpooling, block_args,
+                            norm="layer" if variant == "v3m2" else "batch")
         self.seg_head = nn.Linear(self.feature_dim, num_classes)
+
+    @property
+    def pointcept_family(self) -> str:
+        """The Pointcept network whose checkpoints this layout loads: "PT-v3m1" or "PT-v3m2"."""
+        return "PT-v3m2" if self.variant == "v3m2" else "PT-v3m1"
 
     def _check(self, batch: PointBatch) -> None:
         n = batch.grid_coord.shape[0]
@@ -249,6 +267,9 @@ PTV3_LARGE: dict = dict(  # widths/depths of Pointcept configs/scannet/semseg-pt
     dec_depths=(2, 2, 2, 2), dec_channels=(64, 96, 192, 384), dec_num_head=(4, 6, 12, 24),
     unpooling="v3m2",
 )
+SONATA_SEMSEG: dict = dict(  # Pointcept configs/sonata/semseg-sonata-v1m1-0c-scannet-ft.py (PT-v3m2)
+    PTV3_LARGE, in_channels=9, variant="v3m2",
+)
 PTV3_HALF: dict = dict(  # SRKD student: every width of the base halved
     enc_depths=(2, 2, 2, 6, 2), enc_channels=(16, 32, 64, 128, 256), enc_num_head=(2, 4, 8, 16, 32),
     dec_depths=(2, 2, 2, 2), dec_channels=(32, 32, 64, 128), dec_num_head=(4, 4, 8, 16),
@@ -281,6 +302,12 @@ def ptv3_large(**overrides) -> PointTransformerV3:
 
 
 @MODELS.register
+def sonata_semseg(**overrides) -> PointTransformerV3:
+    """Pointcept's Sonata semseg network (PT-v3m2, 9 input channels: coord + colour + normal)."""
+    return _build(SONATA_SEMSEG, overrides)
+
+
+@MODELS.register
 def ptv3_base(**overrides) -> PointTransformerV3:
     """Pointcept's ScanNet PTv3 base (PT-v3m1)."""
     return _build(PTV3_BASE, overrides)
@@ -296,6 +323,12 @@ def ptv3_half(**overrides) -> PointTransformerV3:
 def test_ptv3(**overrides) -> PointTransformerV3:
     """Tiny three-stage PTv3 for tests."""
     return _build(TEST_PTV3, overrides)
+
+
+@MODELS.register
+def test_sonata(**overrides) -> PointTransformerV3:
+    """Tiny three-stage PT-v3m2 (Sonata layout, 9 input channels) for tests."""
+    return _build({**TEST_PTV3, "in_channels": 9, "variant": "v3m2", "unpooling": "v3m2"}, overrides)
 
 
 @MODELS.register

@@ -1,4 +1,4 @@
-"""Shared definitions of the Pointcept PT-v3m1 equivalence fixtures (tests/models/fixtures/).
+"""Shared definitions of the Pointcept PT-v3m1 / PT-v3m2 equivalence fixtures (tests/models/fixtures/).
 
 The fixtures hold Pointcept's own logits for fixed inputs, computed once in a scratch folder by
 running Pointcept's `PT-v3m1` code (see README, "Bringing a Pointcept checkpoint"). This module is
@@ -44,6 +44,18 @@ BASE_CONFIG: dict = dict(
     qk_scale=None, attn_drop=0.0, proj_drop=0.0, drop_path=0.3,
 )
 """Pointcept's configs/scannet/semseg-pt-v3m1-0-base.py backbone (46.2M parameters)."""
+
+V3M2_SMALL_CONFIG: dict = dict(SMALL_CONFIG, in_channels=9)
+"""A small PT-v3m2 (grid pooling, linear stem) with Sonata's 9 input channels, SMALL's shape."""
+
+V3M2_BASE_CONFIG: dict = dict(
+    in_channels=9, num_classes=20, order=ORDERS, stride=(2, 2, 2, 2),
+    enc_depths=(3, 3, 3, 12, 3), enc_channels=(48, 96, 192, 384, 512), enc_num_head=(3, 6, 12, 24, 32),
+    enc_patch_size=(1024,) * 5, dec_depths=(2, 2, 2, 2), dec_channels=(64, 96, 192, 384),
+    dec_num_head=(4, 6, 12, 24), dec_patch_size=(1024,) * 4, mlp_ratio=4, qkv_bias=True,
+    qk_scale=None, attn_drop=0.0, proj_drop=0.0, drop_path=0.3,
+)
+"""Pointcept's configs/sonata/semseg-sonata-v1m1-0c-scannet-ft.py backbone (PT-v3m2)."""
 
 
 def generated_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
