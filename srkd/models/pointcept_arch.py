@@ -38,6 +38,7 @@ class PointceptArch:
     in_channels: int
     num_classes: int
     branches: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
+    extra: dict[str, int] = field(default_factory=dict)  # CDSegNet: c_in_channels, t_dim
 
 
 _REFUSED: tuple[tuple[str, str], ...] = (
@@ -114,6 +115,8 @@ def recognize(state: Mapping[str, torch.Tensor], name: str = "<state_dict>", req
             "CDSegNet", int(state["_n_embedding.stem.conv.weight"].shape[-1]),
             int(state["_n_head.weight"].shape[0]),
             {"_n": _branch(state, "_n", name), "_c": _branch(state, "_c", name)},
+            {"c_in_channels": int(state["_c_embedding.stem.conv.weight"].shape[-1]),
+             "t_dim": int(state["fc_t1.weight"].shape[1]) if "fc_t1.weight" in state else 0},
         )  # fmt: skip
     if "embedding.stem.conv.weight" in state:
         family, in_channels = "PT-v3m1", int(state["embedding.stem.conv.weight"].shape[-1])
@@ -154,12 +157,17 @@ def preset_for(arch: PointceptArch) -> tuple[str, dict[str, Any]]:
     own (only num_classes / in_channels given), else that preset with the read shapes."""
     preset = {"PT-v3m1": "ptv3_base", "PT-v3m2": "sonata_semseg", "CDSegNet": "cdsegnet"}[arch.family]
     base = {"num_classes": arch.num_classes, "in_channels": arch.in_channels}
-    own = preset_shapes(preset)
-    if own == arch.branches:
+    if arch.family == "CDSegNet":
+        from srkd.models.cdsegnet import CDSEGNET_SCANNET, cdsegnet_args
+
+        if not arch.extra["t_dim"]:
+            raise CheckpointError("a CDSegNet checkpoint without a time embedding (fc_t1, T_dim=-1) is not supported")
+        base.update(c_in_channels=arch.extra["c_in_channels"])
+        if arch.extra["t_dim"] != CDSEGNET_SCANNET.get("t_dim", 128):
+            base["t_dim"] = arch.extra["t_dim"]
+    if preset_shapes(preset) == arch.branches:
         return preset, base
     if arch.family == "CDSegNet":
-        from srkd.models.cdsegnet import cdsegnet_args
-
         return preset, {**base, **cdsegnet_args(arch.branches)}
     extra = {"variant": "v3m2", "unpooling": "v3m2"} if arch.family == "PT-v3m2" else {"unpooling": "v3m1"}
     return preset, {**base, **ptv3_args(arch.branches[""]), **extra}

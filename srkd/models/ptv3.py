@@ -103,7 +103,7 @@ def _encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[
              shuffle_orders: bool, block_args: dict[str, Any], variant: str = "v3m1") -> nn.ModuleDict:
     """enc0..enc{S-1}: each stage a pooling (but the first; serialized for variant v3m1, grid for
     v3m2) and its blocks; the drop-path rate grows linearly with depth over the whole encoder."""
-    rates_all = torch.linspace(0, drop_path, sum(depths)).tolist()
+    rates_all = torch.linspace(0, drop_path, sum(depths), device="cpu").tolist()
     enc = nn.ModuleDict()
     for s in range(len(depths)):
         stage = nn.ModuleDict()
@@ -121,23 +121,27 @@ def _encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[
 def _add_blocks(stage: nn.ModuleDict, level: int, channels: int, heads: int, patch: int,
                 rates: Sequence[float], orders: int, block_args: dict[str, Any]) -> None:
     """Append one stage's transformer blocks block0..block{len(rates)-1}: block i serializes with
-    curve i % orders and has drop-path rate rates[i]; the stage's blocks share one conv key."""
+    curve i % orders and has drop-path rate rates[i]; the stage's blocks share one conv key.
+    block_args may name the block class ("block", default Block) besides its arguments."""
+    args = dict(block_args)
+    block = args.pop("block", Block)
     for i, rate in enumerate(rates):
-        stage[f"block{i}"] = Block(channels, heads, patch, drop_path=rate, order_index=i % orders,
-                                   cpe_indice_key=f"stage{level}", **block_args)
+        stage[f"block{i}"] = block(channels, heads, patch, drop_path=rate, order_index=i % orders,
+                                   cpe_indice_key=f"stage{level}", **args)
 
 
 def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
              patch_size: Sequence[int], enc_channels: Sequence[int], drop_path: float, orders: int,
-             unpooling: str, block_args: dict[str, Any], norm: str = "batch") -> nn.ModuleDict:
-    """dec{S-2}..dec0 (coarse to fine): each stage an unpooling onto the encoder's skip level and
-    its blocks; drop-path rates as in the encoder, reversed within a stage."""
-    rates_all = torch.linspace(0, drop_path, max(sum(depths), 1)).tolist()
+             unpooling: str, block_args: dict[str, Any], norm: str = "batch",
+             up: type[nn.Module] = SerializedUnpooling) -> nn.ModuleDict:
+    """dec{S-2}..dec0 (coarse to fine): each stage an unpooling (`up`) onto the encoder's skip
+    level and its blocks; drop-path rates as in the encoder, reversed within a stage."""
+    rates_all = torch.linspace(0, drop_path, max(sum(depths), 1), device="cpu").tolist()
     widths = list(channels) + [enc_channels[-1]]
     dec = nn.ModuleDict()
     for s in reversed(range(len(enc_channels) - 1)):
         stage = nn.ModuleDict()
-        stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s], unpooling, norm)
+        stage["up"] = up(widths[s + 1], enc_channels[s], widths[s], unpooling, norm)
         rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])][::-1]
         _add_blocks(stage, s, widths[s], num_head[s], patch_size[s], rates, orders, block_args)
         dec[f"dec{s}"] = stage

@@ -201,11 +201,18 @@ class Block(nn.Module):
         self.drop_path = nn.Sequential(DropPath(drop_path) if drop_path > 0 else nn.Identity())
 
     def forward(self, level: PointLevel) -> PointLevel:
+        return self.attend_and_mix(level, self.positional(level))
+
+    def positional(self, level: PointLevel) -> torch.Tensor:
+        """level.feat + xCPE(level.feat), (M, C) (the xCPE convolves level.cpe_input when set)."""
         x = level.feat
         conv_in = x if level.cpe_input is None else level.cpe_input
         level.cpe_input = None
         conv, linear, norm = self.cpe
-        x = x + norm(linear(level.sparse_conv(conv, conv_in)))
+        return x + norm(linear(level.sparse_conv(conv, conv_in)))
+
+    def attend_and_mix(self, level: PointLevel, x: torch.Tensor) -> PointLevel:
+        """The attention and MLP residuals on x (M, C); sets level.feat."""
         s = level.serialization
         k = self.order_index % s.order.shape[0]
         size = self.attn.patch_size

@@ -84,3 +84,16 @@ def generated_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Ten
         else:
             out[key] = 0.1 * torch.randn(shape, generator=gen)
     return out
+
+
+def _cdsegnet_small() -> dict:
+    from srkd.models.cdsegnet import TEST_CDSEGNET
+
+    return {"in_channels": 6, "c_in_channels": 6, "num_classes": 20, "T": 1000, **TEST_CDSEGNET}
+
+
+CDSEGNET_SMALL: dict = _cdsegnet_small()
+"""srkd's test_cdsegnet preset (CDSegNet's topology at tiny widths) with ScanNet's inputs."""
+CDSEGNET_SMALL_SCENES = ((5, 2, 1500),)
+NOISE_SEED = 7
+"""The seed of the conditional branch's noise in the CDSegNet fixture."""
