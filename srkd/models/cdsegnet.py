@@ -56,6 +56,8 @@ class CDSegNet(SegmentationModel):
     """
 
     pointcept_family = "CDSegNet"
+    recorded_args: tuple[str, ...] = ("noise_seed",)
+    """Always recorded (checkpoints, caches): the output depends on it."""
 
     def __init__(
         self,
