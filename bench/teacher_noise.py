@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv: list[str] | None = None) -> None:
     from srkd.data.scannet import get_dataset_spec
     from srkd.data.sources import open_scenes
-    from srkd.inference import infer_view, precise_views
     from srkd.data.transforms import replay
+    from srkd.inference import infer_view, precise_views
     from srkd.models import create_model, save_checkpoint  # noqa: F401
     from srkd.models.teacher import TeacherRef, load_teacher
 

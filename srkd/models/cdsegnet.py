@@ -34,8 +34,13 @@ from srkd.data.collate import PointBatch
 from srkd.errors import ConfigError
 from srkd.models._registry import MODELS
 from srkd.models.base import ModelOutput, SegmentationModel
-from srkd.models.cdsegnet_blocks import CatUnpooling, CrossBlock, TimeBlock, time_embedding
-from srkd.models.ptv3 import _check_args, _decoder, _encoder, _voxelize
+from srkd.models.cdsegnet_blocks import (
+    CatUnpooling,
+    CrossBlock,
+    TimeBlock,
+    time_embedding,
+)
+from srkd.models.ptv3 import build_decoder, build_encoder, check_ptv3_args, run_stages, voxelize_batch
 from srkd.models.ptv3_blocks import Embedding, PointLevel, make_level
 from srkd.models.serialization import ORDERS, serialize
 
@@ -81,10 +86,10 @@ class CDSegNet(SegmentationModel):
         for name, branch in (("n", n), ("c", c)):
             if set(branch) != set(BRANCH_KEYS):
                 raise ConfigError(f"CDSegNet {name}: needs exactly {', '.join(BRANCH_KEYS)}")
-        order = _check_args(order, in_channels, num_classes, stages=len(n["enc_depths"]),
+        order = check_ptv3_args(order, in_channels, num_classes, stages=len(n["enc_depths"]),
                             enc=(n["enc_channels"], n["enc_num_head"], n["enc_patch_size"]),
                             dec=tuple(n[k] for k in BRANCH_KEYS if k.startswith("dec") or k == "stride"))
-        _check_args(order, c_in_channels, num_classes, stages=len(c["enc_depths"]),
+        check_ptv3_args(order, c_in_channels, num_classes, stages=len(c["enc_depths"]),
                     enc=(c["enc_channels"], c["enc_num_head"], c["enc_patch_size"]),
                     dec=tuple(c[k] for k in BRANCH_KEYS if k.startswith("dec") or k == "stride"))
         n_stride, c_stride = _total_stride(n["stride"]), _total_stride(c["stride"])
@@ -99,17 +104,17 @@ class CDSegNet(SegmentationModel):
         timed = dict(common, block=TimeBlock, t_dim=t_dim)
         # attribute names are CDSegNet's (its checkpoints' keys)
         self._n_embedding = Embedding(in_channels, n["enc_channels"][0])
-        self._n_enc = _encoder(n["enc_depths"], n["enc_channels"], n["enc_num_head"], n["enc_patch_size"],
+        self._n_enc = build_encoder(n["enc_depths"], n["enc_channels"], n["enc_num_head"], n["enc_patch_size"],
                                n["stride"], drop_path, order, shuffle_orders, common)
-        self._n_dec = _decoder(n["dec_depths"], n["dec_channels"], n["dec_num_head"], n["dec_patch_size"],
+        self._n_dec = build_decoder(n["dec_depths"], n["dec_channels"], n["dec_num_head"], n["dec_patch_size"],
                                n["enc_channels"], drop_path, len(order), "v3m1", common)
         self._n_head = nn.Linear(self.feature_dim, num_classes)
         self._c_embedding = Embedding(c_in_channels, c["enc_channels"][0])
         self.fc_t1 = nn.Linear(t_dim, 4 * t_dim)
         self.fc_t2 = nn.Linear(4 * t_dim, t_dim)
-        self._c_enc = _encoder(c["enc_depths"], c["enc_channels"], c["enc_num_head"], c["enc_patch_size"],
+        self._c_enc = build_encoder(c["enc_depths"], c["enc_channels"], c["enc_num_head"], c["enc_patch_size"],
                                c["stride"], drop_path, order, shuffle_orders, timed)
-        self._c_dec = _decoder(c["dec_depths"], c["dec_channels"], c["dec_num_head"], c["dec_patch_size"],
+        self._c_dec = build_decoder(c["dec_depths"], c["dec_channels"], c["dec_num_head"], c["dec_patch_size"],
                                c["enc_channels"], drop_path, len(order), "v3m1", timed, up=CatUnpooling)
         self._c_head = nn.Linear(self.feature_dim, c_in_channels)
         rates = torch.linspace(0, drop_path, sum(c["enc_depths"]), device="cpu").tolist()
@@ -130,7 +135,7 @@ class CDSegNet(SegmentationModel):
             raise ConfigError(f"CDSegNet expects feat (N, {self.in_channels}), got {tuple(batch.feat.shape)}")
         noise = self.draw_noise(batch.feat.shape[0], batch.feat.device).to(batch.feat.dtype)
         both = dataclasses.replace(batch, feat=torch.cat([batch.feat, noise], dim=1))
-        feat, coord, grid, bidx, inverse = _voxelize(both)
+        feat, coord, grid, bidx, inverse = voxelize_batch(both)
         # CDSegNet's own Point.serialization: depth = bit_length(max), not Pointcept's max + 1
         depth = max(1, int(grid.max().item()).bit_length())
         ser = serialize(grid, bidx, self.order, depth=depth, batch_size=batch.batch_size)
@@ -148,16 +153,11 @@ class CDSegNet(SegmentationModel):
         t_emb = _swish(self.fc_t2(_swish(self.fc_t1(t_emb))))
         n_level = self._n_embedding(n_level)
         c_level = self._c_embedding(c_level)
-        for stage in self._n_enc.values():
-            for module in stage.values():
-                n_level = module(n_level)
+        n_level = run_stages(self._n_enc, n_level)
         for stage in self._c_enc.values():
             for module in stage.values():
                 c_level = module(c_level, t_emb) if isinstance(module, TimeBlock) else module(c_level)
-        n_level = self._tm_dec0.cross_block2(n_level, c_level)
-        for stage in self._n_dec.values():
-            for module in stage.values():
-                n_level = module(n_level)
+        n_level = run_stages(self._n_dec, self._tm_dec0.cross_block2(n_level, c_level))
         feature = n_level.feat[inverse]
         return ModelOutput(logits=self._n_head(feature), feature=feature)
 

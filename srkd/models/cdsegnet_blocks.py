@@ -15,7 +15,13 @@ from torch import nn
 from srkd.errors import DataError
 from srkd.models import sparse
 from srkd.models.attention import SerializedAttention
-from srkd.models.ptv3_blocks import MLP, Block, DropPath, PointLevel, SerializedUnpooling
+from srkd.models.ptv3_blocks import (
+    MLP,
+    Block,
+    DropPath,
+    PointLevel,
+    SerializedUnpooling,
+)
 
 SKIP_SCALE = 2**-0.5 / 0.8
 """Factor on the conditional decoder's projected skip features: CDSegNet's

@@ -46,7 +46,7 @@ from srkd.models.ptv3_v3m2 import GridPooling, LinearEmbedding, check_variant
 from srkd.models.serialization import ORDERS, encode, serialization_depth, serialize
 
 
-def _voxelize(batch: PointBatch) -> tuple[torch.Tensor, ...]:
+def voxelize_batch(batch: PointBatch) -> tuple[torch.Tensor, ...]:
     """Unique (sample, voxel) rows of a batch.
 
     Returns (feat (M, C) mean, coord (M, 3) mean, grid (M, 3) int64, bidx (M,) int64,
@@ -73,7 +73,7 @@ def _check_lengths(name: str, values: Sequence, expected: int) -> None:
         raise ConfigError(f"PTv3: {name} has {len(values)} entries, expected {expected}")
 
 
-def _check_args(order: str | Sequence[str], in_channels: int, num_classes: int,
+def check_ptv3_args(order: str | Sequence[str], in_channels: int, num_classes: int,
                 enc: tuple[Sequence[int], ...], dec: tuple[Sequence[int], ...], stages: int) -> tuple[str, ...]:
     """Validate PTv3's constructor arguments; returns `order` as a tuple of curve names.
 
@@ -98,7 +98,7 @@ def _check_args(order: str | Sequence[str], in_channels: int, num_classes: int,
     return order
 
 
-def _encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
+def build_encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
              patch_size: Sequence[int], stride: Sequence[int], drop_path: float, order: tuple[str, ...],
              shuffle_orders: bool, block_args: dict[str, Any], variant: str = "v3m1") -> nn.ModuleDict:
     """enc0..enc{S-1}: each stage a pooling (but the first; serialized for variant v3m1, grid for
@@ -130,7 +130,7 @@ def _add_blocks(stage: nn.ModuleDict, level: int, channels: int, heads: int, pat
                                    cpe_indice_key=f"stage{level}", **args)
 
 
-def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
+def build_decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
              patch_size: Sequence[int], enc_channels: Sequence[int], drop_path: float, orders: int,
              unpooling: str, block_args: dict[str, Any], norm: str = "batch",
              up: type[nn.Module] = SerializedUnpooling) -> nn.ModuleDict:
@@ -146,6 +146,14 @@ def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[
         _add_blocks(stage, s, widths[s], num_head[s], patch_size[s], rates, orders, block_args)
         dec[f"dec{s}"] = stage
     return dec
+
+
+def run_stages(stages: nn.ModuleDict, level: PointLevel) -> PointLevel:
+    """Run every module of every stage (poolings, blocks, unpoolings) in order on `level`."""
+    for stage in stages.values():
+        for module in stage.values():
+            level = module(level)
+    return level
 
 
 class PointTransformerV3(SegmentationModel):
@@ -193,7 +201,7 @@ class PointTransformerV3(SegmentationModel):
             raise ConfigError("PTv3 variant 'v3m2' refreshes the sparse-conv features after each "
                               "unpooling: it needs unpooling='v3m2'")
         stages = len(enc_depths)
-        order = _check_args(order, in_channels, num_classes, stages=stages,
+        order = check_ptv3_args(order, in_channels, num_classes, stages=stages,
                             enc=(enc_channels, enc_num_head, enc_patch_size),
                             dec=(stride, dec_depths, dec_channels, dec_num_head, dec_patch_size))
         self.in_channels = int(in_channels)
@@ -207,9 +215,9 @@ class PointTransformerV3(SegmentationModel):
         # keys and what a seeded random init gives each parameter
         stem = LinearEmbedding if variant == "v3m2" else Embedding
         self.embedding = stem(in_channels, enc_channels[0])
-        self.enc = _encoder(enc_depths, enc_channels, enc_num_head, enc_patch_size, stride,
+        self.enc = build_encoder(enc_depths, enc_channels, enc_num_head, enc_patch_size, stride,
                             drop_path, order, shuffle_orders, block_args, variant)
-        self.dec = _decoder(dec_depths, dec_channels, dec_num_head, dec_patch_size, enc_channels,
+        self.dec = build_decoder(dec_depths, dec_channels, dec_num_head, dec_patch_size, enc_channels,
                             drop_path, len(order), unpooling, block_args,
                             norm="layer" if variant == "v3m2" else "batch")
         self.seg_head = nn.Linear(self.feature_dim, num_classes)
@@ -238,18 +246,12 @@ class PointTransformerV3(SegmentationModel):
         """Run stem, encoder and decoder. Returns the finest level (feat (M, D)) and the int64
         (N,) map from batch points to its rows."""
         self._check(batch)
-        feat, coord, grid, bidx, inverse = _voxelize(batch)
+        feat, coord, grid, bidx, inverse = voxelize_batch(batch)
         ser = serialize(grid, bidx, self.order, batch_size=batch.batch_size)
         if self.training and self.shuffle_orders:
             ser = ser.shuffled()
         level = make_level(feat, coord, grid, bidx, batch.batch_size, ser)
-        level = self.embedding(level)
-        for stage in self.enc.values():
-            for module in stage.values():
-                level = module(level)
-        for stage in self.dec.values():
-            for module in stage.values():
-                level = module(level)
+        level = run_stages(self.dec, run_stages(self.enc, self.embedding(level)))
         return level, inverse
 
     def forward(self, batch: PointBatch) -> ModelOutput:

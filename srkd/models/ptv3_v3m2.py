@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from srkd.errors import ConfigError
-from srkd.models.ptv3_blocks import PointLevel, segment_mean, make_level
+from srkd.models.ptv3_blocks import PointLevel, make_level, segment_mean
 from srkd.models.serialization import encode, serialization_depth, serialize
 
 VARIANTS: tuple[str, ...] = ("v3m1", "v3m2")

@@ -41,7 +41,12 @@ from tests.models.make_pointcept_fixtures import (
     make_batch,
     save_fixture,
 )
-from tests.models.pointcept_fixture import CDSEGNET_SMALL, CDSEGNET_SMALL_SCENES, NOISE_SEED, generated_weights
+from tests.models.pointcept_fixture import (
+    CDSEGNET_SMALL,
+    CDSEGNET_SMALL_SCENES,
+    NOISE_SEED,
+    generated_weights,
+)
 
 MODULE = "pointcept.models.point_transformer_v3.point_transformer_v3m1_base"
 

@@ -70,3 +70,12 @@ def test_a_v3m2_checkpoint_in_a_v3m1_preset_is_refused_naming_the_right_one(tmp_
     model, info = load_teacher(TeacherRef(ckpt), get_dataset_spec("scannet"))
     assert info.family == "PT-v3m2" and info.feature_names == ("coord", "color", "normal")
     assert info.cache_args()["input_features"] == ["coord", "color", "normal"] and model.in_channels == 9
+
+
+def test_a_mask_token_is_loaded_around_not_refused():
+    # a PT-v3m2 built with mask_token=True holds embedding.mask_token; a semseg pass never uses it
+    state = _state("v3m2_small")
+    state["embedding.mask_token"] = torch.zeros(1, 8)
+    preset, args = preset_for(recognize(state))
+    report = load_pointcept_checkpoint(state, create_model(preset, **args))
+    assert report.ok and report.unexpected == ["embedding.mask_token"]

@@ -85,17 +85,21 @@ def test_v3m2_decoder_does_not_match_pointcept_v3m1():
     assert diff > 0.5 and agree < 0.95
 
 
-def test_ptv3_base_preset_matches_pointcept_base_config():
-    fx = _fixture("base")
-    torch.manual_seed(0)
-    model = create_model("ptv3_base", num_classes=20, in_channels=6).eval()
-    assert model.unpooling == "v3m1"
-    assert fx["config"] == _plain(BASE_CONFIG)
+def _check_preset(fixture: str, model: torch.nn.Module, config: dict) -> None:
+    """`model` with weights regenerated from their names gives the fixture's logits."""
+    fx = _fixture(fixture)
+    assert fx["config"] == _plain(config)
     weights = generated_weights({k: tuple(v.shape) for k, v in model.state_dict().items()})
     report = load_pointcept_checkpoint(_as_pointcept_checkpoint(weights), model)
     assert report.ok and not report.unexpected
-    diff, agree = _compare(model, fx)
+    diff, agree = _compare(model.eval(), fx)
     assert diff <= TOLERANCE and agree == 1.0, (diff, agree)
+
+
+def test_ptv3_base_preset_matches_pointcept_base_config():
+    model = create_model("ptv3_base", num_classes=20, in_channels=6)
+    assert model.unpooling == "v3m1"
+    _check_preset("base", model, BASE_CONFIG)
 
 
 def test_v3m2_small_config_matches_pointcept_logits():
@@ -106,16 +110,10 @@ def test_v3m2_small_config_matches_pointcept_logits():
 
 
 def test_sonata_semseg_preset_matches_pointcept_v3m2_base_config():
-    # Sonata's semseg network (124.8M parameters), weights regenerated from their names
-    fx = _fixture("v3m2_base")
-    model = create_model("sonata_semseg", num_classes=20).eval()
-    assert fx["config"] == _plain(V3M2_BASE_CONFIG)
+    # Sonata's semseg network (124.8M parameters)
+    model = create_model("sonata_semseg", num_classes=20)
     assert model.in_channels == 9 and model.pointcept_family == "PT-v3m2"
-    weights = generated_weights({k: tuple(v.shape) for k, v in model.state_dict().items()})
-    report = load_pointcept_checkpoint(_as_pointcept_checkpoint(weights), model)
-    assert report.ok and not report.unexpected
-    diff, agree = _compare(model, fx)
-    assert diff <= TOLERANCE and agree == 1.0, (diff, agree)
+    _check_preset("v3m2_base", model, V3M2_BASE_CONFIG)
 
 
 def test_generated_weights_depend_on_key_and_shape_only():
