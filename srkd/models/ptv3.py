@@ -15,6 +15,10 @@ the first block of each decoder stage convolves the projected skip features in i
 "v3m2" (it convolves the sum, as Pointcept's later models and srkd's own presets do); see
 SerializedUnpooling. The choice is a constructor argument, so srkd checkpoints record it.
 
+Layer layout follows the checkpoint too: `variant="v3m1"` (the default) builds PT-v3m1's sparse-conv
+stem, serialized pooling and BatchNorms; "v3m2" builds Pointcept's PT-v3m2 (the Sonata family:
+linear stem, grid pooling, LayerNorms; srkd/models/ptv3_v3m2.py), with the v3m2 decoder.
+
 Differences from Pointcept, on purpose: orders are shuffled only in training (Pointcept also
 shuffles at test time, so its own test outputs vary from run to run); duplicate voxels are
 averaged instead of being fed to the sparse conv twice; patches follow flash-attn's semantics on

@@ -106,13 +106,11 @@ def _pointcept_model(ref: TeacherRef, checkpoint: object, dataset: DatasetSpec) 
     state, _, _ = read_state_dict(checkpoint)  # type: ignore[arg-type]
     name = str(ref.checkpoint)
     arch = recognize(state, name, required=ref.pointcept_model is None)
-    if ref.pointcept_model is None:
-        preset, args = preset_for(arch)
-    else:
-        preset = ref.pointcept_model
-        args = {"num_classes": dataset.num_classes, "in_channels": dataset.feature_dim}
-    if arch is not None and ref.pointcept_model is not None:  # the file's shapes, then the family check
-        args = {"num_classes": arch.num_classes, "in_channels": arch.in_channels}
+    preset, args = preset_for(arch) if arch is not None else (None, {})
+    if ref.pointcept_model is not None and ref.pointcept_model != preset:
+        preset = ref.pointcept_model  # the named preset, with the file's classes and inputs
+        args = ({"num_classes": dataset.num_classes, "in_channels": dataset.feature_dim} if arch is None
+                else {"num_classes": arch.num_classes, "in_channels": arch.in_channels})
     args.update(ref.model_args)
     model = create_model(preset, **args)
     family = getattr(model, "pointcept_family", None)
