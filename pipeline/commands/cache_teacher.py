@@ -18,6 +18,7 @@ def cache_teacher(
     teacher_model: O.TeacherModel = None,
     color_norm: O.CacheColorNorm = None,
     unpooling: O.UnpoolingOption = None,
+    noise_seed: O.NoiseSeed = None,
     data_root: O.CacheDataRoot = None,
     split: O.CacheSplit = None,
     out: O.CacheOut = None,

@@ -131,6 +131,7 @@ TrainSplit = Annotated[Optional[str], _opt("--split", help="Training split.")]
 # -- cache-teacher -------------------------------------------------------------------------------
 Teacher = Annotated[P, _opt("--teacher", help="Teacher checkpoint: an srkd checkpoint, or a Pointcept .pth with --teacher-model.")]
 CacheColorNorm = Annotated[Optional[ColorNorm], _opt("--color-norm", help="Colour normalisation the teacher was trained with: pointcept = color/255 (Pointcept >= 1.6), legacy = color/127.5-1 (older Pointcept). An srkd checkpoint records its own.")]
+NoiseSeed = Annotated[Optional[int], _opt("--noise-seed", help="Seed of a CDSegNet teacher's test-time noise draw (its output depends on it; the cache records it).")]
 UnpoolingOption = Annotated[Optional[Unpooling], _opt("--unpooling", help="PTv3 decoder semantics of a --teacher-model checkpoint: v3m1 (Pointcept PT-v3m1) or v3m2.")]
 CacheDataRoot = Annotated[P, _opt("--data-root", help="Dataset root: <split>/<scene>/ folders for ScanNet, the release's top folder for nuScenes / SemanticKITTI.")]
 CacheSplit = Annotated[Optional[str], _opt("--split", help="Split folder to cache.")]

@@ -72,6 +72,7 @@ class CacheTeacherConfig:
     teacher_model: str | None = setting(None, note="none: an srkd checkpoint records its model")
     color_norm: str | None = setting(None, note="the checkpoint's, else pointcept")
     unpooling: str | None = setting(None, note="the preset's; v3m1 for ptv3_base and ptv3_half")
+    noise_seed: int | None = setting(None, note="0; a CDSegNet teacher's test-time noise draw")
     data_root: Path | None = setting(None, note="stages.yaml data.root")
     split: str = setting(TRAIN_SPLIT)
     out: Path = setting(Path("cache"))
@@ -106,6 +107,8 @@ class CacheTeacherConfig:
 
         self.check()
         args = {"unpooling": self.unpooling} if self.unpooling else {}
+        if self.noise_seed is not None:
+            args["noise_seed"] = int(self.noise_seed)
         ensemble = int(self.views) > 1 if self.ensemble is None else bool(self.ensemble)
         return CacheJob(
             dataset=str(self.dataset), data_root=Path(self.data_root), split=str(self.split),

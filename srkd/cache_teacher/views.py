@@ -125,7 +125,7 @@ def make_spec(
         split=split,
         class_names=dataset.class_names,
         teacher_name=teacher.name,
-        teacher_args=teacher.args,
+        teacher_args=teacher.cache_args(),
         teacher_sha256=teacher.sha256,
         feature_dim=teacher.feature_dim,
         codec=codec,

@@ -140,12 +140,13 @@ class SceneWorker:
         """Load one scene and run every view through the teacher: (views, ensemble-or-None,
         SceneDone event, the scene's content hash)."""
         start = time.perf_counter()
-        model, _ = self.teacher(job, spec.teacher_sha256)
+        model, info = self.teacher(job, spec.teacher_sha256)
         dataset = get_dataset_spec(job.dataset)
         job = with_dataset_defaults(job, dataset)
         pc = self.scenes(job.dataset, job.data_root, job.split).load(scene_id)
         device = next(model.parameters()).device
-        views, ens = scene_targets(model, pc, job.views, job.grid_size, dataset.feature_names, device,
+        features = info.feature_names or dataset.feature_names  # a Sonata teacher takes coord too
+        views, ens = scene_targets(model, pc, job.views, job.grid_size, features, device,
                                    job.ensemble, color_norm=spec.teacher_color_norm)  # fmt: skip
         return views, ens, SceneDone(scene_id, pc.num_points, time.perf_counter() - start), pc.content_sha256()
 

@@ -7,6 +7,8 @@
 Presets (timm style, each a 3-line function registered on ``MODELS``):
     spunet_base, spunet_small, test_spunet            srkd/models/spunet.py
     ptv3_large, ptv3_base, ptv3_half, test_ptv3*      srkd/models/ptv3.py
+    sonata_semseg, test_sonata (Pointcept PT-v3m2)    srkd/models/ptv3.py
+    cdsegnet, test_cdsegnet                           srkd/models/cdsegnet.py
 Model modules register through ``srkd.models._registry.MODELS`` (never through this package, to
 avoid import cycles); importing this package imports them all. Sparse convs live in
 ``srkd.models.sparse`` (the only module that imports spconv).
@@ -17,6 +19,7 @@ from __future__ import annotations
 from torch import nn
 
 from srkd.models import (  # noqa: F401  (imported to register their presets)
+    cdsegnet,
     presets_outdoor,  # noqa: F401  (the outdoor PTv3 presets)
     ptv3,
     spunet,

@@ -171,10 +171,22 @@ class SerializedAttention(nn.Module):
         layout: `patch_layout(offset, self.patch_size)`; patch_index: optional
         `patch_gather_index(order, inverse, layout)` (a level caches it per curve).
         Returns (N, C) in input point order."""
-        c = feat.shape[1]
+        return self.proj_drop(self.proj(self.attend(self.qkv(feat), order, inverse, layout, patch_index)))
+
+    def attend(
+        self,
+        qkv: torch.Tensor,
+        order: torch.Tensor,
+        inverse: torch.Tensor,
+        layout: PatchLayout,
+        patch_index: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Attention within the patches: qkv (N, 3C) laid out as (3, heads, C / heads) per point
+        (query, key, value); the other arguments as in `forward`. Returns (N, C) in input point
+        order, before the output projection."""
+        c = qkv.shape[1] // 3
         h = self.num_heads
         dropout_p = self.attn_drop if self.training else 0.0
-        qkv = self.qkv(feat)
         if self.enable_flash and flash_attn is not None and qkv.is_cuda:
             slot_order = order[layout.pad]  # padded slot -> point index
             half = qkv.dtype if qkv.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
@@ -199,7 +211,7 @@ class SerializedAttention(nn.Module):
                     q, k, v, attn_mask=layout.key_mask, dropout_p=dropout_p, scale=self.scale
                 ).transpose(1, 2)  # (S, H, L, D) -> (S, L, H, D)
             out = out.reshape(-1, c)[point_row]
-        return self.proj_drop(self.proj(out))
+        return out
 
 
 def patch_gather_index(

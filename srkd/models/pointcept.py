@@ -83,7 +83,7 @@ def strip_prefixes(key: str, prefixes: tuple[str, ...] = WRAPPER_PREFIXES) -> st
     return key
 
 
-def _load_file(path: Path) -> tuple[object, list[str]]:
+def load_checkpoint_file(path: Path) -> tuple[object, list[str]]:
     """torch.load on CPU with weights_only=True; if the file names objects that weights_only
     refuses, read it again with every such object replaced by an inert stand-in (never run).
     Returns (the loaded object, the replaced globals)."""
@@ -118,7 +118,7 @@ def read_state_dict(
     """The tensors of a Pointcept checkpoint, keys stripped of wrapper prefixes.
 
     source: a path to a `.pth` file (read on CPU without running anything in it, see
-    `_load_file`), a full checkpoint dict (its `state_dict` or `model` entry is used), or a
+    `load_checkpoint_file`), a full checkpoint dict (its `state_dict` or `model` entry is used), or a
     state_dict itself. Returns (state_dict, source description, globals read as inert stand-ins).
     """
     name = "<state_dict>"
@@ -129,7 +129,7 @@ def read_state_dict(
         name = str(path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist (give the path of model_best.pth)")
-        obj, inert = _load_file(path)
+        obj, inert = load_checkpoint_file(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {name} holds a {type(obj).__name__}, not a dict of tensors")
     for entry in ("state_dict", "model"):

@@ -15,6 +15,10 @@ the first block of each decoder stage convolves the projected skip features in i
 "v3m2" (it convolves the sum, as Pointcept's later models and srkd's own presets do); see
 SerializedUnpooling. The choice is a constructor argument, so srkd checkpoints record it.
 
+Layer layout follows the checkpoint too: `variant="v3m1"` (the default) builds PT-v3m1's sparse-conv
+stem, serialized pooling and BatchNorms; "v3m2" builds Pointcept's PT-v3m2 (the Sonata family:
+linear stem, grid pooling, LayerNorms; srkd/models/ptv3_v3m2.py), with the v3m2 decoder.
+
 Differences from Pointcept, on purpose: orders are shuffled only in training (Pointcept also
 shuffles at test time, so its own test outputs vary from run to run); duplicate voxels are
 averaged instead of being fed to the sparse conv twice; patches follow flash-attn's semantics on
@@ -42,10 +46,11 @@ from srkd.models.ptv3_blocks import (
     check_unpooling,
     make_level,
 )
+from srkd.models.ptv3_v3m2 import GridPooling, LinearEmbedding, check_variant
 from srkd.models.serialization import ORDERS, encode, serialization_depth, serialize
 
 
-def _voxelize(batch: PointBatch) -> tuple[torch.Tensor, ...]:
+def voxelize_batch(batch: PointBatch) -> tuple[torch.Tensor, ...]:
     """Unique (sample, voxel) rows of a batch.
 
     Returns (feat (M, C) mean, coord (M, 3) mean, grid (M, 3) int64, bidx (M,) int64,
@@ -72,7 +77,7 @@ def _check_lengths(name: str, values: Sequence, expected: int) -> None:
         raise ConfigError(f"PTv3: {name} has {len(values)} entries, expected {expected}")
 
 
-def _check_args(order: str | Sequence[str], in_channels: int, num_classes: int,
+def check_ptv3_args(order: str | Sequence[str], in_channels: int, num_classes: int,
                 enc: tuple[Sequence[int], ...], dec: tuple[Sequence[int], ...], stages: int) -> tuple[str, ...]:
     """Validate PTv3's constructor arguments; returns `order` as a tuple of curve names.
 
@@ -97,19 +102,22 @@ def _check_args(order: str | Sequence[str], in_channels: int, num_classes: int,
     return order
 
 
-def _encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
-             patch_size: Sequence[int], stride: Sequence[int], drop_path: float, orders: int,
-             shuffle_orders: bool, block_args: dict[str, Any]) -> nn.ModuleDict:
-    """enc0..enc{S-1}: each stage a pooling (but the first) and its blocks; the drop-path rate
-    grows linearly with depth over the whole encoder."""
-    rates_all = torch.linspace(0, drop_path, sum(depths)).tolist()
+def build_encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
+             patch_size: Sequence[int], stride: Sequence[int], drop_path: float, order: tuple[str, ...],
+             shuffle_orders: bool, block_args: dict[str, Any], variant: str = "v3m1") -> nn.ModuleDict:
+    """enc0..enc{S-1}: each stage a pooling (but the first; serialized for variant v3m1, grid for
+    v3m2) and its blocks; the drop-path rate grows linearly with depth over the whole encoder."""
+    rates_all = torch.linspace(0, drop_path, sum(depths), device="cpu").tolist()
     enc = nn.ModuleDict()
     for s in range(len(depths)):
         stage = nn.ModuleDict()
         if s > 0:
-            stage["down"] = SerializedPooling(channels[s - 1], channels[s], stride[s - 1], shuffle_orders)
+            if variant == "v3m2":
+                stage["down"] = GridPooling(channels[s - 1], channels[s], stride[s - 1], order, shuffle_orders)
+            else:
+                stage["down"] = SerializedPooling(channels[s - 1], channels[s], stride[s - 1], shuffle_orders)
         rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])]
-        _add_blocks(stage, s, channels[s], num_head[s], patch_size[s], rates, orders, block_args)
+        _add_blocks(stage, s, channels[s], num_head[s], patch_size[s], rates, len(order), block_args)
         enc[f"enc{s}"] = stage
     return enc
 
@@ -117,27 +125,39 @@ def _encoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[
 def _add_blocks(stage: nn.ModuleDict, level: int, channels: int, heads: int, patch: int,
                 rates: Sequence[float], orders: int, block_args: dict[str, Any]) -> None:
     """Append one stage's transformer blocks block0..block{len(rates)-1}: block i serializes with
-    curve i % orders and has drop-path rate rates[i]; the stage's blocks share one conv key."""
+    curve i % orders and has drop-path rate rates[i]; the stage's blocks share one conv key.
+    block_args may name the block class ("block", default Block) besides its arguments."""
+    args = dict(block_args)
+    block = args.pop("block", Block)
     for i, rate in enumerate(rates):
-        stage[f"block{i}"] = Block(channels, heads, patch, drop_path=rate, order_index=i % orders,
-                                   cpe_indice_key=f"stage{level}", **block_args)
+        stage[f"block{i}"] = block(channels, heads, patch, drop_path=rate, order_index=i % orders,
+                                   cpe_indice_key=f"stage{level}", **args)
 
 
-def _decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
+def build_decoder(depths: Sequence[int], channels: Sequence[int], num_head: Sequence[int],
              patch_size: Sequence[int], enc_channels: Sequence[int], drop_path: float, orders: int,
-             unpooling: str, block_args: dict[str, Any]) -> nn.ModuleDict:
-    """dec{S-2}..dec0 (coarse to fine): each stage an unpooling onto the encoder's skip level and
-    its blocks; drop-path rates as in the encoder, reversed within a stage."""
-    rates_all = torch.linspace(0, drop_path, max(sum(depths), 1)).tolist()
+             unpooling: str, block_args: dict[str, Any], norm: str = "batch",
+             up: type[nn.Module] = SerializedUnpooling) -> nn.ModuleDict:
+    """dec{S-2}..dec0 (coarse to fine): each stage an unpooling (`up`) onto the encoder's skip
+    level and its blocks; drop-path rates as in the encoder, reversed within a stage."""
+    rates_all = torch.linspace(0, drop_path, max(sum(depths), 1), device="cpu").tolist()
     widths = list(channels) + [enc_channels[-1]]
     dec = nn.ModuleDict()
     for s in reversed(range(len(enc_channels) - 1)):
         stage = nn.ModuleDict()
-        stage["up"] = SerializedUnpooling(widths[s + 1], enc_channels[s], widths[s], unpooling)
+        stage["up"] = up(widths[s + 1], enc_channels[s], widths[s], unpooling, norm)
         rates = rates_all[sum(depths[:s]) : sum(depths[: s + 1])][::-1]
         _add_blocks(stage, s, widths[s], num_head[s], patch_size[s], rates, orders, block_args)
         dec[f"dec{s}"] = stage
     return dec
+
+
+def run_stages(stages: nn.ModuleDict, level: PointLevel) -> PointLevel:
+    """Run every module of every stage (poolings, blocks, unpoolings) in order on `level`."""
+    for stage in stages.values():
+        for module in stage.values():
+            level = module(level)
+    return level
 
 
 class PointTransformerV3(SegmentationModel):
@@ -146,6 +166,8 @@ class PointTransformerV3(SegmentationModel):
     D = feature_dim = dec_channels[0]. Constructor arguments are plain ints/floats/tuples/strs so
     a checkpoint can store them and `create_model(name, **args)` rebuilds the same model.
     unpooling: "v3m1" (Pointcept PT-v3m1 checkpoints) or "v3m2"; see SerializedUnpooling.
+    variant: the layer layout, "v3m1" (Pointcept PT-v3m1) or "v3m2" (PT-v3m2, Sonata: linear
+        stem, grid pooling, LayerNorm; needs unpooling "v3m2"); see srkd.models.ptv3_v3m2.
     """
 
     recorded_args: tuple[str, ...] = ("unpooling",)
@@ -174,11 +196,16 @@ class PointTransformerV3(SegmentationModel):
         shuffle_orders: bool = True,
         enable_flash: bool = True,
         unpooling: str = "v3m1",
+        variant: str = "v3m1",
     ) -> None:
         super().__init__()
         self.unpooling = check_unpooling(unpooling)
+        self.variant = check_variant(variant)
+        if variant == "v3m2" and unpooling != "v3m2":
+            raise ConfigError("PTv3 variant 'v3m2' refreshes the sparse-conv features after each "
+                              "unpooling: it needs unpooling='v3m2'")
         stages = len(enc_depths)
-        order = _check_args(order, in_channels, num_classes, stages=stages,
+        order = check_ptv3_args(order, in_channels, num_classes, stages=stages,
                             enc=(enc_channels, enc_num_head, enc_patch_size),
                             dec=(stride, dec_depths, dec_channels, dec_num_head, dec_patch_size))
         self.in_channels = int(in_channels)
@@ -190,12 +217,19 @@ class PointTransformerV3(SegmentationModel):
                           attn_drop=attn_drop, proj_drop=proj_drop, enable_flash=enable_flash)
         # built in this order (embedding, encoder, decoder, head): it fixes both the state_dict
         # keys and what a seeded random init gives each parameter
-        self.embedding = Embedding(in_channels, enc_channels[0])
-        self.enc = _encoder(enc_depths, enc_channels, enc_num_head, enc_patch_size, stride,
-                            drop_path, len(order), shuffle_orders, block_args)
-        self.dec = _decoder(dec_depths, dec_channels, dec_num_head, dec_patch_size, enc_channels,
-                            drop_path, len(order), unpooling, block_args)
+        stem = LinearEmbedding if variant == "v3m2" else Embedding
+        self.embedding = stem(in_channels, enc_channels[0])
+        self.enc = build_encoder(enc_depths, enc_channels, enc_num_head, enc_patch_size, stride,
+                            drop_path, order, shuffle_orders, block_args, variant)
+        self.dec = build_decoder(dec_depths, dec_channels, dec_num_head, dec_patch_size, enc_channels,
+                            drop_path, len(order), unpooling, block_args,
+                            norm="layer" if variant == "v3m2" else "batch")
         self.seg_head = nn.Linear(self.feature_dim, num_classes)
+
+    @property
+    def pointcept_family(self) -> str:
+        """The Pointcept network whose checkpoints this layout loads: "PT-v3m1" or "PT-v3m2"."""
+        return "PT-v3m2" if self.variant == "v3m2" else "PT-v3m1"
 
     def _check(self, batch: PointBatch) -> None:
         n = batch.grid_coord.shape[0]
@@ -216,18 +250,12 @@ class PointTransformerV3(SegmentationModel):
         """Run stem, encoder and decoder. Returns the finest level (feat (M, D)) and the int64
         (N,) map from batch points to its rows."""
         self._check(batch)
-        feat, coord, grid, bidx, inverse = _voxelize(batch)
+        feat, coord, grid, bidx, inverse = voxelize_batch(batch)
         ser = serialize(grid, bidx, self.order, batch_size=batch.batch_size)
         if self.training and self.shuffle_orders:
             ser = ser.shuffled()
         level = make_level(feat, coord, grid, bidx, batch.batch_size, ser)
-        level = self.embedding(level)
-        for stage in self.enc.values():
-            for module in stage.values():
-                level = module(level)
-        for stage in self.dec.values():
-            for module in stage.values():
-                level = module(level)
+        level = run_stages(self.dec, run_stages(self.enc, self.embedding(level)))
         return level, inverse
 
     def forward(self, batch: PointBatch) -> ModelOutput:
@@ -248,6 +276,9 @@ PTV3_LARGE: dict = dict(  # widths/depths of Pointcept configs/scannet/semseg-pt
     enc_depths=(3, 3, 3, 12, 3), enc_channels=(48, 96, 192, 384, 512), enc_num_head=(3, 6, 12, 24, 32),
     dec_depths=(2, 2, 2, 2), dec_channels=(64, 96, 192, 384), dec_num_head=(4, 6, 12, 24),
     unpooling="v3m2",
+)
+SONATA_SEMSEG: dict = dict(  # Pointcept configs/sonata/semseg-sonata-v1m1-0c-scannet-ft.py (PT-v3m2)
+    PTV3_LARGE, in_channels=9, variant="v3m2",
 )
 PTV3_HALF: dict = dict(  # SRKD student: every width of the base halved
     enc_depths=(2, 2, 2, 6, 2), enc_channels=(16, 32, 64, 128, 256), enc_num_head=(2, 4, 8, 16, 32),
@@ -281,6 +312,12 @@ def ptv3_large(**overrides) -> PointTransformerV3:
 
 
 @MODELS.register
+def sonata_semseg(**overrides) -> PointTransformerV3:
+    """Pointcept's Sonata semseg network (PT-v3m2, 9 input channels: coord + colour + normal)."""
+    return _build(SONATA_SEMSEG, overrides)
+
+
+@MODELS.register
 def ptv3_base(**overrides) -> PointTransformerV3:
     """Pointcept's ScanNet PTv3 base (PT-v3m1)."""
     return _build(PTV3_BASE, overrides)
@@ -296,6 +333,12 @@ def ptv3_half(**overrides) -> PointTransformerV3:
 def test_ptv3(**overrides) -> PointTransformerV3:
     """Tiny three-stage PTv3 for tests."""
     return _build(TEST_PTV3, overrides)
+
+
+@MODELS.register
+def test_sonata(**overrides) -> PointTransformerV3:
+    """Tiny three-stage PT-v3m2 (Sonata layout, 9 input channels) for tests."""
+    return _build({**TEST_PTV3, "in_channels": 9, "variant": "v3m2", "unpooling": "v3m2"}, overrides)
 
 
 @MODELS.register

@@ -201,11 +201,18 @@ class Block(nn.Module):
         self.drop_path = nn.Sequential(DropPath(drop_path) if drop_path > 0 else nn.Identity())
 
     def forward(self, level: PointLevel) -> PointLevel:
+        return self.attend_and_mix(level, self.positional(level))
+
+    def positional(self, level: PointLevel) -> torch.Tensor:
+        """level.feat + xCPE(level.feat), (M, C) (the xCPE convolves level.cpe_input when set)."""
         x = level.feat
         conv_in = x if level.cpe_input is None else level.cpe_input
         level.cpe_input = None
         conv, linear, norm = self.cpe
-        x = x + norm(linear(level.sparse_conv(conv, conv_in)))
+        return x + norm(linear(level.sparse_conv(conv, conv_in)))
+
+    def attend_and_mix(self, level: PointLevel, x: torch.Tensor) -> PointLevel:
+        """The attention and MLP residuals on x (M, C); sets level.feat."""
         s = level.serialization
         k = self.order_index % s.order.shape[0]
         size = self.attn.patch_size
@@ -239,7 +246,9 @@ class Embedding(nn.Module):
         return level
 
 
-def _segment_mean(values: torch.Tensor, index: torch.Tensor, size: int, counts: torch.Tensor) -> torch.Tensor:
+def segment_mean(values: torch.Tensor, index: torch.Tensor, size: int, counts: torch.Tensor) -> torch.Tensor:
+    """Mean of the rows of `values` (M, ...) per segment `index` int64 (M,) in [0, size), given the
+    segment sizes `counts` (size,); returns (size, ...)."""
     out = values.new_zeros((size,) + values.shape[1:]).index_add_(0, index, values)
     return out / counts.to(values.dtype).reshape(-1, *([1] * (values.ndim - 1)))
 
@@ -287,7 +296,7 @@ class SerializedPooling(nn.Module):
         feat = self.act(self.norm(feat))
         return make_level(
             feat=feat,
-            coord=_segment_mean(level.coord, cluster, m, counts),
+            coord=segment_mean(level.coord, cluster, m, counts),
             grid_coord=level.grid_coord[head] >> shift,
             batch=level.batch[head],
             batch_size=level.batch_size,
@@ -315,14 +324,19 @@ class SerializedUnpooling(nn.Module):
     first block of each decoder stage convolves P_skip(skip) in its xCPE (the residual stream is
     the sum). Every released PT-v3m1 checkpoint was trained that way. mode "v3m2" (Pointcept's
     later models) convolves the sum.
+    norm: "batch" (PT-v3m1's BatchNorm) or "layer" (PT-v3m2's LayerNorm) inside both projections.
     """
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, mode: str = "v3m1") -> None:
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, mode: str = "v3m1",
+                 norm: str = "batch") -> None:  # fmt: skip
         super().__init__()
         self.mode = check_unpooling(mode)
-        self.proj = nn.Sequential(nn.Linear(in_channels, out_channels), batch_norm(out_channels), nn.GELU())
+        if norm not in ("batch", "layer"):
+            raise ConfigError(f"unpooling norm must be 'batch' or 'layer', got {norm!r}")
+        make_norm = batch_norm if norm == "batch" else nn.LayerNorm
+        self.proj = nn.Sequential(nn.Linear(in_channels, out_channels), make_norm(out_channels), nn.GELU())
         self.proj_skip = nn.Sequential(
-            nn.Linear(skip_channels, out_channels), batch_norm(out_channels), nn.GELU()
+            nn.Linear(skip_channels, out_channels), make_norm(out_channels), nn.GELU()
         )
 
     def forward(self, level: PointLevel) -> PointLevel:

@@ -1,15 +1,15 @@
-"""Regenerate the Pointcept PT-v3m1 equivalence fixtures (tests/models/fixtures/pointcept_v3m1_*.pt).
+"""Regenerate the Pointcept PTv3 equivalence fixtures (tests/models/fixtures/pointcept_v3m{1,2}_*.pt).
 
-Not a test: a one-off script that runs Pointcept's OWN `PT-v3m1` code on fixed inputs and stores
-its logits, so srkd's re-implementation (srkd/models/ptv3.py) can be checked against them without
-Pointcept installed. Run from the repository root:
+Not a test: a one-off script that runs Pointcept's OWN `PT-v3m1` and `PT-v3m2` code on fixed inputs
+and stores their logits, so srkd's re-implementation (srkd/models/ptv3.py) can be checked against
+them without Pointcept installed. Run from the repository root:
 
     PYTHONPATH=. python tests/models/make_pointcept_fixtures.py \\
         --pointcept /path/to/Pointcept --out tests/models/fixtures
 
 `--pointcept` is a checkout of https://github.com/Pointcept/Pointcept (the fixtures were made at
 commit d74c646); nothing of it is copied here, its modules are imported from that path. Only the
-modules PT-v3m1 needs are loaded (point_transformer_v3m1_base.py, modules.py, builder.py,
+modules PT-v3m1 / PT-v3m2 need are loaded (point_transformer_v3m{1_base,2_sonata}.py, modules.py, builder.py,
 utils/{structure,misc,serialization}, point_prompt_training/prompt_driven_normalization.py,
 engines/hooks/default.py, utils/{registry,comm,misc}.py): the package `__init__`s that import every
 model (and with them CUDA-only or missing dependencies) are replaced by empty stub packages.
@@ -32,10 +32,12 @@ What is set up, and why (each stand-in is minimal and used only when the real pa
   Pointcept's PointSequential treats it exactly like the original (checked below).
 
 Pointcept behaviour neutralised for determinism:
-- PT-v3m1 builds its SerializedPooling modules with their default shuffle_orders=True, so every
-  pooling permutes the curve orders with torch.randperm even in eval mode. srkd permutes orders
-  only in training, so the fixtures switch it off on every pooling module (and pass
-  shuffle_orders=False to the model for the input serialization).
+- PT-v3m1 (PT-v3m2) builds its SerializedPooling (GridPooling) modules with their default
+  shuffle_orders=True, so every pooling permutes the curve orders with torch.randperm even in
+  eval mode. srkd permutes orders only in training, so the fixtures switch it off on every pooling
+  module (and pass shuffle_orders=False to the model for the input serialization).
+- PT-v3m2 inputs have 9 channels, Sonata's feat_keys (coord, color, normal): the fixture's coord
+  (centred in x and y) followed by colour / 255 and the normal.
 
 Attention patches: with enable_flash=False Pointcept attends within patches of
 K = min(smallest sample at that level, patch_size) points, whereas flash attention (which srkd
@@ -64,10 +66,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from tests.models.pointcept_fixture import BASE_CONFIG, SMALL_CONFIG, generated_weights
+from tests.models.pointcept_fixture import (
+    BASE_CONFIG,
+    SMALL_CONFIG,
+    V3M2_BASE_CONFIG,
+    V3M2_SMALL_CONFIG,
+    generated_weights,
+)
 
 GRID_SIZE = 0.05
 PV3M1 = "pointcept.models.point_transformer_v3.point_transformer_v3m1_base"
+PV3M2 = "pointcept.models.point_transformer_v3.point_transformer_v3m2_sonata"
 # PT-v3m1 settings that are not part of the shared config (see module docstring); at d74c646
 # PT-v3m1 has `enc_mode` (encoder only) where later models have `cls_mode`; the default norms
 # (BatchNorm1d eps 1e-3 momentum 0.01, LayerNorm) are used with pdnorm off.
@@ -75,6 +84,13 @@ POINTCEPT_FIXED = {
     "pre_norm": True, "shuffle_orders": False, "enable_rpe": False, "enable_flash": False,
     "upcast_attention": True, "upcast_softmax": True, "enc_mode": False, "pdnorm_bn": False,
     "pdnorm_ln": False,
+}
+# PT-v3m2 (Sonata semseg configs): no PDNorm; traceable, mask_token and layer_scale as in
+# configs/sonata/semseg-sonata-v1m1-0c-scannet-ft.py
+POINTCEPT_V3M2_FIXED = {
+    "pre_norm": True, "shuffle_orders": False, "enable_rpe": False, "enable_flash": False,
+    "upcast_attention": True, "upcast_softmax": True, "enc_mode": False, "traceable": False,
+    "mask_token": False, "layer_scale": None, "freeze_encoder": False,
 }
 SMALL_SCENES = ((5, 0, 900), (5, 1, 800))  # (dataset seed, scene index, voxels kept) per sample
 BASE_SCENES = ((5, 2, 2000),)
@@ -116,7 +132,7 @@ class _DropPath(nn.Module):
         return x * mask
 
 
-def _install_standins() -> list[str]:
+def install_standins() -> list[str]:
     """Put stand-ins for missing third-party packages into sys.modules; returns their names."""
     used = []
     try:
@@ -136,7 +152,12 @@ def _install_standins() -> list[str]:
         layers.__doc__ = "srkd stand-in: DropPath only (see make_pointcept_fixtures.py)"
         layers.DropPath = _DropPath
         timm.layers = layers
+        models = types.ModuleType("timm.models")  # the older path, timm.models.layers.DropPath
+        models.__path__ = []
+        models.layers = layers
+        timm.models = models
         sys.modules["timm"], sys.modules["timm.layers"] = timm, layers
+        sys.modules["timm.models"], sys.modules["timm.models.layers"] = models, layers
         used.append("timm.layers")
     try:
         import addict  # noqa: F401
@@ -156,12 +177,13 @@ def _stub_package(name: str, path: Path) -> types.ModuleType:
     return mod
 
 
-def import_pt_v3m1(checkout: Path) -> types.ModuleType:
-    """Import Pointcept's point_transformer_v3m1_base from `checkout`, set up to run on CPU."""
+def import_model_module(checkout: Path, module: str) -> types.ModuleType:
+    """Import `module` (e.g. Pointcept's point_transformer_v3m1_base) from the checkout `checkout`
+    of Pointcept (or a fork with its layout), set up to run on CPU."""
     root = checkout.resolve()
     pkg = root / "pointcept"
-    if not (pkg / "models" / "point_transformer_v3" / "point_transformer_v3m1_base.py").is_file():
-        raise SystemExit(f"{root} is not a Pointcept checkout (no {PV3M1.replace('.', '/')}.py)")
+    if not (root / (module.replace(".", "/") + ".py")).is_file():
+        raise SystemExit(f"{root} has no {module.replace('.', '/')}.py")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import spconv.pytorch as spconv
@@ -173,6 +195,7 @@ def import_pt_v3m1(checkout: Path) -> types.ModuleType:
     # Stubs for packages whose __init__ imports every model / every hook (and their deps).
     _stub_package("pointcept.models", pkg / "models")
     _stub_package("pointcept.models.point_transformer_v3", pkg / "models" / "point_transformer_v3")
+    _stub_package("pointcept.models.losses", pkg / "models" / "losses")
     ppt = _stub_package(
         "pointcept.models.point_prompt_training", pkg / "models" / "point_prompt_training"
     )
@@ -185,9 +208,9 @@ def import_pt_v3m1(checkout: Path) -> types.ModuleType:
     ).PDNorm
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m1 = importlib.import_module(PV3M1)
+        m1 = importlib.import_module(module)
     if not str(m1.__file__).startswith(str(root)):
-        raise SystemExit(f"imported {m1.__file__}, not the checkout's {PV3M1}")
+        raise SystemExit(f"imported {m1.__file__}, not the checkout's {module}")
 
     class PointceptSubMConv3d(srkd_sparse.SubMConv3d):
         """srkd's CPU-capable SubMConv3d, called with Pointcept's keyword arguments."""
@@ -276,21 +299,27 @@ def rows_per_level(grid_coord: torch.Tensor, offset: torch.Tensor, levels: int) 
 # ---- Pointcept model -------------------------------------------------------------------------
 
 
-def build_pointcept(m1: types.ModuleType, config: dict) -> tuple[nn.Module, nn.Module]:
-    """Pointcept's PT-v3m1 + Linear seg head (DefaultSegmentorV2), generated weights, eval mode."""
+def with_coord_feature(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Sonata's 9-channel input: feat = (coord, colour, normal)."""
+    return {**batch, "feat": torch.cat([batch["coord"], batch["feat"]], dim=1)}
+
+
+def build_pointcept(module: types.ModuleType, config: dict, fixed: dict) -> tuple[nn.Module, nn.Module]:
+    """Pointcept's PTv3 (`module`: PT-v3m1 or PT-v3m2) + Linear seg head (DefaultSegmentorV2),
+    generated weights, eval mode, order shuffling off everywhere."""
     if any(s != 2 for s in config["stride"]):
         raise SystemExit("rows_per_level assumes stride 2 poolings")
     kwargs = {k: v for k, v in config.items() if k != "num_classes"}
     torch.manual_seed(0)
-    backbone = m1.PointTransformerV3(**kwargs, **POINTCEPT_FIXED)
+    backbone = module.PointTransformerV3(**kwargs, **fixed)
     head = nn.Linear(config["dec_channels"][0], config["num_classes"])
-    for module in backbone.modules():  # see module docstring: Pointcept shuffles at every pooling
-        if isinstance(module, m1.SerializedPooling):
-            module.shuffle_orders = False
+    for sub in backbone.modules():  # see module docstring: Pointcept shuffles at every pooling
+        if hasattr(sub, "shuffle_orders") and sub is not backbone:
+            sub.shuffle_orders = False
     shapes = {k: tuple(v.shape) for k, v in backbone.state_dict().items()}
     shapes.update({f"seg_head.{k}": tuple(v.shape) for k, v in head.state_dict().items()})
     weights = generated_weights(shapes)
-    # strict=True: any name or shape PT-v3m1 has that generated_weights lacks (or vice versa) raises
+    # strict=True: any name or shape the model has that generated_weights lacks (or vice versa) raises
     head_prefix = "seg_head."
     backbone.load_state_dict({k: v for k, v in weights.items() if not k.startswith(head_prefix)},
                              strict=True)
@@ -301,19 +330,24 @@ def build_pointcept(m1: types.ModuleType, config: dict) -> tuple[nn.Module, nn.M
     return backbone, head
 
 
+def check_patches(module: types.ModuleType, backbone: nn.Module, batch: dict) -> None:
+    """Each non-flash attention module keeps the patch size it last used: min(smallest sample,
+    max). With several samples it must be the max everywhere (see module docstring)."""
+    attns = [m for m in backbone.modules() if isinstance(m, module.SerializedAttention)]
+    used = {(m.patch_size, m.patch_size_max) for m in attns}
+    if len(batch["offset"]) > 1 and any(k != kmax for k, kmax in used):
+        raise SystemExit(f"a sample was smaller than a patch at some level: (used, max) {sorted(used)}")
+
+
 @torch.no_grad()
-def pointcept_logits(m1, backbone: nn.Module, head: nn.Module, batch: dict, config: dict) -> torch.Tensor:
+def pointcept_logits(module, backbone: nn.Module, head: nn.Module, batch: dict, config: dict) -> torch.Tensor:
     """float32 (N, num_classes) logits of Pointcept's model for the rows of `batch`, in row order."""
     point = backbone({k: v.clone() for k, v in batch.items()})
     n = batch["coord"].shape[0]
     same_rows = torch.equal(point.grid_coord, batch["grid_coord"])
     if point.feat.shape != (n, config["dec_channels"][0]) or not same_rows:
         raise SystemExit("Pointcept's output rows are not the input rows")
-    # each non-flash attention module keeps the patch size it last used: min(smallest sample, max)
-    attns = [m for m in backbone.modules() if isinstance(m, m1.SerializedAttention)]
-    used = {(m.patch_size, m.patch_size_max) for m in attns}
-    if len(batch["offset"]) > 1 and any(k != kmax for k, kmax in used):
-        raise SystemExit(f"a sample was smaller than a patch at some level: (used, max) {sorted(used)}")
+    check_patches(module, backbone, batch)
     return head(point.feat).float()
 
 
@@ -331,22 +365,42 @@ def _plain(value):
     return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
 
 
-def make_fixture(
-    m1, name: str, config: dict, scenes, store_weights: bool, commit: str, out: Path
-) -> Path:
-    """Run Pointcept on the batch of `scenes` and save the fixture `out/pointcept_v3m1_<name>.pt`."""
-    batch = make_batch(scenes)
-    levels = len(config["enc_depths"])
-    counts = rows_per_level(batch["grid_coord"], batch["offset"], levels)
+def check_sample_sizes(name: str, batch: dict, config: dict) -> None:
+    """A multi-sample batch needs every sample to hold >= patch rows at every level."""
+    counts = rows_per_level(batch["grid_coord"], batch["offset"], len(config["enc_depths"]))
     print(f"{name}: rows per level x sample {counts}")
     if len(batch["offset"]) > 1:
         smallest = min(min(c) for c in counts)
         patch = min(min(config["enc_patch_size"]), min(config["dec_patch_size"]))
         if smallest < patch:
-            raise SystemExit(f"{name}: a sample has {smallest} < {patch} rows at some level; "
-                             "use more points")
-    backbone, head = build_pointcept(m1, config)
-    logits = pointcept_logits(m1, backbone, head, batch, config)
+            raise SystemExit(f"{name}: a sample has {smallest} < {patch} rows at some level; use more points")
+
+
+def save_fixture(path: Path, fixture: dict, state: dict[str, torch.Tensor] | None) -> Path:
+    """torch.save `fixture` (+ `state` as its state_dict, keyed as a DDP Pointcept checkpoint) and
+    check that it loads back with weights_only."""
+    if state is not None:
+        fixture["state_dict"] = {k: v.detach().clone().contiguous() for k, v in state.items()}
+    torch.save(fixture, path)
+    back = torch.load(path, weights_only=True)
+    assert set(back) == set(fixture) and torch.equal(back["logits"], fixture["logits"])
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB), {fixture['logits'].shape[0]} rows, "
+          f"offset {fixture['offset'].tolist()}")
+    return path
+
+
+def make_fixture(
+    module, family: str, name: str, config: dict, scenes, store_weights: bool, commit: str, out: Path
+) -> Path:
+    """Run Pointcept's `family` ("v3m1" or "v3m2") on the batch of `scenes` and save the fixture
+    `out/pointcept_<family>_<name>.pt`."""
+    batch = make_batch(scenes)
+    if family == "v3m2":
+        batch = with_coord_feature(batch)
+    check_sample_sizes(name, batch, config)
+    fixed = POINTCEPT_V3M2_FIXED if family == "v3m2" else POINTCEPT_FIXED
+    backbone, head = build_pointcept(module, config, fixed)
+    logits = pointcept_logits(module, backbone, head, batch, config)
     fixture = {
         "config": {k: _plain(v) for k, v in config.items()},
         "coord": batch["coord"].float().contiguous(),
@@ -356,17 +410,19 @@ def make_fixture(
         "logits": logits.contiguous(),
         "pointcept_commit": commit,
     }
+    state = None
     if store_weights:
         state = {f"module.backbone.{k}": v for k, v in backbone.state_dict().items()}
         state.update({f"module.seg_head.{k}": v for k, v in head.state_dict().items()})
-        fixture["state_dict"] = {k: v.detach().clone().contiguous() for k, v in state.items()}
-    path = out / f"pointcept_v3m1_{name}.pt"
-    torch.save(fixture, path)
-    back = torch.load(path, weights_only=True)
-    assert set(back) == set(fixture) and torch.equal(back["logits"], logits)
-    print(f"{name}: wrote {path} ({path.stat().st_size / 1024:.0f} KiB), {logits.shape[0]} rows, "
-          f"offset {batch['offset'].tolist()}")
-    return path
+    return save_fixture(out / f"pointcept_{family}_{name}.pt", fixture, state)
+
+
+FIXTURES = {  # (family, name): (module, config, scenes, store the state dict)
+    ("v3m1", "small"): (PV3M1, SMALL_CONFIG, SMALL_SCENES, True),
+    ("v3m1", "base"): (PV3M1, BASE_CONFIG, BASE_SCENES, False),
+    ("v3m2", "small"): (PV3M2, V3M2_SMALL_CONFIG, SMALL_SCENES, True),
+    ("v3m2", "base"): (PV3M2, V3M2_BASE_CONFIG, BASE_SCENES, False),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -374,17 +430,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pointcept", type=Path, required=True, help="Pointcept checkout")
     parser.add_argument("--out", type=Path, default=Path("tests/models/fixtures"))
     parser.add_argument("--commit", help="Pointcept commit (default: the checkout's git HEAD)")
-    parser.add_argument("--only", choices=("small", "base"), help="make one fixture only")
+    parser.add_argument("--only", choices=("small", "base"), help="make one size only")
+    parser.add_argument("--family", choices=("v3m1", "v3m2"), help="make one family only")
     args = parser.parse_args(argv)
-    used = _install_standins()
+    used = install_standins()
     print(f"stand-ins: {', '.join(used) or 'none'}")
-    m1 = import_pt_v3m1(args.pointcept)
     commit = commit_of(args.pointcept, args.commit)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.only in (None, "small"):
-        make_fixture(m1, "small", SMALL_CONFIG, SMALL_SCENES, True, commit, args.out)
-    if args.only in (None, "base"):
-        make_fixture(m1, "base", BASE_CONFIG, BASE_SCENES, False, commit, args.out)
+    for (family, name), (module_name, config, scenes, store) in FIXTURES.items():
+        if args.only not in (None, name) or args.family not in (None, family):
+            continue
+        module = import_model_module(args.pointcept, module_name)
+        make_fixture(module, family, name, config, scenes, store, commit, args.out)
 
 
 if __name__ == "__main__":

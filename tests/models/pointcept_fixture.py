@@ -1,4 +1,4 @@
-"""Shared definitions of the Pointcept PT-v3m1 equivalence fixtures (tests/models/fixtures/).
+"""Shared definitions of the Pointcept PT-v3m1 / PT-v3m2 equivalence fixtures (tests/models/fixtures/).
 
 The fixtures hold Pointcept's own logits for fixed inputs, computed once in a scratch folder by
 running Pointcept's `PT-v3m1` code (see docs/models.md, "Pointcept PTv3 checkpoints"). This module is
@@ -45,6 +45,18 @@ BASE_CONFIG: dict = dict(
 )
 """Pointcept's configs/scannet/semseg-pt-v3m1-0-base.py backbone (46.2M parameters)."""
 
+V3M2_SMALL_CONFIG: dict = dict(SMALL_CONFIG, in_channels=9)
+"""A small PT-v3m2 (grid pooling, linear stem) with Sonata's 9 input channels, SMALL's shape."""
+
+V3M2_BASE_CONFIG: dict = dict(
+    in_channels=9, num_classes=20, order=ORDERS, stride=(2, 2, 2, 2),
+    enc_depths=(3, 3, 3, 12, 3), enc_channels=(48, 96, 192, 384, 512), enc_num_head=(3, 6, 12, 24, 32),
+    enc_patch_size=(1024,) * 5, dec_depths=(2, 2, 2, 2), dec_channels=(64, 96, 192, 384),
+    dec_num_head=(4, 6, 12, 24), dec_patch_size=(1024,) * 4, mlp_ratio=4, qkv_bias=True,
+    qk_scale=None, attn_drop=0.0, proj_drop=0.0, drop_path=0.3,
+)
+"""Pointcept's configs/sonata/semseg-sonata-v1m1-0c-scannet-ft.py backbone (PT-v3m2)."""
+
 
 def generated_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """Deterministic float32 weights for a state dict, a function of each key and shape only.
@@ -72,3 +84,16 @@ def generated_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Ten
         else:
             out[key] = 0.1 * torch.randn(shape, generator=gen)
     return out
+
+
+def _cdsegnet_small() -> dict:
+    from srkd.models.cdsegnet import TEST_CDSEGNET
+
+    return {"in_channels": 6, "c_in_channels": 6, "num_classes": 20, "T": 1000, **TEST_CDSEGNET}
+
+
+CDSEGNET_SMALL: dict = _cdsegnet_small()
+"""srkd's test_cdsegnet preset (CDSegNet's topology at tiny widths) with ScanNet's inputs."""
+CDSEGNET_SMALL_SCENES = ((5, 2, 1500),)
+NOISE_SEED = 7
+"""The seed of the conditional branch's noise in the CDSegNet fixture."""

@@ -1,4 +1,4 @@
-"""PointTransformerV3's constructor, split into helpers (_check_args, _encoder, _decoder), builds
+"""PointTransformerV3's constructor, split into helpers (check_ptv3_args, build_encoder, build_decoder), builds
 the same model as before: the same state_dict keys in the same order, and under a fixed seed the
 same random initial weights (the order in which modules are created decides what each draws).
 
