@@ -1,4 +1,4 @@
-"""Loss recipes, selected by `--method` (METHOD.md, "Loss").
+"""Loss recipes, selected by `--method` (docs/method.md, "The loss").
 
 | method       | ce | lovasz | kl  | relation        | feat_mse | cwd | T | tau |
 |--------------|----|--------|-----|-----------------|----------|-----|---|-----|
@@ -16,7 +16,7 @@ B^2 sample pairs; see srkd.losses.relation), so its value is the KL of ONE row d
 1e-2 at tau = 2; at the release's 1e-3 it is ~1e-5 of the total and does nothing. The release's
 reduction is not published. RELATION_WEIGHT was chosen by the relation-weight sweep of
 bench/distill_quality.py on a tuning set of synthetic rooms (its own seed, never the reported
-split); the README gives the sweep's numbers.
+split); docs/distillation.md gives the sweep's numbers.
 
 nuScenes (dataset="nuscenes"): kl weight 0.1, T = 1, tau = 1 for every method that has a KL.
 SemanticKITTI (dataset="semantickitti") reuses the nuScenes numbers: the release publishes no

@@ -75,7 +75,7 @@ ROW_CHUNK = 128
 """Rows of a sample's block processed together on CPU: a (128, M) float32 block is 2 MB at
 M = 4096, so the block's passes (affinities, softmaxes, difference, gradient products) stay in
 the CPU's caches instead of streaming (n_i, M) matrices through memory (bench/loss_terms.py;
-README "Distillation overhead"). On CUDA a sample's whole block is one chunk."""
+docs/benchmarks.md). On CUDA a sample's whole block is one chunk."""
 
 
 class _FusedRelation(torch.autograd.Function):

@@ -20,9 +20,14 @@ from srkd.models import count_parameters, create_model, list_models, load_checkp
 TOO_BIG: dict[str, str] = {
     "ptv3_large": "124.8M parameters: 13 s to build, run and round-trip through a 500 MB checkpoint "
                   "on the busy 2-core CPU (ptv3_base, 46M, takes 4 s there)",
+    "sonata_semseg": "124.8M parameters (PT-v3m2 at Sonata's size); test_sonata runs the same code "
+                     "and tests/models/test_pointcept_arch.py checks a Sonata-sized model against Pointcept",
+    "cdsegnet": "101.4M parameters; test_cdsegnet runs the same code and tests/models/test_cdsegnet.py "
+                "checks it against CDSegNet's own outputs",
 }
 """Presets this test skips, with why. ptv3_large is ptv3_base's architecture at larger widths
-and depths; both are PT-v3m1/v3m2 PTv3s that the other presets here exercise."""
+and depths; both are PT-v3m1/v3m2 PTv3s that the other presets here exercise; the two teacher
+families at released size have tiny test presets of the same code."""
 
 PRESETS = [pytest.param(name, marks=pytest.mark.skip(reason=TOO_BIG[name])) if name in TOO_BIG else name
            for name in list_models()]  # fmt: skip
