@@ -192,7 +192,9 @@ class OnlineTeacher:
 
     When the teacher was trained with another colour normalisation than the student's inputs
     have (`color_norms` = (student's, teacher's)), the teacher gets its own: the batch's colour
-    channels are mapped with `renormalize_color` (`feature_names` says where they are).
+    channels are mapped with `renormalize_color` (`feature_names` says where they are). A
+    teacher whose input starts with the coordinates (`prepend_coord`, Pointcept's Sonata configs:
+    coord + colour + normal) gets the batch's coord in front of the features.
     """
 
     def __init__(
@@ -201,7 +203,9 @@ class OnlineTeacher:
         amp: bool = True,
         feature_names: Sequence[str] = (),
         color_norms: tuple[str, str] = (DEFAULT_COLOR_NORM, DEFAULT_COLOR_NORM),
+        prepend_coord: bool = False,
     ) -> None:
+        self.prepend_coord = prepend_coord
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -213,6 +217,8 @@ class OnlineTeacher:
     def __call__(self, batch: PointBatch) -> ModelOutput:
         device = batch.coord.device
         feat = renormalize_color(batch.feat, self.feature_names, *self.color_norms)
+        if self.prepend_coord:  # a Sonata-style teacher takes coord + colour + normal
+            feat = torch.cat([batch.coord.to(feat.dtype), feat], dim=1)
         if feat is not batch.feat:
             batch = replace(batch, feat=feat)
         with torch.autocast(device.type, dtype=torch.float16,

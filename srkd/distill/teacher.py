@@ -101,7 +101,8 @@ def teacher_targets(cfg: RunConfig, ds: DatasetSpec, device: torch.device,
 
         ref = TeacherRef(cfg.online_teacher, cfg.teacher_model, color_norm=cfg.teacher_color_norm)
         teacher, info = load_teacher(ref, ds, device)
+        prepend = info.feature_names[:1] == ("coord",) and "coord" not in ds.feature_names
         online = OnlineTeacher(teacher.to(device), amp=cfg.amp, feature_names=ds.feature_names,
-                               color_norms=(cfg.color_norm, info.color_norm))
+                               color_norms=(cfg.color_norm, info.color_norm), prepend_coord=prepend)
         return online, teacher.feature_dim
     return no_targets, None

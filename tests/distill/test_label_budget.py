@@ -96,3 +96,18 @@ def test_balanced_terms_reach_the_loss(cache_dir, tmp_path):
     run(config(plain, cache_dir, method="kd"))
     assert first_row(out)["kl"] != pytest.approx(first_row(plain)["kl"], rel=1e-4)
     assert np.isfinite(first_row(out)["loss"])
+
+
+def test_an_online_sonata_teacher_gets_its_coordinates(data_root, tmp_path):
+    """A Pointcept Sonata checkpoint (coord + colour + normal input) runs online in every step."""
+    from srkd.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("test_sonata")
+    state = {(f"module.{k}" if k.startswith("seg_head") else f"module.backbone.{k}"): v
+             for k, v in model.state_dict().items()}
+    ckpt = tmp_path / "model_best.pth"
+    torch.save({"epoch": 1, "state_dict": state}, ckpt)
+    out = tmp_path / "online"
+    result = run(config(out, None, data_root=data_root, online_teacher=ckpt, method="kd"))
+    assert result.step == 2 and first_row(out)["kl"] > 0
