@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import zarr
 import zarr.codecs as zc
+from zarr.core.sync import sync
 
 from srkd.cache.annotations import annotate
 from srkd.cache.codecs import (
@@ -54,6 +55,26 @@ def write_entry(group: zarr.Group, entry: str, codec: Codec, encoded: Encoded) -
             arr[...] = data
 
 
+def missing_chunk_keys(arr: zarr.Array) -> list[str]:
+    """Store keys of `arr`'s chunks (shards, for a sharded array) that are absent.
+
+    The store's listing (`nchunks_initialized`) answers first; only when it reports chunks missing
+    is every chunk key asked for directly (`Store.exists`), and only keys absent both ways are
+    returned. A listing alone can be wrong (zarr 3.1's LocalStore mangles keys under a root that
+    recurs inside them), and its verdict would call a healthy scene damaged."""
+    if arr.nchunks_initialized == arr.nchunks:
+        return []
+    keys = [f"{arr.path}/{arr.metadata.encode_chunk_key(c)}" for c in arr.metadata.chunk_grid.all_chunk_coords(arr.shape)]
+    return [key for key in keys if not sync(arr.store.exists(key))]
+
+
+REBUILD_ADVICE = (
+    "mark it for rebuilding with `srkd inspect-cache CACHE --verify --repair`, then re-run "
+    "`srkd cache-teacher` with the cache's settings"
+)
+"""What to do about a damaged scene (nothing is deleted by hand: repair only clears its marker)."""
+
+
 def _shuffle(data: np.ndarray) -> str:
     return "shuffle" if data.dtype.itemsize > 1 else "noshuffle"
 
@@ -77,19 +98,19 @@ def read_entry(
             where = f"scene {scene!r}, array {entry}/{name}"
             try:
                 arr = group[f"{entry}/{name}"]
-                if arr.nchunks_initialized != arr.nchunks:
+                missing = missing_chunk_keys(arr)
+                if missing:
                     raise CacheError(
-                        f"{where}: {arr.nchunks - arr.nchunks_initialized} of {arr.nchunks} chunk(s) "
-                        "are missing; the cache is damaged: delete this scene's group and re-run "
-                        "`srkd cache-teacher` to rebuild it"
+                        f"{where}: {len(missing)} chunk file(s) are missing (e.g. {missing[0]}); the "
+                        f"scene is damaged: {REBUILD_ADVICE}"
                     )
                 data = arr[...]
             except CacheError:
                 raise
             except Exception as exc:  # zarr/blosc/crc raise many types; all mean "unreadable"
                 raise CacheError(
-                    f"{where} cannot be read ({type(exc).__name__}: {exc}); the cache is damaged: "
-                    "delete this scene's group and re-run `srkd cache-teacher` to rebuild it"
+                    f"{where} cannot be read ({type(exc).__name__}: {exc}); the scene is damaged: "
+                    f"{REBUILD_ADVICE}"
                 ) from exc
             if str(data.dtype) != lay.dtype or (
                 num_classes is not None and feature_dim is not None

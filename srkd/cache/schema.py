@@ -28,7 +28,13 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from srkd.cache.arrays import CHUNK_ROWS, entry_nbytes, read_entry, write_entry  # noqa: F401 (their old home)
+from srkd.cache.arrays import (  # noqa: F401 (their old home)
+    CHUNK_ROWS,
+    entry_nbytes,
+    missing_chunk_keys,
+    read_entry,
+    write_entry,
+)
 from srkd.cache.codecs import Codec, CodecSpec
 from srkd.data.scannet.layout import check_scene_id as layout_check_scene_id
 from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
@@ -234,11 +240,22 @@ def root_record(spec: CacheSpec, srkd_version: str) -> dict[str, Any]:
     }
 
 
+def store_path(path: str | Path) -> Path:
+    """The absolute, resolved form of a cache directory path: the only form srkd hands to zarr.
+
+    zarr 3.1's LocalStore.list_prefix strips its root from listed keys with `str.replace`, so a
+    short relative root that reappears inside keys (a cache named `c` holding `.../c/0`, or `0`)
+    loses parts of every key and its chunks look missing. An absolute root cannot recur inside
+    a key relative to it."""
+    return Path(path).expanduser().resolve()
+
+
 def open_store(path_or_store: Any, *, read_only: bool) -> Any:
-    """A zarr Store for a directory path (LocalStore) or an existing Store object."""
+    """A zarr Store for a directory path (a LocalStore on `store_path(path)`) or an existing
+    Store object."""
     if isinstance(path_or_store, zarr.abc.store.Store):
         return path_or_store
-    return zarr.storage.LocalStore(Path(path_or_store), read_only=read_only)
+    return zarr.storage.LocalStore(store_path(path_or_store), read_only=read_only)
 
 
 def read_root(group: zarr.Group, where: str) -> tuple[dict[str, Any], CacheSpec]:
@@ -333,8 +350,8 @@ def scene_damage(root: zarr.Group, scene: str, spec: CacheSpec, codec: Codec) ->
                     arr = group[f"{entry}/{name}"]
                     if kind == "point" and arr.shape[0] != n:
                         problems.append(f"{where}: {arr.shape[0]} rows, the scene has {n}")
-                    elif arr.nchunks_initialized != arr.nchunks:
-                        problems.append(f"{where}: {arr.nchunks - arr.nchunks_initialized} chunk(s) missing")
+                    elif missing := missing_chunk_keys(arr):
+                        problems.append(f"{where}: {len(missing)} chunk file(s) missing")
                 except Exception as exc:  # zarr raises KeyError/FileNotFoundError/... for absent arrays
                     problems.append(f"{where} is missing or unreadable ({type(exc).__name__})")
     return problems
