@@ -97,13 +97,14 @@ def _upgrade(cache: Path) -> None:
 
 def _repair_lock(cache: Path):  # type: ignore[no-untyped-def]
     """The cache's exclusive lock, for the whole verify-then-uncommit (no build or reader runs
-    in between); refused for caches of an older schema, which cache-teacher cannot extend."""
-    from srkd.cache import SCHEMA_VERSION, CacheReader
+    in between); refused for caches of a schema cache-teacher cannot extend."""
+    from srkd.cache import CacheReader
+    from srkd.cache.schema import WRITABLE_SCHEMAS
     from srkd.errors import CacheError
     from srkd.locking import locked_dir
 
     version = CacheReader(cache, cache_bytes=0).schema_version
-    if version != SCHEMA_VERSION:
+    if version not in WRITABLE_SCHEMAS:
         raise CacheError(f"--repair: the cache at {cache} has schema version {version}, which "
                          "`srkd cache-teacher` cannot extend; rebuild it with --overwrite instead")
     return locked_dir(cache, "teacher cache", CacheError)

@@ -154,9 +154,9 @@ def measure_codec(
     """
     import time
 
-    codec = make_codec(codec) if isinstance(codec, CodecSpec) else codec
-    rng = np.random.default_rng(0) if rng is None else rng
     logits = np.ascontiguousarray(logits, dtype=np.float32)
+    codec = make_codec(codec if isinstance(codec, CodecSpec) else codec.spec, logits.shape[1])
+    rng = np.random.default_rng(0) if rng is None else rng
     feature = np.ascontiguousarray(feature, dtype=np.float32)
     n = len(logits)
     if n == 0 or feature.shape[0] != n:
@@ -169,7 +169,7 @@ def measure_codec(
     encode_s = time.perf_counter() - start
     stored = entry_nbytes(group, "entry")
     start = time.perf_counter()
-    point, side = read_entry(group, "entry", codec, scene="measure")
+    point, side = read_entry(group, "entry", codec, "measure", logits.shape[1], feature.shape[1])
     dec_logits, dec_feature = codec.decode(point, side)
     decode_s = time.perf_counter() - start
     raw = sum(a.nbytes for a in encoded.point.values()) + sum(a.nbytes for a in encoded.side.values())

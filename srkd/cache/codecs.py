@@ -45,6 +45,8 @@ _DEFAULT_PARAMS: dict[str, dict[str, JSONScalar]] = {
     "int8": {"logit_levels": 127, "logit_range": 24.0, "feature_step": 1.0 / 40.0, "rotate": False, "clevel": 5},
     "float16": {"clevel": 5},
     "lossless": {"clevel": 5},
+    "compact": {"top_k": 0, "logit_step": 0.2, "logit_range": 24.0, "floor_temperature": 2.0,
+                "feature_rank": 0, "feature_step": 1.0 / 40.0, "clevel": 5},
 }
 """Codec name -> its parameters with defaults (every parameter is stored, so fingerprints are
 explicit about what was used)."""
@@ -125,8 +127,10 @@ class Encoded:
 class Codec(ABC):
     """Encode/decode one entry of teacher outputs. Subclasses are pure numpy."""
 
-    def __init__(self, spec: CodecSpec) -> None:
+    def __init__(self, spec: CodecSpec, num_classes: int | None = None) -> None:
         self.spec = spec
+        self.num_classes = num_classes
+        """K of the entries this codec decodes (a codec that drops classes needs it to decode)."""
         self.clevel = int(spec.options["clevel"])
         if not 0 <= self.clevel <= 9:
             raise ConfigError(f"codec {spec}: clevel must be in 0..9, got {self.clevel}")
@@ -198,8 +202,8 @@ class Int8Codec(Codec):
     # D x D covariance, and the cost stays flat for large scenes.
     _BASIS_SAMPLE = 32768
 
-    def __init__(self, spec: CodecSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: CodecSpec, num_classes: int | None = None) -> None:
+        super().__init__(spec, num_classes)
         opts = spec.options
         self.logit_levels = int(opts["logit_levels"])
         self.logit_range = float(opts["logit_range"])
@@ -281,14 +285,16 @@ def principal_axes(direction: np.ndarray, max_rows: int = 32768) -> np.ndarray:
     return (vectors * np.where(signs == 0, 1.0, signs)).astype(np.float32)
 
 
-_CODECS: dict[str, type[Codec]] = {"int8": Int8Codec, "float16": Float16Codec, "lossless": LosslessCodec}
+def make_codec(spec: CodecSpec, num_classes: int | None = None) -> Codec:
+    """The codec object for a spec (ConfigError for bad names/values); `num_classes` K is needed
+    to decode codecs that drop classes (``compact``)."""
+    from srkd.cache.compact import CompactCodec
 
-
-def make_codec(spec: CodecSpec) -> Codec:
-    """The codec object for a spec (ConfigError for bad names/values)."""
-    if spec.name not in _CODECS:
-        raise ConfigError(f"unknown cache codec {spec.name!r}; choose one of {sorted(_CODECS)}")
-    return _CODECS[spec.name](spec)
+    codecs: dict[str, type[Codec]] = {"int8": Int8Codec, "float16": Float16Codec, "lossless": LosslessCodec,
+                                      "compact": CompactCodec}  # fmt: skip
+    if spec.name not in codecs:
+        raise ConfigError(f"unknown cache codec {spec.name!r}; choose one of {sorted(codecs)}")
+    return codecs[spec.name](spec, num_classes)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

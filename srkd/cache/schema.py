@@ -41,14 +41,19 @@ from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CacheError, ConfigError, DataError
 from srkd.io import to_plain
 
-SCHEMA_VERSION = 2
-"""Bumped whenever the layout changes incompatibly. Version 2: the fingerprint no longer covers the
-data root (a cache moved with its data stays valid) and each scene records `data_sha256`, the
-content hash of the data its teacher saw."""
+SCHEMA_VERSION = 3
+"""The layout new caches get; bumped whenever the layout changes incompatibly. Version 3: the
+samples of a sequence packed into one set of sharded arrays with `sample_offsets`
+(`srkd.cache.packed`). Version 2: a group per scene; the fingerprint no longer covers the data
+root (a cache moved with its data stays valid) and each scene records `data_sha256`, the content
+hash of the data its teacher saw."""
 
-READABLE_SCHEMAS = (1, 2)
+READABLE_SCHEMAS = (1, 2, 3)
 """Versions readers accept. Version 1 (srkd 0.1): fingerprint over every field including the data
 root, no per-scene content hash (its scenes cannot be checked against the data)."""
+
+WRITABLE_SCHEMAS = (2, 3)
+"""Versions a build may create or extend (a schema-2 cache is resumed in its own layout)."""
 
 DATA_SHA256 = "data_sha256"
 """Scene attribute: `PointCloud.content_sha256()` of the scene the teacher saw."""
@@ -201,6 +206,16 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class SampleTargets(NamedTuple):
+    """Everything cached for one sample: its views, the optional ensemble, and the content hash
+    of the data its teacher saw (None: not recorded)."""
+
+    sample_id: str
+    views: Sequence[ViewTargets]
+    ensemble: ViewTargets | None = None
+    data_sha256: str | None = None
+
+
 class ViewTargets(NamedTuple):
     """One view's teacher outputs for every original point of a scene.
 
@@ -230,11 +245,11 @@ def ensemble_of(views: Sequence[ViewTargets], params: dict[str, Any] | None = No
     return ViewTargets(logits.astype(np.float32), feature.astype(np.float32), record)
 
 
-def root_record(spec: CacheSpec, srkd_version: str) -> dict[str, Any]:
+def root_record(spec: CacheSpec, srkd_version: str, schema_version: int = SCHEMA_VERSION) -> dict[str, Any]:
     """The root attribute value written once, by the process that creates the cache."""
     return {
-        "schema_version": SCHEMA_VERSION,
-        "fingerprint": spec.fingerprint(),
+        "schema_version": schema_version,
+        "fingerprint": spec.fingerprint(schema_version),
         "srkd_version": srkd_version,
         "spec": spec.to_json(),
     }

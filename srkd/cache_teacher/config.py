@@ -48,7 +48,9 @@ class CacheJob:
     Paths should be absolute and, on a multi-machine scheduler, on a filesystem every worker sees.
     `plan_cache` fills in the dataset's grid size (grid_size None) and view domain.
     torch_threads: intra-op threads of each teacher process (None = torch's default).
-    views / codec default to ViewSettings() / CodecSpec() (one view; the int8 codec).
+    views / codec default to ViewSettings() / CodecSpec() (one view; the default codec).
+    schema_version: the layout of a NEW cache (None: srkd.cache.SCHEMA_VERSION, samples packed
+    per sequence; 2: a group per scene); a resumed cache keeps its own.
     """
 
     dataset: str
@@ -62,6 +64,7 @@ class CacheJob:
     ensemble: bool = False
     device: str = DEFAULT_DEVICE
     torch_threads: int | None = None
+    schema_version: int | None = None
 
 
 @dataclass(frozen=True)

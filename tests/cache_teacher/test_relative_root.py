@@ -51,7 +51,7 @@ def test_a_wrong_listing_is_cross_checked_before_a_scene_is_called_damaged(tmp_p
     monkeypatch.chdir(tmp_path)
     # zarr's own LocalStore on the relative root: its listing drops the "c/" of every chunk key
     store = zarr.storage.LocalStore("c", read_only=True)
-    assert zarr.open_group(store, mode="r")["scene0/view_0/logits_code"].nchunks_initialized == 0
+    assert zarr.open_group(store, mode="r")["seq-scene0/view_0/logits_code"].nchunks_initialized == 0
     reader = CacheReader(store)
     logits, _ = reader.read_all("scene0", 0)
     assert np.array_equal(logits, CacheReader(tmp_path / "c").read_all("scene0", 0)[0])

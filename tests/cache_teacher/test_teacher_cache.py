@@ -125,7 +125,8 @@ def test_rebuild_gives_identical_decoded_targets(built, tmp_path: Path) -> None:
 
 
 def test_resume_skips_committed_and_redoes_uncommitted(dataset_root: Path, teacher_ckpt: Path, tmp_path: Path) -> None:
-    job = job_for(dataset_root, teacher_ckpt, tmp_path / "cache", views=ViewSettings(views=1), ensemble=False)
+    job = job_for(dataset_root, teacher_ckpt, tmp_path / "cache", views=ViewSettings(views=1), ensemble=False,
+                  schema_version=2)  # a group per scene (schema 3: tests/cache_teacher/test_packed_build.py)
     first = build_cache(job, workers=0, max_scenes=2)
     assert first.written == list(SCENES[:2])
     marker = tmp_path / "cache" / SCENES[0] / "zarr.json"
@@ -198,7 +199,7 @@ def test_pointcept_checkpoint_with_teacher_model(dataset_root: Path, tmp_path: P
     job = job_for(dataset_root, ckpt, tmp_path / "c", teacher=TeacherRef(ckpt, "test_spunet"))
     _, spec, todo, _, _ = plan_cache(job)
     assert spec.teacher_name == "test_spunet" and spec.teacher_args == {"num_classes": 20, "in_channels": 6}
-    assert todo == list(SCENES)
+    assert [s for _, samples in todo for s in samples] == list(SCENES)
     with pytest.raises(CheckpointError):  # another class count does not fit the head
         load_teacher(TeacherRef(make_teacher(tmp_path / "t13.pt", num_classes=13), "test_spunet"), DATASET)
 
