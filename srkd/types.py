@@ -41,11 +41,12 @@ TRAIN_SPLIT = "train"
 VAL_SPLIT = "val"
 """The split validated during training and scored by `srkd evaluate` when none is given."""
 
-CODEC_NAMES: tuple[str, ...] = ("int8", "float16", "lossless")
+CODEC_NAMES: tuple[str, ...] = ("int8", "float16", "lossless", "compact")
 """The teacher cache's codecs (`--codec`; their parameters: srkd.cache.codecs)."""
 
-DEFAULT_CODEC = "int8"
-"""The codec of a cache built without --codec: ~39 bytes per point (README "Codecs")."""
+DEFAULT_CODEC = "compact"
+"""The codec of a cache built without --codec: ~20 bytes per point at KL ~5e-4 and affinity
+error ~7e-3 on the demo teacher (docs/cache-at-scale.md, "Bytes per point"); int8 ~43."""
 
 CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")
 """The fields whose content identifies a scene's data (PointCloud.content_sha256)."""

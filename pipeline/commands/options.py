@@ -182,6 +182,7 @@ Repair = Annotated[bool, _opt("--repair", help="With --verify: mark damaged scen
 InspectDataRoot = Annotated[P, _opt("--data-root", help="Dataset root for the labels of --verify's mIoU (default: the root recorded in the cache).")]
 AsJson = Annotated[bool, _opt("--json", help="Print the summary (and verification) as JSON instead of tables.")]
 Upgrade = Annotated[bool, _opt("--upgrade", help="Add the Zarr dimension names and decode attributes that caches written by older srkd versions lack (so xarray opens them); only array metadata changes, never a chunk or the fingerprint.")]
+Migrate = Annotated[P, _opt("--migrate", help="Rewrite the cache (any schema) as a schema-3 cache (samples packed per sequence) in this new directory: encoded arrays copied, decoded values checked bit-identical; resumable.")]
 RawScanNet = Annotated[Path, _opt("--raw", help="ScanNet release folder: scans/, labels tsv and split lists (in it or in meta/).")]
 PrepareOut = Annotated[Path, _opt("--out", help="Output root; scenes go to <out>/<split>/<scene>/.")]
 PrepareWorkers = Annotated[int, _opt("--workers", min=1, help="Scenes converted in parallel (processes).")]

@@ -9,7 +9,10 @@ A codec maps one cache entry (one scene, one view) of teacher outputs,
 The store layer (`srkd.cache.schema`) writes each array as its own Zarr v3 array compressed with
 Blosc-zstd; a codec only decides the numbers and dtypes. Codecs:
 
-- ``int8`` (default): logits as per-point affine codes, ``l ~= offset + scale * code`` with a uint8
+- ``compact`` (default; `srkd.cache.compact`): logits as int8 residuals of a per-entry linear head
+  on the decoded feature, features as int8 coordinates in the entry's principal axes; about half
+  the bytes of ``int8`` within the same error bounds.
+- ``int8``: logits as per-point affine codes, ``l ~= offset + scale * code`` with a uint8
   code in [0, logit_levels] and float16 scale/offset, spanning [max - logit_range, max] (logits
   further below the point's maximum are stored at that floor: their softmax weight is below
   e^-24 of the top class at T = 1, and spending codes on them would coarsen the ones that
@@ -45,8 +48,10 @@ _DEFAULT_PARAMS: dict[str, dict[str, JSONScalar]] = {
     "int8": {"logit_levels": 127, "logit_range": 24.0, "feature_step": 1.0 / 40.0, "rotate": False, "clevel": 5},
     "float16": {"clevel": 5},
     "lossless": {"clevel": 5},
-    "compact": {"top_k": 0, "logit_step": 0.2, "logit_range": 24.0, "floor_temperature": 2.0,
-                "feature_rank": 0, "feature_step": 1.0 / 40.0, "clevel": 5},
+    # Measured on the demo teacher over synthetic rooms and real scans (bench/cache_codec.py,
+    # docs/cache-at-scale.md): ~20 B/point, KL ~5e-4 nats at T = 2, affinity error ~7e-3.
+    "compact": {"top_k": 0, "logit_step": 0.3, "logit_range": 24.0, "floor_temperature": 2.0,
+                "feature_rank": 32, "feature_step": 1.0 / 40.0, "clevel": 5},
 }
 """Codec name -> its parameters with defaults (every parameter is stored, so fingerprints are
 explicit about what was used)."""
@@ -287,14 +292,10 @@ def principal_axes(direction: np.ndarray, max_rows: int = 32768) -> np.ndarray:
 
 def make_codec(spec: CodecSpec, num_classes: int | None = None) -> Codec:
     """The codec object for a spec (ConfigError for bad names/values); `num_classes` K is needed
-    to decode codecs that drop classes (``compact``)."""
-    from srkd.cache.compact import CompactCodec
-
-    codecs: dict[str, type[Codec]] = {"int8": Int8Codec, "float16": Float16Codec, "lossless": LosslessCodec,
-                                      "compact": CompactCodec}  # fmt: skip
-    if spec.name not in codecs:
-        raise ConfigError(f"unknown cache codec {spec.name!r}; choose one of {sorted(codecs)}")
-    return codecs[spec.name](spec, num_classes)
+    to decode the ``compact`` codec with top_k."""
+    if spec.name not in _CODECS:
+        raise ConfigError(f"unknown cache codec {spec.name!r}; choose one of {sorted(_CODECS)}")
+    return _CODECS[spec.name](spec, num_classes)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -320,3 +321,9 @@ def affinity_error(exact: np.ndarray, decoded: np.ndarray) -> float:
 
     a, b = unit(exact), unit(decoded)
     return float(np.abs(a @ a.T - b @ b.T).mean())
+
+
+from srkd.cache.compact import CompactCodec  # noqa: E402 (it builds on the classes above)
+
+_CODECS: dict[str, type[Codec]] = {"int8": Int8Codec, "float16": Float16Codec, "lossless": LosslessCodec,
+                                   "compact": CompactCodec}  # fmt: skip

@@ -21,7 +21,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,17 +152,18 @@ def _write_array(group: zarr.Group, kind: str, name: str, data: np.ndarray, code
 
 def read_sample_rows(
     group: zarr.Group, entry: str, codec: Codec, layouts: Mapping[str, Mapping[str, Any]], position: int,
-    start: int, stop: int, where: str, sequence: str,
+    start: int, stop: int, where: str, sequence: str, arrays: Callable[[str], zarr.Array] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:  # fmt: skip
     """Rows [start, stop) of every point array and row `position` of every side array of one
-    entry; CacheError naming the sequence, sample and array when one is missing or unreadable."""
+    entry; CacheError naming the sequence, sample and array when one is missing or unreadable.
+    `arrays` opens an array by its path in the group (a memo; default: open it anew)."""
     out: dict[str, dict[str, np.ndarray]] = {"point": {}, "side": {}}
     for kind, layout in layouts.items():
         for name in layout:
             label = f"{where}, array {entry}/{name}"
             try:
-                arr = group[f"{entry}/{name}"]
-                missing = missing_chunk_keys(arr)
+                arr = arrays(f"{entry}/{name}") if arrays is not None else group[f"{entry}/{name}"]
+                missing = absent_chunk_keys(arr)
                 if missing:
                     raise CacheError(f"{label}: {len(missing)} shard file(s) missing (e.g. {missing[0]}); its "
                                      f"sequence {sequence!r} is damaged: {REBUILD_ADVICE}")  # fmt: skip
@@ -174,6 +175,13 @@ def read_sample_rows(
                                  f"{sequence!r} is damaged: {REBUILD_ADVICE}") from exc  # fmt: skip
             out[kind][name] = data
     return out["point"], out["side"]
+
+
+def absent_chunk_keys(arr: zarr.Array) -> list[str]:
+    """Keys of `arr`'s chunk (shard) files that are absent, each asked for directly (a sequence's
+    array has one shard: one stat, no listing)."""
+    keys = [f"{arr.path}/{arr.metadata.encode_chunk_key(c)}" for c in arr.metadata.chunk_grid.all_chunk_coords(arr.shape)]
+    return [key for key in keys if not sync(arr.store.exists(key))]
 
 
 def sequence_damage(root: zarr.Group, sequence: str, views: int, ensemble: bool, entries: Sequence[str],

@@ -63,6 +63,7 @@ class PackedIndex:
                 self._index[sample] = Location(seq, pos, int(offsets[pos]), int(offsets[pos + 1]))
         self.sample_ids: tuple[str, ...] = tuple(sorted(self._index))
         self._groups: dict[str, zarr.Group] = {}
+        self._arrays: dict[tuple[str, str], zarr.Array] = {}
 
     def __contains__(self, sample_id: object) -> bool:
         return sample_id in self._index
@@ -104,8 +105,16 @@ class PackedIndex:
         layouts = {"point": codec.point_layout(num_classes, feature_dim),
                    "side": codec.side_layout(num_classes, feature_dim)}  # fmt: skip
         where = f"scene {sample_id!r}"
-        point, side = read_sample_rows(self.group(loc.sequence), entry, codec, layouts, loc.position, loc.start,
-                                       loc.stop, where, loc.sequence)  # fmt: skip
+        group = self.group(loc.sequence)
+
+        def array(path: str) -> zarr.Array:  # opened once per reader: samples of a sequence share it
+            key = (loc.sequence, path)
+            if key not in self._arrays:
+                self._arrays[key] = group[path]
+            return self._arrays[key]
+
+        point, side = read_sample_rows(group, entry, codec, layouts, loc.position, loc.start, loc.stop, where,
+                                       loc.sequence, array)  # fmt: skip
         for kind, arrays in (("point", point), ("side", side)):
             for name, data in arrays.items():
                 lay = layouts[kind][name]

@@ -247,6 +247,12 @@ class CacheReader:
         point, side, _ = self._entry(scene_id, view)
         return self._codec.decode(point, side)
 
+    def encoded(self, scene_id: str, view: View) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The stored (encoded) arrays of one entry: (point arrays (N, ...), side arrays), as the
+        codec wrote them (what `srkd.cache.migrate` copies)."""
+        point, side, _ = self._entry(scene_id, view)
+        return dict(point), dict(side)
+
     def entries(self, scene_id: str) -> list[View]:
         """The views a scene holds: [0, ..., V-1] plus "ensemble" if stored."""
         attrs = self._attrs(scene_id)

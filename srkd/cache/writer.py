@@ -16,8 +16,10 @@ the process that runs the build), not by this module.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.buffer import cpu, default_buffer_prototype
+from zarr.core.sync import sync
 
 from srkd import __version__
 from srkd.cache.codecs import make_codec
@@ -94,6 +98,27 @@ def clean_leftovers(path: Path) -> list[Path]:
                 leftover.unlink(missing_ok=True)
                 removed.append(leftover)
     return removed
+
+
+def consolidate_metadata(path_or_store: Any) -> None:
+    """Write every node's metadata into the root document (Zarr's consolidated metadata), once,
+    after a build: xarray and zarr users then open a schema-3 cache with one read. srkd itself
+    never reads it (its readers open with use_consolidated=False), and `drop_consolidated` removes
+    it when a build starts, so a killed build never leaves a stale copy behind."""
+    with warnings.catch_warnings():  # "not part of the Zarr v3 specification": known, documented
+        warnings.simplefilter("ignore", category=UserWarning)
+        zarr.consolidate_metadata(open_store(path_or_store, read_only=False))
+
+
+def drop_consolidated(path_or_store: Any) -> None:
+    """Remove the consolidated metadata from the root document, if it holds any."""
+    store = open_store(path_or_store, read_only=False)
+    doc = sync(store.get("zarr.json", prototype=default_buffer_prototype()))
+    if doc is None:
+        return
+    meta = json.loads(doc.to_bytes())
+    if meta.pop("consolidated_metadata", None) is not None:
+        sync(store.set("zarr.json", cpu.Buffer.from_bytes(json.dumps(meta, indent=2).encode())))
 
 
 def _empty_dir(path: Path) -> None:

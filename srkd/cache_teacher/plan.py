@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from srkd.cache import SCHEMA_VERSION, CacheReader, CacheSpec, CacheWriter
 from srkd.cache.packed import plan_sequences
-from srkd.cache.writer import clean_leftovers
+from srkd.cache.writer import clean_leftovers, drop_consolidated
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.views import make_spec
 from srkd.cache_teacher.worker import (
@@ -74,6 +74,7 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
     spec = writer.spec  # as the cache records it (a cache of srkd 0.1 leaves color_norm unstated)
     clean_leftovers(job.out)  # under the build's lock: no writer runs
     if writer.packed:
+        drop_consolidated(job.out)  # rewritten when this build completes
         todo, skipped, damaged = _plan_sequences(writer, scenes)
     else:
         committed = writer.committed_scenes()

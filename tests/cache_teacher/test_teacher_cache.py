@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from srkd.cache import CacheReader, CodecSpec
 from srkd.cache.inspect import verify
+from srkd.types import DEFAULT_CODEC
 from srkd.cache_teacher.build import build_cache
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.plan import plan_cache
@@ -241,7 +242,7 @@ def test_cli_builds_then_resumes(dataset_root: Path, teacher_ckpt: Path, tmp_pat
     assert "wrote 2 scene(s), skipped 0" in result.output and "bytes/point" in result.output
     again = _cli(args)
     assert again.exit_code == 0 and "wrote 0 scene(s), skipped 2" in again.output
-    assert CacheReader(out).spec.codec == CodecSpec.create("int8") and not CacheReader(out).spec.ensemble
+    assert CacheReader(out).spec.codec == CodecSpec.create(DEFAULT_CODEC) and not CacheReader(out).spec.ensemble
 
 
 def test_cli_takes_defaults_from_stages_yaml(
