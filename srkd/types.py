@@ -48,6 +48,10 @@ DEFAULT_CODEC = "compact"
 """The codec of a cache built without --codec: ~20 bytes per point at KL ~5e-4 and affinity
 error ~7e-3 on the demo teacher (docs/cache-at-scale.md, "Bytes per point"); int8 ~43."""
 
+SEQUENCE_SAMPLES = 40
+"""Most samples a teacher cache packs into one sequence (`--sequence-samples`; a nuScenes scene has
+about 40 keyframes): one build task, so it bounds a task's memory and the work a crash redoes."""
+
 CONTENT_FIELDS: tuple[str, ...] = ("coord", "color", "normal", "segment")
 """The fields whose content identifies a scene's data (PointCloud.content_sha256)."""
 

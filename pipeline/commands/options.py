@@ -60,6 +60,7 @@ P = Optional[Path]
 Device = Annotated[Optional[str], _opt("--device", callback=_check_device, help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")]
 Dataset = Annotated[Optional[DatasetName], _opt("--dataset", help="scannet, scannet200, nuscenes or semantickitti; picks the reader, classes, input features, grid size and view chain (lidar: coord + strength input, grid 0.05 m, weight decay 0.005, 10-view TTA).")]
 GridSize = Annotated[Optional[float], _opt("--grid-size", min=1e-6, help="Voxel size in metres.")]
+SequenceSamples = Annotated[Optional[int], _opt("--sequence-samples", min=1, help="Most scenes packed into one sequence of the cache (one build task; whole recordings stay together where they fit).")]
 MaxScenes = Annotated[Optional[int], _opt("--max-scenes", min=1, help="Only the first N scenes of the split (sorted).")]
 TeacherModel = Annotated[Optional[str], _opt("--teacher-model", help="Registered preset a Pointcept teacher checkpoint is loaded into (e.g. ptv3_base); an srkd checkpoint records its own.")]
 # -- training: distill and train-teacher ---------------------------------------------------------

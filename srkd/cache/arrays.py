@@ -50,7 +50,7 @@ def write_entry(group: zarr.Group, entry: str, codec: Codec, encoded: Encoded) -
             arr = sub.create_array(
                 name, shape=data.shape, dtype=data.dtype, chunks=tuple(max(c, 1) for c in chunks),
                 filters=filters, compressors=compressors, fill_value=fill, attributes=attrs,
-                dimension_names=dims,
+                dimension_names=dims, config={"write_empty_chunks": True},  # completeness = every chunk file
             )  # fmt: skip
             arr[...] = data
 

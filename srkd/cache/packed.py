@@ -32,15 +32,13 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from srkd.cache.annotations import annotate
-from srkd.cache.arrays import REBUILD_ADVICE, missing_chunk_keys
+from srkd.cache.arrays import REBUILD_ADVICE
 from srkd.cache.codecs import Codec, Encoded
 from srkd.errors import CacheError
+from srkd.types import SEQUENCE_SAMPLES
 
 SAMPLE_OFFSETS = "sample_offsets"
 SAMPLES = "samples"
-SEQUENCE_SAMPLES = 40
-"""Most samples packed into one sequence (a nuScenes scene has about 40 keyframes): bounds a
-build task's memory (its samples' encoded targets) and the work a crash redoes."""
 MIN_INNER_ROWS = 4096
 _GROUP_SUFFIX = re.compile(r"_\d+$")
 
@@ -145,8 +143,11 @@ def _write_array(group: zarr.Group, kind: str, name: str, data: np.ndarray, code
         chunks = {"chunks": tuple(max(c, 1) for c in inner), "shards": tuple(max(c, 1) for c in shard)}
     else:
         chunks = {"chunks": tuple(max(c, 1) for c in data.shape)}
+    # write_empty_chunks: a chunk equal to the fill value (e.g. all-zero residuals) is written too,
+    # so "every shard file exists" stays the completeness test
     arr = group.create_array(name, shape=data.shape, dtype=data.dtype, filters=filters, compressors=compressors,
-                             fill_value=fill, attributes=attrs, dimension_names=dims, **chunks)  # fmt: skip
+                             fill_value=fill, attributes=attrs, dimension_names=dims,
+                             config={"write_empty_chunks": True}, **chunks)  # fmt: skip
     arr[...] = data
 
 
@@ -207,7 +208,7 @@ def sequence_damage(root: zarr.Group, sequence: str, views: int, ensemble: bool,
     total = sum(sizes)
     try:
         offsets = group[SAMPLE_OFFSETS]
-        if offsets.shape != (s + 1,) or missing_chunk_keys(offsets):
+        if offsets.shape != (s + 1,) or absent_chunk_keys(offsets):
             problems.append(f"{where}: sample_offsets has shape {offsets.shape} or no data, expected ({s + 1},)")
     except Exception as exc:
         problems.append(f"{where}: sample_offsets is missing or unreadable ({type(exc).__name__})")
@@ -220,7 +221,7 @@ def sequence_damage(root: zarr.Group, sequence: str, views: int, ensemble: bool,
                     rows = total if kind == "point" else s
                     if arr.shape[0] != rows:
                         problems.append(f"{label}: {arr.shape[0]} rows, expected {rows}")
-                    elif missing := missing_chunk_keys(arr):
+                    elif missing := absent_chunk_keys(arr):  # asked key by key, not a listing
                         problems.append(f"{label}: {len(missing)} shard file(s) missing")
                 except Exception as exc:  # absent array: KeyError/FileNotFoundError/...
                     problems.append(f"{label} is missing or unreadable ({type(exc).__name__})")

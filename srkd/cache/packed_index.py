@@ -30,7 +30,8 @@ def child_names(group: zarr.Group) -> list[str]:
     async def names() -> list[str]:
         return [key async for key in group.store.list_dir(group.path)]
 
-    return sorted(name for name in sync(names()) if name != "zarr.json" and not name.endswith(".partial"))
+    return sorted(name for name in sync(names()) if name != "zarr.json" and not name.startswith(".")
+                  and not name.endswith(".partial"))  # fmt: skip
 
 
 def committed_sequences(root: zarr.Group) -> tuple[dict[str, dict[str, Any]], list[str]]:

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from srkd.cache import CacheSpec, CacheWriter
-from srkd.cache.writer import consolidate_metadata
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.plan import plan_cache
 from srkd.cache_teacher.worker import SceneDone, cache_sequence, flush_writes
@@ -126,8 +125,7 @@ def _build_locked(
             f"{len(missing)} scene(s) were computed but are not committed (e.g. {sorted(missing)[:3]}): "
             "a worker was lost before its last write; re-run the same command to finish them"
         )
-    if writer.packed:  # for xarray/zarr users: the whole hierarchy in one document
-        consolidate_metadata(job.out)
+
     report.seconds = time.perf_counter() - start
     return report
 

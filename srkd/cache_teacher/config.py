@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from srkd.errors import ConfigError
 from srkd.settings import DEFAULT_DEVICE, per_dataset, setting
-from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, TRAIN_SPLIT
+from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, SEQUENCE_SAMPLES, TRAIN_SPLIT
 
 VIEWS = 1
 """Cached views per scene (--views): view 0 alone, the scene as stored."""
@@ -51,6 +51,7 @@ class CacheJob:
     views / codec default to ViewSettings() / CodecSpec() (one view; the default codec).
     schema_version: the layout of a NEW cache (None: srkd.cache.SCHEMA_VERSION, samples packed
     per sequence; 2: a group per scene); a resumed cache keeps its own.
+    sequence_samples: most samples packed into one sequence (schema 3; one build task).
     """
 
     dataset: str
@@ -65,6 +66,7 @@ class CacheJob:
     device: str = DEFAULT_DEVICE
     torch_threads: int | None = None
     schema_version: int | None = None
+    sequence_samples: int = SEQUENCE_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class CacheTeacherConfig:
     overwrite: bool = setting(False, cli_only=True)
     device: str = setting(DEFAULT_DEVICE)
     max_scenes: int | None = setting(None, note="all")
+    sequence_samples: int = setting(SEQUENCE_SAMPLES)
 
     def check(self) -> None:
         """ConfigError when no teacher or data root is set, or --unpooling is given without
@@ -121,4 +124,5 @@ class CacheTeacherConfig:
             out=Path(self.out), views=ViewSettings(views=int(self.views), seed=int(self.seed)),
             codec=CodecSpec.create(str(self.codec)), ensemble=ensemble, device=str(self.device),
             grid_size=None if self.grid_size is None else float(self.grid_size),
+            sequence_samples=int(self.sequence_samples),
         )  # fmt: skip

@@ -75,7 +75,7 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
     clean_leftovers(job.out)  # under the build's lock: no writer runs
     if writer.packed:
         drop_consolidated(job.out)  # rewritten when this build completes
-        todo, skipped, damaged = _plan_sequences(writer, scenes)
+        todo, skipped, damaged = _plan_sequences(writer, scenes, job.sequence_samples)
     else:
         committed = writer.committed_scenes()
         damaged = writer.damaged_scenes([s for s in scenes if s in committed])
@@ -87,12 +87,14 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
     return Plan(job, spec, todo, skipped, damaged)
 
 
-def _plan_sequences(writer: CacheWriter, scenes: list[str]) -> tuple[list[tuple[str, list[str]]], list[str], dict]:
+def _plan_sequences(writer: CacheWriter, scenes: list[str], max_samples: int) -> tuple[
+    list[tuple[str, list[str]]], list[str], dict
+]:  # fmt: skip
     """Schema 3: (tasks, skipped scenes, damaged sequences). A planned sequence is done when a
     committed, complete sequence of its name holds all its samples (a smaller --max-scenes run
     never shrinks a bigger one). Committed sequences of another name that hold planned samples
     (the split was re-planned) are removed first, so no sample is committed twice."""
-    planned = plan_sequences(scenes)
+    planned = plan_sequences(scenes, max_samples)
     committed = writer.committed_sequences()
     wanted = set(scenes)
     stale = [name for name, samples in committed.items() if name not in planned and wanted & set(samples)]

@@ -161,7 +161,8 @@ class SceneWorker:
             samples.append(writer.encode_sample(sample) if writer.packed else sample)
             events.append(event)
         if writer.packed:
-            return self._behind.put(lambda: writer.write_sequence(sequence, samples), events, sequence)
+            return self._behind.put(lambda: writer.write_sequence(sequence, samples, unless_complete=True), events,
+                                    sequence)  # fmt: skip
         return self._behind.put(lambda: [writer.write_scene(*s) for s in samples], events, sequence)
 
     def flush(self) -> list[SceneDone]:
