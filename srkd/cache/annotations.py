@@ -162,7 +162,9 @@ def upgrade_metadata(path_or_store: Any) -> int:
 
     store = open_store(path_or_store, read_only=False)
     root = zarr.open_group(store, mode="r+", use_consolidated=False)
-    _, spec = read_root(root, describe(path_or_store))
+    record, spec = read_root(root, describe(path_or_store))
+    if int(record["schema_version"]) >= 3:  # written with both since the first schema-3 srkd
+        return 0
     codec = make_codec(spec.codec)
     try:
         arrays = _entry_arrays(root)
