@@ -53,8 +53,8 @@ import zarr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets
+from srkd.cache.housekeeping import consolidate_metadata
 from srkd.cache.schema import SampleTargets, committed_scene_ids
-from srkd.cache.writer import consolidate_metadata
 
 NUSCENES_TRAIN_SAMPLES = 28130  # nuScenes v1.0 trainval: 700 train scenes, 28,130 keyframes
 
@@ -276,7 +276,7 @@ def xarray_sequence(path: Path) -> int:
     """One sequence's view as an xarray Dataset with the sample offsets as a coordinate."""
     import xarray as xr
 
-    seq = sorted(p.name for p in path.iterdir() if p.is_dir())[0]
+    seq = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))[0]
     ds = xr.open_zarr(path, group=f"{seq}/view_0", consolidated=False)
     offsets = xr.open_zarr(path, group=seq, consolidated=False)["sample_offsets"]
     return int(ds.assign_coords(sample_offsets=offsets).sizes["point"])

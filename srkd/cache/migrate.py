@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from srkd.cache.codecs import Encoded
+from srkd.cache.housekeeping import clean_leftovers
 from srkd.cache.packed import PackedSample, plan_sequences
 from srkd.cache.reader import CacheReader
 from srkd.cache.schema import ENSEMBLE, entry_name
-from srkd.cache.writer import CacheWriter, clean_leftovers
+from srkd.cache.writer import CacheWriter
 from srkd.errors import CacheError
 
 

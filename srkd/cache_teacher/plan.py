@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from srkd.cache import SCHEMA_VERSION, CacheReader, CacheSpec, CacheWriter
+from srkd.cache.housekeeping import clean_leftovers, drop_consolidated
 from srkd.cache.packed import plan_sequences
-from srkd.cache.writer import clean_leftovers, drop_consolidated
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.views import make_spec
 from srkd.cache_teacher.worker import (

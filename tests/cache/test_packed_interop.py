@@ -12,8 +12,8 @@ import pytest
 import zarr
 
 from srkd.cache import CacheReader, CacheWriter, CodecSpec, ensemble_of
+from srkd.cache.housekeeping import consolidate_metadata
 from srkd.cache.packed import plan_sequences
-from srkd.cache.writer import consolidate_metadata
 from tests.cache.conftest import make_spec, make_views
 
 SCENES = ("a_000", "a_001", "a_002", "b_000", "b_001")
