@@ -1,37 +1,42 @@
 """The teacher cache at nuScenes scale (about 28k training samples of about 35k points, 300k with
-10 sweeps): what a sample costs and what 30k samples cost the store.
+10 sweeps): schema 2 (a group per sample) and schema 3 (samples packed per sequence) side by side.
 
-    python bench/cache_scale.py                                   # 30,000 samples (a few minutes)
+    python bench/cache_scale.py                                   # 30,000 samples (several minutes)
     python bench/cache_scale.py --samples 3000 --out /tmp/cache_scale_small.json
 
-(a) Bytes per point and writer throughput: `--build-samples` outdoor-sized samples (`--points`,
-    16 classes, 64-d features) through the real `CacheWriter` and int8 codec. The outputs are
-    synthetic but shaped like a lidar teacher's: points in scan order (ring by ring), labels in
-    runs along each ring with a skewed class frequency (ground classes on low rings, long runs;
-    objects short), features a leaky-ReLU of a class embedding plus a smooth field along the
-    scan plus noise, logits a linear head of the feature plus a class margin.
-(b) `--samples` tiny samples (`--tiny-points` points, one view) in three layouts:
-    - `current`: one group per sample (the cache as srkd writes it today);
-    - `current+consolidated`: the same store after `zarr.consolidate_metadata` (all metadata in
-      the root zarr.json);
-    - `packed`: samples of one sequence (`--per-sequence`, nuScenes has ~40 keyframes per scene)
-      concatenated in one group per sequence, rows found through a `sample_offsets` array.
-    For each: files, metadata bytes, disk use, and the time to open the root (the fingerprint
-    check), list the committed samples, open and decode one sample, and run the resume
-    completeness check (`scene_damage`, on `--damage-samples` and scaled linearly).
-    The current store is built by writing `--write-probe` samples through `CacheWriter` (timed:
-    the writer's per-sample overhead) and giving the other names hard links to one sample's
-    files (the same paths, sizes and metadata; only the build is faster).
+(a) Bytes per point and writer throughput per process: `--build-samples` outdoor-sized samples
+    (`--points`, 16 classes, 64-d features) through the real `CacheWriter` in both schemas, with
+    the default codec and int8, encoding included. The outputs are synthetic but shaped like a
+    lidar teacher's: points in scan order (ring by ring), labels in runs along each ring with a
+    skewed class frequency, features a leaky-ReLU of a class embedding plus a smooth field plus
+    noise, logits a linear head of the feature plus a class margin.
+(b) `--samples` tiny samples (`--tiny-points` points, one view, default codec) in each schema:
+    - schema 2: `--write-probe` samples written by `CacheWriter` (timed: the per-sample write
+      overhead), the other names hard links to one sample's files (same paths, sizes and
+      metadata; only the build is faster);
+    - schema 3: every sample written by `CacheWriter.write_sequence`, `--per-sequence` samples per
+      sequence (nuScenes has ~40 keyframes per scene), timed; then its metadata consolidated once.
+    For each: files, metadata bytes, disk use, the time to open the root (fingerprint check), list
+    the committed samples (schema 3: srkd's `CacheReader` open, which builds the sample index),
+    read and decode one sample (reader already open), the resume completeness check
+    (`damaged_scenes` / `damaged_sequences`, 16 threads; schema 2 on `--damage-samples`, scaled
+    linearly) and xarray's `open_datatree` (schema 2 on `--subset-samples`, scaled linearly;
+    schema 3 whole, and on a copy with consolidated metadata).
 
-Times are wall seconds on a warm page cache (files just written), best of `--repeats`.
-Prints a table and writes JSON (`--out`).
+Times are wall seconds on a warm page cache (files just written), best of `--repeats`. Compare the
+two schemas (measured in one run) rather than absolute times when the machine is shared. Prints
+a table and writes JSON (`--out`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small matmuls, busy machines
+
+import argparse
+import dataclasses
+import json
 import shutil
 import subprocess
 import sys
@@ -48,8 +53,8 @@ import zarr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from srkd.cache import CacheReader, CacheSpec, CacheWriter, CodecSpec, ViewTargets
-from srkd.cache.codecs import make_codec
-from srkd.cache.schema import COMMITTED, committed_scene_ids, scene_damage, write_entry
+from srkd.cache.housekeeping import consolidate_metadata
+from srkd.cache.schema import SampleTargets, committed_scene_ids
 
 NUSCENES_TRAIN_SAMPLES = 28130  # nuScenes v1.0 trainval: 700 train scenes, 28,130 keyframes
 
@@ -80,11 +85,11 @@ def lidar_like(n: int, k: int, d: int, rng: np.random.Generator) -> tuple[np.nda
     return logits.astype(np.float32), feature.astype(np.float32)
 
 
-def make_spec(k: int, d: int, root: str) -> CacheSpec:
+def make_spec(k: int, d: int, root: str, codec: CodecSpec | None = None) -> CacheSpec:
     return CacheSpec(
         dataset="nuscenes-like", data_root=root, split="train", class_names=tuple(f"c{i}" for i in range(k)),
         teacher_name="bench", teacher_args={}, teacher_sha256="0" * 64, feature_dim=d,
-        codec=CodecSpec.create("int8"), views=1, ensemble=False,
+        codec=codec or CodecSpec(), views=1, ensemble=False,
     )  # fmt: skip
 
 
@@ -113,36 +118,41 @@ def best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return best, out
 
 
+
 def build_throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """(a): write `build_samples` outdoor-sized samples through CacheWriter; time and size them."""
+    """(a): `build_samples` outdoor-sized samples through CacheWriter in schema 2 (one `write_scene`
+    each) and schema 3 (one `write_sequence`), with the default codec and int8."""
     rng = np.random.default_rng(0)
-    spec = make_spec(args.classes, args.feature_dim, "/bench")
-    writer = CacheWriter.create(work / "outdoor", spec)
-    codec = make_codec(spec.codec)
-    write_s = encode_s = 0.0
-    for i in range(args.build_samples):
-        logits, feature = lidar_like(args.points, args.classes, args.feature_dim, rng)
-        start = time.perf_counter()
-        codec.encode(logits, feature)
-        encode_s += time.perf_counter() - start
-        start = time.perf_counter()
-        writer.write_scene(f"sample_{i:06d}", [ViewTargets(logits, feature, {"view": 0})])
-        write_s += time.perf_counter() - start
-    stats = tree_stats(work / "outdoor")
+    outputs = [lidar_like(args.points, args.classes, args.feature_dim, rng) for _ in range(args.build_samples)]
     points = args.points * args.build_samples
-    return {
-        "samples": args.build_samples, "points_per_sample": args.points, "classes": args.classes,
-        "feature_dim": args.feature_dim, "bytes_per_point": (stats["data_bytes"] + stats["metadata_bytes"]) / points,
-        "chunk_bytes_per_point": stats["data_bytes"] / points, "write_s_per_sample": write_s / args.build_samples,
-        "encode_s_per_sample": encode_s / args.build_samples, "write_points_per_s": points / write_s,
-        "files_per_sample": stats["files"] / args.build_samples,
-    }  # fmt: skip
+    out: dict[str, Any] = {"samples": args.build_samples, "points_per_sample": args.points, "classes": args.classes,
+                           "feature_dim": args.feature_dim}  # fmt: skip
+    for codec in (CodecSpec(), CodecSpec.create("int8")):
+        for schema in (2, 3):
+            path = work / f"outdoor_{codec.name}_{schema}"
+            spec = make_spec(args.classes, args.feature_dim, "/bench", codec)
+            writer = CacheWriter.create(path, spec, schema_version=schema)
+            targets = [SampleTargets(f"s_{i:06d}", [ViewTargets(lg, ft, {"view": 0})]) for i, (lg, ft) in enumerate(outputs)]
+            start = time.perf_counter()
+            if schema == 2:
+                for t in targets:
+                    writer.write_scene(*t)
+            else:
+                writer.write_sequence("seq-s_000000", [writer.encode_sample(t) for t in targets])
+            write_s = time.perf_counter() - start
+            stats = tree_stats(path)
+            out[f"{codec.name}_schema{schema}"] = {
+                "codec": str(codec), "bytes_per_point": (stats["data_bytes"] + stats["metadata_bytes"]) / points,
+                "write_s_per_sample": write_s / args.build_samples, "write_points_per_s": points / write_s,
+                "files": stats["files"],
+            }  # fmt: skip
+    return out
 
 
-def build_current(args: argparse.Namespace, path: Path, spec: CacheSpec) -> dict[str, float]:
-    """The current layout: `write_probe` samples through the writer, the rest copied."""
+def build_schema2(args: argparse.Namespace, path: Path, spec: CacheSpec) -> dict[str, float]:
+    """Schema 2: `write_probe` samples through the writer, the rest hard-linked copies."""
     rng = np.random.default_rng(1)
-    writer = CacheWriter.create(path, spec)
+    writer = CacheWriter.create(path, spec, schema_version=2)
     start = time.perf_counter()
     probe = min(args.write_probe, args.samples)
     for i in range(probe):
@@ -152,6 +162,39 @@ def build_current(args: argparse.Namespace, path: Path, spec: CacheSpec) -> dict
     start = time.perf_counter()
     clone(path / "sample_000000", [path / f"sample_{i:06d}" for i in range(probe, args.samples)])
     return {"writer_s_per_tiny_sample": per_sample, "copy_s": time.perf_counter() - start}
+
+
+def build_schema3(args: argparse.Namespace, path: Path, spec: CacheSpec) -> dict[str, float]:
+    """Schema 3: `per_sequence` samples per `write_sequence`. The sequences holding the first
+    `write_probe` samples encode every sample (timed: per-sample cost as schema 2's probe, encoding
+    included); the rest reuse one encoded sample under new ids (write time only, also timed). Then
+    the metadata is consolidated once, as `srkd cache-teacher` does after a build."""
+    rng = np.random.default_rng(1)
+    writer = CacheWriter.create(path, spec, schema_version=3)
+    logits, feature = lidar_like(args.tiny_points, args.classes, args.feature_dim, rng)
+    shared = writer.encode_sample(SampleTargets("x", [ViewTargets(logits, feature, {"view": 0})]))
+    probe = min(args.samples, max(args.per_sequence, args.write_probe))
+    timed = {"probe": 0.0, "rest": 0.0}
+    for first in range(0, args.samples, args.per_sequence):
+        ids = [f"sample_{i:06d}" for i in range(first, min(first + args.per_sequence, args.samples))]
+        start = time.perf_counter()
+        if first < probe:
+            packed = []
+            for sample in ids:
+                logits, feature = lidar_like(args.tiny_points, args.classes, args.feature_dim, rng)
+                packed.append(writer.encode_sample(SampleTargets(sample, [ViewTargets(logits, feature, {"view": 0})])))
+        else:
+            packed = [dataclasses.replace(shared, sample_id=sample) for sample in ids]
+        writer.write_sequence(f"seq-{ids[0]}", packed)
+        timed["probe" if first < probe else "rest"] += time.perf_counter() - start
+    probed = min(args.samples, -(-probe // args.per_sequence) * args.per_sequence)
+    consolidated = path.with_name(path.name + "_consolidated")
+    shutil.copytree(path, consolidated)
+    start = time.perf_counter()
+    consolidate_metadata(consolidated)
+    return {"writer_s_per_tiny_sample": timed["probe"] / probed,
+            "write_only_s_per_tiny_sample": timed["rest"] / max(1, args.samples - probed),
+            "consolidate_s": time.perf_counter() - start}  # fmt: skip
 
 
 def clone(src: Path, targets: list[Path]) -> None:
@@ -171,91 +214,45 @@ def clone(src: Path, targets: list[Path]) -> None:
         list(pool.map(one, targets))
 
 
-def build_packed(args: argparse.Namespace, path: Path, spec: CacheSpec) -> None:
-    """The packed alternative: one group per sequence, samples' rows concatenated (each encoded
-    by the real codec, whose int8 encoding is per row), plus `sample_offsets` (S + 1,) int64."""
-    codec = make_codec(spec.codec)
-    rng = np.random.default_rng(1)
-    logits, feature = lidar_like(args.tiny_points, args.classes, args.feature_dim, rng)
-    one = codec.encode(logits, feature)
-    root = zarr.open_group(path, mode="w")
-    root.update_attributes(dict(zarr.open_group(path.parent / "current", mode="r").attrs))
-    for seq_start in range(0, args.samples, args.per_sequence):
-        ids = [f"sample_{i:06d}" for i in range(seq_start, min(seq_start + args.per_sequence, args.samples))]
-        rows = np.arange(len(ids) + 1, dtype=np.int64) * args.tiny_points
-        group = root.create_group(f"seq_{seq_start // args.per_sequence:05d}", attributes={
-            "samples": ids, "num_points": int(rows[-1]), COMMITTED: False})  # fmt: skip
-        stacked = type(one)({k: np.concatenate([v] * len(ids)) for k, v in one.point.items()}, {})
-        write_entry(group, "view_0", codec, stacked)
-        group.create_array("sample_offsets", data=rows, dimension_names=("sample_edge",))
-        group.update_attributes({COMMITTED: True})
 
-
-def read_sample(root: zarr.Group, group: str, codec: Any, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
-    """Decode rows of `<group>/view_0` (logits (M, K), feature (M, D) float32)."""
-    entry = root[f"{group}/view_0"]
-    point = {name: arr[rows] for name, arr in entry.arrays()}
-    return codec.decode(point, {})
-
-
-def measure_current(path: Path, spec: CacheSpec, args: argparse.Namespace, consolidated: bool) -> dict[str, Any]:
-    """Open (+ fingerprint check), list committed samples, open and decode one sample."""
-    codec, sid = make_codec(spec.codec), f"sample_{args.samples // 2:06d}"
+def measure(path: Path, spec: CacheSpec, args: argparse.Namespace, schema: int) -> dict[str, Any]:
+    """Open (+ fingerprint), list committed, one sample, resume completeness check."""
+    sid = f"sample_{args.samples // 2:06d}"
 
     def open_root() -> zarr.Group:
-        root = zarr.open_group(path, mode="r", use_consolidated=consolidated)
-        assert root.attrs["srkd_cache"]["fingerprint"] == spec.fingerprint()
+        root = zarr.open_group(path, mode="r", use_consolidated=False)
+        assert root.attrs["srkd_cache"]["fingerprint"] == spec.fingerprint(schema)
         return root
 
     def list_committed() -> int:
-        root = open_root()
-        if consolidated:  # srkd's loop over root[name].attrs, answered from the consolidated document
-            return sum(1 for _, g in root.groups() if g.attrs.get(COMMITTED) is True)
-        return len(committed_scene_ids(root))
+        if schema == 2:
+            return len(committed_scene_ids(open_root()))
+        return len(CacheReader(path).scene_ids)  # the reader's sample index, built on open
 
     out: dict[str, Any] = {"open_s": best_of(open_root, args.repeats)[0]}
     out["list_s"], count = best_of(list_committed, args.repeats)
     assert count == args.samples, (count, args.samples)
-    out["one_sample_s"] = best_of(lambda: read_sample(open_root(), sid, codec), args.repeats)[0]
-    if not consolidated:
-        out["srkd_reader_open_s"] = best_of(lambda: CacheReader(path, expect=spec), args.repeats)[0]
-        out["srkd_reader_one_sample_s"] = best_of(lambda: CacheReader(path).read_all(sid, 0), args.repeats)[0]
-        probe = [f"sample_{i:06d}" for i in range(min(args.damage_samples, args.samples))]
-        root = zarr.open_group(path, mode="r", use_consolidated=False)
+
+    def one_sample() -> float:
+        reader = CacheReader(path, cache_bytes=0)
         start = time.perf_counter()
-        for s in probe:
-            assert not scene_damage(root, s, spec, codec)
+        reader.read_all(sid, 0)
+        return time.perf_counter() - start
+
+    out["one_sample_s"] = min(one_sample() for _ in range(max(3, args.repeats)))
+    writer = CacheWriter.open(path, spec)
+    if schema == 2:
+        probe = [f"sample_{i:06d}" for i in range(min(args.damage_samples, args.samples))]
+        start = time.perf_counter()
+        assert not writer.damaged_scenes(probe)
         out["resume_check_s"] = (time.perf_counter() - start) * args.samples / len(probe)
-        out["resume_check_note"] = f"scene_damage on {len(probe)} samples, one thread, scaled to {args.samples}"
-    return out
-
-
-def measure_packed(path: Path, spec: CacheSpec, args: argparse.Namespace) -> dict[str, Any]:
-    codec, target = make_codec(spec.codec), args.samples // 2
-
-    def open_root() -> zarr.Group:
-        root = zarr.open_group(path, mode="r", use_consolidated=False)
-        assert root.attrs["srkd_cache"]["fingerprint"] == spec.fingerprint()
-        return root
-
-    def list_committed() -> dict[str, tuple[str, int]]:
-        index = {}
-        for name, group in open_root().groups():
-            if group.attrs.get(COMMITTED) is True:
-                index.update({s: (name, j) for j, s in enumerate(group.attrs["samples"])})
-        return index
-
-    out: dict[str, Any] = {"open_s": best_of(open_root, args.repeats)[0]}
-    out["list_s"], index = best_of(list_committed, args.repeats)
-    assert len(index) == args.samples
-    seq, j = index[f"sample_{target:06d}"]
-
-    def one() -> tuple[np.ndarray, np.ndarray]:
-        root = open_root()
-        edges = root[f"{seq}/sample_offsets"][j : j + 2]
-        return read_sample(root, seq, codec, slice(int(edges[0]), int(edges[1])))
-
-    out["one_sample_s"] = best_of(one, args.repeats)[0]
+        out["resume_check_note"] = f"damaged_scenes on {len(probe)} samples, scaled to {args.samples}"
+    else:
+        names = list(writer.committed_sequences())
+        start = time.perf_counter()
+        assert not writer.damaged_sequences(names)
+        out["resume_check_s"] = time.perf_counter() - start
+        out["resume_check_note"] = f"damaged_sequences on all {len(names)} sequences"
     return out
 
 
@@ -273,43 +270,44 @@ def subset_store(src: Path, dst: Path, n: int) -> None:
     clone(src / "sample_000000", [dst / f"sample_{i:06d}" for i in range(n)])
 
 
+
+
+def xarray_sequence(path: Path) -> int:
+    """One sequence's view as an xarray Dataset with the sample offsets as a coordinate."""
+    import xarray as xr
+
+    seq = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))[0]
+    ds = xr.open_zarr(path, group=f"{seq}/view_0", consolidated=False)
+    offsets = xr.open_zarr(path, group=seq, consolidated=False)["sample_offsets"]
+    return int(ds.assign_coords(sample_offsets=offsets).sizes["point"])
+
+
 def store_scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """(b): the three layouts at `args.samples` tiny samples. Consolidated metadata and
-    xarray's open_datatree are measured on the first `--subset-samples` (a copy) and scaled
-    linearly: consolidating and parsing 30k samples' metadata alone takes longer than the bench."""
+    """(b): both schemas at `args.samples` tiny samples."""
     spec = make_spec(args.classes, args.feature_dim, "/bench")
-    current, packed, sub = work / "current", work / "packed", work / "subset"
-    out: dict[str, Any] = {"build": build_current(args, current, spec)}
+    two, three, sub = work / "schema2", work / "schema3", work / "subset"
+    out: dict[str, Any] = {"schema2": {"build": build_schema2(args, two, spec)}}
+    out["schema2"].update({**tree_stats(two), **measure(two, spec, args, 2)})
     n_sub = out["subset_samples"] = min(args.subset_samples, args.samples)
-    scale = args.samples / n_sub
-    subset_store(current, sub, n_sub)
-    out["current"] = {**tree_stats(current), **measure_current(current, spec, args, consolidated=False)}
-    out["current"]["datatree_s"] = datatree_open(sub, False) * scale
-    start = time.perf_counter()
-    zarr.consolidate_metadata(sub)
-    cons = {"consolidate_s": (time.perf_counter() - start) * scale, **tree_stats(current)}
-    cons["root_metadata_bytes"] = int((sub / "zarr.json").stat().st_size * scale)
-    cons["metadata_bytes"] += cons["root_metadata_bytes"]
-    cons["disk_bytes"] += cons["root_metadata_bytes"]
-    sub_args = argparse.Namespace(**{**vars(args), "samples": n_sub})
-    cons.update({k: v * scale for k, v in measure_current(sub, spec, sub_args, consolidated=True).items()})
-    cons["datatree_s"] = datatree_open(sub, True) * scale
-    out["current+consolidated"] = cons
-    start = time.perf_counter()
-    build_packed(args, packed, spec)
-    out["packed"] = {"build_s": time.perf_counter() - start, **tree_stats(packed), **measure_packed(packed, spec, args)}
-    out["packed"]["datatree_s"] = datatree_open(packed, False)
+    subset_store(two, sub, n_sub)
+    out["schema2"]["datatree_s"] = datatree_open(sub, False) * args.samples / n_sub
+    out["schema3"] = {"build": build_schema3(args, three, spec)}
+    out["schema3"].update({**tree_stats(three), **measure(three, spec, args, 3)})
+    out["schema3"]["datatree_s"] = datatree_open(three, False)
+    out["schema3"]["datatree_consolidated_s"] = datatree_open(three.with_name("schema3_consolidated"), True)
+    out["schema3"]["one_sequence_xarray_s"] = best_of(lambda: xarray_sequence(three), args.repeats)[0]
     return out
 
 
 def nuscenes_projection(a: dict[str, Any]) -> dict[str, Any]:
-    """Size and single-writer time of a nuScenes-train cache (one view) from the measured rates."""
+    """Size and single-writer time of a nuScenes-train cache (one view, default codec, schema 3)."""
+    rates = a[f"{CodecSpec().name}_schema3"]
     out = {}
     for sweeps, points in ((1, 35_000), (10, 300_000)):
         total = NUSCENES_TRAIN_SAMPLES * points
         out[f"{sweeps}_sweep"] = {
-            "points": total, "bytes": total * a["bytes_per_point"],
-            "writer_hours_one_process": total / a["write_points_per_s"] / 3600,
+            "points": total, "bytes": total * rates["bytes_per_point"],
+            "writer_hours_one_process": total / rates["write_points_per_s"] / 3600,
         }  # fmt: skip
     return out
 
@@ -317,41 +315,42 @@ def nuscenes_projection(a: dict[str, Any]) -> dict[str, Any]:
 def print_tables(result: dict[str, Any]) -> None:
     a = result["outdoor"]
     print(f"\n(a) outdoor-sized samples: {a['samples']} x {a['points_per_sample']:,} points, K={a['classes']}, "
-          f"D={a['feature_dim']}, int8 codec, one view")  # fmt: skip
-    print(f"  bytes/point {a['bytes_per_point']:.1f} (chunks {a['chunk_bytes_per_point']:.1f}); "
-          f"write {a['write_s_per_sample']:.3f} s/sample (encode {a['encode_s_per_sample']:.3f}); "
-          f"{a['write_points_per_s']:,.0f} points/s; {a['files_per_sample']:.0f} files/sample")  # fmt: skip
+          f"D={a['feature_dim']}, one view (encoding included)")  # fmt: skip
+    print("| codec, schema | bytes/point | write s/sample | points/s per process | files |")
+    print("|---|---:|---:|---:|---:|")
+    for key, row in a.items():
+        if isinstance(row, dict):
+            print(f"| {key} | {row['bytes_per_point']:.1f} | {row['write_s_per_sample']:.3f} | "
+                  f"{row['write_points_per_s']:,.0f} | {row['files']} |")  # fmt: skip
     for name, p in result["nuscenes_projection"].items():
         print(f"  nuScenes train, {name}: {p['points']:.2e} points, {p['bytes'] / 1e9:,.0f} GB, "
               f"{p['writer_hours_one_process']:.1f} h of writer time in one process")  # fmt: skip
     b = result["store"]
-    print(f"\n(b) {result['args']['samples']:,} samples of {result['args']['tiny_points']} points "
-          f"(writer: {b['build']['writer_s_per_tiny_sample'] * 1e3:.1f} ms per tiny sample)")  # fmt: skip
-    cols = ["files", "metadata_bytes", "disk_bytes", "open_s", "list_s", "one_sample_s", "datatree_s"]
-    print("| layout | " + " | ".join(cols) + " |")
-    print("|---|" + "---:|" * len(cols))
-    for layout in ("current", "current+consolidated", "packed"):
+    print(f"\n(b) {result['args']['samples']:,} samples of {result['args']['tiny_points']} points, one view, "
+          "default codec")  # fmt: skip
+    cols = ["files", "metadata_bytes", "disk_bytes", "open_s", "list_s", "one_sample_s", "resume_check_s", "datatree_s"]
+    print("| schema | writer s/sample | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * (len(cols) + 1))
+    for layout in ("schema2", "schema3"):
         row = b[layout]
-        cells = [f"{row[c]:,}" if isinstance(row.get(c), int) else
-                 (f"{row[c]:.4g}" if c in row else "") for c in cols]  # fmt: skip
-        print(f"| {layout} | " + " | ".join(cells) + " |")
-    cur = b["current"]
-    print(f"current: srkd CacheReader open+fingerprint {cur['srkd_reader_open_s']:.4f} s, one sample "
-          f"{cur['srkd_reader_one_sample_s']:.4f} s, resume check {cur['resume_check_s']:.1f} s ({cur['resume_check_note']})")
-    cons = b["current+consolidated"]
-    print(f"consolidated: consolidate {cons['consolidate_s']:.1f} s, root zarr.json {cons['root_metadata_bytes']:,} bytes; "
-          f"consolidated times and every datatree_s scaled linearly from {b['subset_samples']} samples")  # fmt: skip
+        cells = [f"{row[c]:,}" if isinstance(row.get(c), int) else (f"{row[c]:.4g}" if c in row else "") for c in cols]
+        print(f"| {layout} | {row['build']['writer_s_per_tiny_sample']:.4f} | " + " | ".join(cells) + " |")
+    s3 = b["schema3"]
+    print(f"schema 3: open_datatree with consolidated metadata {s3['datatree_consolidated_s']:.2f} s "
+          f"(consolidating once: {s3['build']['consolidate_s']:.2f} s); one sequence as an xarray Dataset "
+          f"{s3['one_sequence_xarray_s']:.3f} s. schema 2: datatree_s scaled from {b['subset_samples']} samples; "
+          f"{b['schema2']['resume_check_note']}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=30000, help="tiny samples in the store test")
     parser.add_argument("--tiny-points", type=int, default=64)
-    parser.add_argument("--per-sequence", type=int, default=40, help="samples per group, packed layout")
-    parser.add_argument("--write-probe", type=int, default=200, help="tiny samples written by CacheWriter")
+    parser.add_argument("--per-sequence", type=int, default=40, help="samples per sequence, schema 3")
+    parser.add_argument("--write-probe", type=int, default=200, help="tiny samples written by CacheWriter, schema 2")
     parser.add_argument("--damage-samples", type=int, default=500)
     parser.add_argument("--subset-samples", type=int, default=1000,
-                        help="samples of the copy on which consolidation and open_datatree are timed")
+                        help="samples of the schema-2 copy on which open_datatree is timed")
     parser.add_argument("--build-samples", type=int, default=6, help="outdoor-sized samples written")
     parser.add_argument("--points", type=int, default=35000, help="points per outdoor-sized sample")
     parser.add_argument("--classes", type=int, default=16)

@@ -44,11 +44,16 @@ TRAIN_SPLIT = "train"
 VAL_SPLIT = "val"
 """The split validated during training and scored by `srkd evaluate` when none is given."""
 
-CODEC_NAMES: tuple[str, ...] = ("int8", "float16", "lossless")
+CODEC_NAMES: tuple[str, ...] = ("int8", "float16", "lossless", "compact")
 """The teacher cache's codecs (`--codec`; their parameters: srkd.cache.codecs)."""
 
-DEFAULT_CODEC = "int8"
-"""The codec of a cache built without --codec: ~39 bytes per point (docs/cache.md, "Codecs")."""
+DEFAULT_CODEC = "compact"
+"""The codec of a cache built without --codec: ~21 bytes per point at KL ~5e-4 and affinity
+error ~7e-3 on the demo teacher (docs/cache-at-scale.md, "Bytes per point"); int8 ~43."""
+
+SEQUENCE_SAMPLES = 40
+"""Most samples a teacher cache packs into one sequence (`--sequence-samples`; a nuScenes scene has
+about 40 keyframes): one build task, so it bounds a task's memory and the work a crash redoes."""
 
 VIEWS = 1
 """Cached views per scene without --views: view 0 alone, the scene as stored."""

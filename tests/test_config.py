@@ -143,7 +143,9 @@ def test_help_shows_the_effective_default_and_its_source(project):
     result = runner.invoke(app, ["distill", "--help"], env=WIDE)  # invalid: built-ins shown
     assert result.exit_code == 0 and "[default: 100]" in result.output
     out = runner.invoke(app, ["cache-teacher", "--help"], env=WIDE).output
-    assert "[default: int8]" in out and "[default: on when --views > 1]" in out
+    from srkd.types import DEFAULT_CODEC
+
+    assert f"[default: {DEFAULT_CODEC}]" in out and "[default: on when --views > 1]" in out
 
 
 def test_distill_defaults_build_the_release_run_config():

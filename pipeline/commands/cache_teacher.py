@@ -32,6 +32,7 @@ def cache_teacher(
     overwrite: O.Overwrite = None,
     device: O.Device = None,
     max_scenes: O.MaxScenes = None,
+    sequence_samples: O.SequenceSamples = None,
 ) -> None:
     """Run the frozen teacher once per scene and view; write its per-point logits and features."""
     cli = dict(locals())
@@ -83,7 +84,7 @@ def _run(config) -> None:  # type: ignore[no-untyped-def]
         )  # fmt: skip
     summary = summarize(report.out)
     if report.repaired:
-        typer.echo(f"rebuilt {len(report.repaired)} committed scene(s) that were incomplete: "
+        typer.echo(f"rebuilt {len(report.repaired)} committed sequence(s) or scene(s) that were incomplete: "
                    f"{', '.join(report.repaired[:5])}{' ...' if len(report.repaired) > 5 else ''}")
     typer.echo(
         f"cache {report.out}: wrote {len(report.written)} scene(s), skipped {len(report.skipped)} "

@@ -19,6 +19,7 @@ def inspect_cache(
     data_root: O.InspectDataRoot = None,
     as_json: O.AsJson = False,
     upgrade: O.Upgrade = False,
+    migrate: O.Migrate = None,
 ) -> None:
     """Summarise a teacher cache; with --verify, check every scene and report the teacher's mIoU."""
     from rich.console import Console
@@ -37,6 +38,8 @@ def inspect_cache(
             raise ConfigError(f"--data-root {data_root} is not a directory")
         if upgrade:
             _upgrade(cache)
+        if migrate is not None:
+            _migrate(cache, migrate)
         summary = summarize(cache)
         result: dict = {"summary": summary}
         problems: list[str] = []
@@ -95,15 +98,30 @@ def _upgrade(cache: Path) -> None:
     typer.echo(f"--upgrade: {changed} array(s) given dimension names and decode attributes", err=True)
 
 
+def _migrate(cache: Path, out: Path) -> None:
+    """srkd.cache.migrate.migrate under OUT's exclusive lock and the source's shared one."""
+    from srkd.cache.migrate import migrate
+    from srkd.errors import CacheError
+    from srkd.locking import locked_dir
+
+    with locked_dir(cache, "teacher cache", CacheError, shared=True), locked_dir(out, "teacher cache", CacheError):
+        if out.is_dir() and not (out / "zarr.json").is_file() and any(out.iterdir()):
+            raise CacheError(f"--migrate {out} is a non-empty directory that is not a teacher cache; choose a new one")
+        report = migrate(cache, out, on_sequence=lambda name, n: typer.echo(f"--migrate: {name} ({n} scene(s))", err=True))
+    typer.echo(f"--migrate: {len(report.written)} scene(s) written in {report.sequences} sequence(s), "
+               f"{len(report.skipped)} already there; {out} verified bit-identical to {cache}", err=True)
+
+
 def _repair_lock(cache: Path):  # type: ignore[no-untyped-def]
     """The cache's exclusive lock, for the whole verify-then-uncommit (no build or reader runs
-    in between); refused for caches of an older schema, which cache-teacher cannot extend."""
-    from srkd.cache import SCHEMA_VERSION, CacheReader
+    in between); refused for caches of a schema cache-teacher cannot extend."""
+    from srkd.cache import CacheReader
+    from srkd.cache.schema import WRITABLE_SCHEMAS
     from srkd.errors import CacheError
     from srkd.locking import locked_dir
 
     version = CacheReader(cache, cache_bytes=0).schema_version
-    if version != SCHEMA_VERSION:
+    if version not in WRITABLE_SCHEMAS:
         raise CacheError(f"--repair: the cache at {cache} has schema version {version}, which "
                          "`srkd cache-teacher` cannot extend; rebuild it with --overwrite instead")
     return locked_dir(cache, "teacher cache", CacheError)

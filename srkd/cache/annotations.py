@@ -26,7 +26,7 @@ as they were.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
@@ -34,6 +34,9 @@ from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 
 from srkd.cache.codecs import Codec, Int8Codec, make_codec
+
+if TYPE_CHECKING:
+    from srkd.cache.compact import CompactCodec
 from srkd.errors import CacheError
 
 POINT, CLASS, CHANNEL, AXIS = "point", "class", "channel", "axis"
@@ -89,8 +92,39 @@ def _plain(codec: Codec) -> dict[str, Annotation]:
     }  # fmt: skip
 
 
+RANK, TOP = "rank", "top"
+_LOGITS_COMPACT = (
+    "logits[point, class] = -float32(step) * float32(logits_floor)[point] for every class, then "
+    "logits[point, logits_index[point, 0]] = 0 and logits[point, logits_index[point, t]] = "
+    "-float32(step) * float32(logits_code)[point, t - 1] for t = 1..top-1 (logits relative to the top class)"
+)
+
+
+def _compact(codec: CompactCodec) -> dict[str, Annotation]:
+    feature = {"to": "feature", "dtype": "float32", "step": codec.feature_step, "norm": "feature_norm",
+               "basis": "feature_basis",
+               "formula": "u = (float32(feature_code) * float32(step)) @ float32(feature_basis).T; "
+                          "length[point] = sqrt(sum over channel of u * u) (1 where it is 0); "
+                          "feature[point, channel] = u * (float32(feature_norm)[point] / length[point])"}  # fmt: skip
+    logits = {"to": "logits", "dtype": "float32", "step": codec.logit_step, "formula": _LOGITS_COMPACT,
+              "index": "logits_index", "code": "logits_code", "floor": "logits_floor"}  # fmt: skip
+    return {
+        "logits_index": ((POINT, TOP), {"long_name": "classes of the top logits, largest first", DECODE: logits}),
+        "logits_code": ((POINT, f"{TOP}_below"), {"long_name": "top logits 2..k: uint8 code of (top - logit) / step"}),
+        "logits_floor": ((POINT,), {"long_name": "every other class: uint8 code of (top - floor) / step"}),
+        "feature_code": ((POINT, RANK), {"long_name": "teacher feature: unit direction in the entry's principal "
+                                                      "axes, int8 code of step `step`", DECODE: feature}),
+        "feature_norm": ((POINT,), {"long_name": "per-point L2 norm of the teacher feature (see feature_code)"}),
+        "feature_basis": ((CHANNEL, RANK), {"long_name": "first principal axes of this entry's feature directions"}),
+    }  # fmt: skip
+
+
 def annotations(codec: Codec) -> dict[str, Annotation]:
     """Array name -> (dimension names, attributes) for every array `codec` may write."""
+    from srkd.cache.compact import CompactCodec
+
+    if isinstance(codec, CompactCodec):
+        return _compact(codec)
     return _int8(codec) if isinstance(codec, Int8Codec) else _plain(codec)
 
 
@@ -128,7 +162,9 @@ def upgrade_metadata(path_or_store: Any) -> int:
 
     store = open_store(path_or_store, read_only=False)
     root = zarr.open_group(store, mode="r+", use_consolidated=False)
-    _, spec = read_root(root, describe(path_or_store))
+    record, spec = read_root(root, describe(path_or_store))
+    if int(record["schema_version"]) >= 3:  # written with both since the first schema-3 srkd
+        return 0
     codec = make_codec(spec.codec)
     try:
         arrays = _entry_arrays(root)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import zarr
 import zarr.codecs as zc
+from zarr.core.sync import sync
 
 from srkd.cache.annotations import annotate
 from srkd.cache.codecs import (
@@ -49,9 +50,29 @@ def write_entry(group: zarr.Group, entry: str, codec: Codec, encoded: Encoded) -
             arr = sub.create_array(
                 name, shape=data.shape, dtype=data.dtype, chunks=tuple(max(c, 1) for c in chunks),
                 filters=filters, compressors=compressors, fill_value=fill, attributes=attrs,
-                dimension_names=dims,
+                dimension_names=dims, config={"write_empty_chunks": True},  # completeness = every chunk file
             )  # fmt: skip
             arr[...] = data
+
+
+def missing_chunk_keys(arr: zarr.Array) -> list[str]:
+    """Store keys of `arr`'s chunks (shards, for a sharded array) that are absent.
+
+    The store's listing (`nchunks_initialized`) answers first; only when it reports chunks missing
+    is every chunk key asked for directly (`Store.exists`), and only keys absent both ways are
+    returned. A listing alone can be wrong (zarr 3.1's LocalStore mangles keys under a root that
+    recurs inside them), and its verdict would call a healthy scene damaged."""
+    if arr.nchunks_initialized == arr.nchunks:
+        return []
+    keys = [f"{arr.path}/{arr.metadata.encode_chunk_key(c)}" for c in arr.metadata.chunk_grid.all_chunk_coords(arr.shape)]
+    return [key for key in keys if not sync(arr.store.exists(key))]
+
+
+REBUILD_ADVICE = (
+    "mark it for rebuilding with `srkd inspect-cache CACHE --verify --repair`, then re-run "
+    "`srkd cache-teacher` with the cache's settings"
+)
+"""What to do about a damaged scene (nothing is deleted by hand: repair only clears its marker)."""
 
 
 def _shuffle(data: np.ndarray) -> str:
@@ -77,19 +98,19 @@ def read_entry(
             where = f"scene {scene!r}, array {entry}/{name}"
             try:
                 arr = group[f"{entry}/{name}"]
-                if arr.nchunks_initialized != arr.nchunks:
+                missing = missing_chunk_keys(arr)
+                if missing:
                     raise CacheError(
-                        f"{where}: {arr.nchunks - arr.nchunks_initialized} of {arr.nchunks} chunk(s) "
-                        "are missing; the cache is damaged: delete this scene's group and re-run "
-                        "`srkd cache-teacher` to rebuild it"
+                        f"{where}: {len(missing)} chunk file(s) are missing (e.g. {missing[0]}); the "
+                        f"scene is damaged: {REBUILD_ADVICE}"
                     )
                 data = arr[...]
             except CacheError:
                 raise
             except Exception as exc:  # zarr/blosc/crc raise many types; all mean "unreadable"
                 raise CacheError(
-                    f"{where} cannot be read ({type(exc).__name__}: {exc}); the cache is damaged: "
-                    "delete this scene's group and re-run `srkd cache-teacher` to rebuild it"
+                    f"{where} cannot be read ({type(exc).__name__}: {exc}); the scene is damaged: "
+                    f"{REBUILD_ADVICE}"
                 ) from exc
             if str(data.dtype) != lay.dtype or (
                 num_classes is not None and feature_dim is not None
@@ -133,9 +154,9 @@ def measure_codec(
     """
     import time
 
-    codec = make_codec(codec) if isinstance(codec, CodecSpec) else codec
-    rng = np.random.default_rng(0) if rng is None else rng
     logits = np.ascontiguousarray(logits, dtype=np.float32)
+    codec = make_codec(codec if isinstance(codec, CodecSpec) else codec.spec, logits.shape[1])
+    rng = np.random.default_rng(0) if rng is None else rng
     feature = np.ascontiguousarray(feature, dtype=np.float32)
     n = len(logits)
     if n == 0 or feature.shape[0] != n:
@@ -148,7 +169,7 @@ def measure_codec(
     encode_s = time.perf_counter() - start
     stored = entry_nbytes(group, "entry")
     start = time.perf_counter()
-    point, side = read_entry(group, "entry", codec, scene="measure")
+    point, side = read_entry(group, "entry", codec, "measure", logits.shape[1], feature.shape[1])
     dec_logits, dec_feature = codec.decode(point, side)
     decode_s = time.perf_counter() - start
     raw = sum(a.nbytes for a in encoded.point.values()) + sum(a.nbytes for a in encoded.side.values())

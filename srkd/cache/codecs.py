@@ -9,7 +9,10 @@ A codec maps one cache entry (one scene, one view) of teacher outputs,
 The store layer (`srkd.cache.schema`) writes each array as its own Zarr v3 array compressed with
 Blosc-zstd; a codec only decides the numbers and dtypes. Codecs:
 
-- ``int8`` (default): logits as per-point affine codes, ``l ~= offset + scale * code`` with a uint8
+- ``compact`` (default; `srkd.cache.compact`): logits as int8 residuals of a per-entry linear head
+  on the decoded feature, features as int8 coordinates in the entry's principal axes; about half
+  the bytes of ``int8`` within the same error bounds.
+- ``int8``: logits as per-point affine codes, ``l ~= offset + scale * code`` with a uint8
   code in [0, logit_levels] and float16 scale/offset, spanning [max - logit_range, max] (logits
   further below the point's maximum are stored at that floor: their softmax weight is below
   e^-24 of the top class at T = 1, and spending codes on them would coarsen the ones that
@@ -45,6 +48,10 @@ _DEFAULT_PARAMS: dict[str, dict[str, JSONScalar]] = {
     "int8": {"logit_levels": 127, "logit_range": 24.0, "feature_step": 1.0 / 40.0, "rotate": False, "clevel": 5},
     "float16": {"clevel": 5},
     "lossless": {"clevel": 5},
+    # Measured on the demo teacher over synthetic rooms and real scans (bench/cache_codec.py,
+    # docs/cache-at-scale.md): ~20 B/point, KL ~5e-4 nats at T = 2, affinity error ~7e-3.
+    "compact": {"top_k": 0, "logit_step": 0.3, "logit_range": 24.0, "floor_temperature": 2.0,
+                "feature_rank": 32, "feature_step": 1.0 / 40.0, "clevel": 5},
 }
 """Codec name -> its parameters with defaults (every parameter is stored, so fingerprints are
 explicit about what was used)."""
@@ -125,8 +132,10 @@ class Encoded:
 class Codec(ABC):
     """Encode/decode one entry of teacher outputs. Subclasses are pure numpy."""
 
-    def __init__(self, spec: CodecSpec) -> None:
+    def __init__(self, spec: CodecSpec, num_classes: int | None = None) -> None:
         self.spec = spec
+        self.num_classes = num_classes
+        """K of the entries this codec decodes (a codec that drops classes needs it to decode)."""
         self.clevel = int(spec.options["clevel"])
         if not 0 <= self.clevel <= 9:
             raise ConfigError(f"codec {spec}: clevel must be in 0..9, got {self.clevel}")
@@ -198,8 +207,8 @@ class Int8Codec(Codec):
     # D x D covariance, and the cost stays flat for large scenes.
     _BASIS_SAMPLE = 32768
 
-    def __init__(self, spec: CodecSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: CodecSpec, num_classes: int | None = None) -> None:
+        super().__init__(spec, num_classes)
         opts = spec.options
         self.logit_levels = int(opts["logit_levels"])
         self.logit_range = float(opts["logit_range"])
@@ -281,14 +290,12 @@ def principal_axes(direction: np.ndarray, max_rows: int = 32768) -> np.ndarray:
     return (vectors * np.where(signs == 0, 1.0, signs)).astype(np.float32)
 
 
-_CODECS: dict[str, type[Codec]] = {"int8": Int8Codec, "float16": Float16Codec, "lossless": LosslessCodec}
-
-
-def make_codec(spec: CodecSpec) -> Codec:
-    """The codec object for a spec (ConfigError for bad names/values)."""
+def make_codec(spec: CodecSpec, num_classes: int | None = None) -> Codec:
+    """The codec object for a spec (ConfigError for bad names/values); `num_classes` K is needed
+    to decode the ``compact`` codec with top_k."""
     if spec.name not in _CODECS:
         raise ConfigError(f"unknown cache codec {spec.name!r}; choose one of {sorted(_CODECS)}")
-    return _CODECS[spec.name](spec)
+    return _CODECS[spec.name](spec, num_classes)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -314,3 +321,9 @@ def affinity_error(exact: np.ndarray, decoded: np.ndarray) -> float:
 
     a, b = unit(exact), unit(decoded)
     return float(np.abs(a @ a.T - b @ b.T).mean())
+
+
+from srkd.cache.compact import CompactCodec  # noqa: E402 (it builds on the classes above)
+
+_CODECS: dict[str, type[Codec]] = {"int8": Int8Codec, "float16": Float16Codec, "lossless": LosslessCodec,
+                                   "compact": CompactCodec}  # fmt: skip

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from srkd.cache.codecs import make_codec
+from srkd.cache.packed import SAMPLE_OFFSETS, SAMPLES, sequence_damage
 from srkd.cache.reader import CacheReader
 from srkd.cache.schema import COMMITTED, ENSEMBLE, entry_name
 from srkd.errors import SrkdError
@@ -37,11 +39,13 @@ def summarize(path_or_store: Any) -> dict[str, Any]:
     """
     reader = CacheReader(path_or_store, cache_bytes=0)
     root = reader.root
-    points = 0
-    stored = 0
-    for scene in reader.scene_ids:
-        points += reader.num_points(scene)
-        stored += _entry_bytes(root[scene])
+    points = sum(reader.num_points(scene) for scene in reader.scene_ids)
+    if reader.packed is not None:
+        stored = sum(_entry_bytes(root[seq]) for seq in reader.packed.sequences)
+        uncommitted = reader.packed.uncommitted
+    else:
+        stored = sum(_entry_bytes(root[scene]) for scene in reader.scene_ids)
+        uncommitted = sorted(set(root.group_keys()) - set(reader.scene_ids))
     spec = reader.spec
     entries = spec.views + int(spec.ensemble)
     return {
@@ -53,7 +57,8 @@ def summarize(path_or_store: Any) -> dict[str, Any]:
         "codec": str(spec.codec),
         "color_norm": spec.teacher_color_norm,
         "scenes": len(reader.scene_ids),
-        "uncommitted": sorted(set(root.group_keys()) - set(reader.scene_ids)),
+        "uncommitted": uncommitted,
+        "sequences": len(reader.packed.sequences) if reader.packed is not None else None,
         "points": points,
         "views": spec.views,
         "ensemble": spec.ensemble,
@@ -77,11 +82,14 @@ def verify(path_or_store: Any) -> list[str]:
 
 def verify_scenes(path_or_store: Any) -> tuple[str | None, dict[str, list[str]]]:
     """`verify`, by scene: (the root's problem or None, {scene id: its problems} for every scene
-    group that is uncommitted or damaged)."""
+    group that is uncommitted or damaged). In schema 3 the keys are sequence names (a sequence is
+    what is rebuilt)."""
     try:
         reader = CacheReader(path_or_store, cache_bytes=0)
     except SrkdError as exc:
         return str(exc), {}
+    if reader.packed is not None:
+        return None, _verify_sequences(reader)
     out: dict[str, list[str]] = {}
     root = reader.root
     spec = reader.spec
@@ -100,9 +108,47 @@ def verify_scenes(path_or_store: Any) -> tuple[str | None, dict[str, list[str]]]
     return None, out
 
 
+def _verify_sequences(reader: CacheReader) -> dict[str, list[str]]:
+    """Schema 3: {sequence: problems} for every uncommitted or damaged sequence group."""
+    index = reader.packed
+    out: dict[str, list[str]] = {}
+    for name in index.uncommitted:
+        out[name] = [f"sequence {name!r} is not committed (an interrupted write); re-run `srkd cache-teacher`"]
+    spec, k, d = reader.spec, reader.spec.num_classes, reader.spec.feature_dim
+    codec = make_codec(spec.codec, k)
+    entries = [entry_name(v) for v in range(spec.views)] + ([ENSEMBLE] if spec.ensemble else [])
+    layouts = {"point": codec.point_layout(k, d), "side": codec.side_layout(k, d)}
+    dupes = set(index.duplicates)
+    for name, attrs in sorted(index.sequences.items()):
+        problems = sequence_damage(reader.root, name, spec.views, spec.ensemble, entries, layouts)
+        if not problems:
+            problems = _offsets_problems(reader.root[name], name, attrs)
+        if not problems:
+            for sample in attrs.get(SAMPLES, []):
+                if sample in dupes:
+                    problems.append(f"sequence {name!r}: sample {sample!r} is also in another sequence")
+                else:
+                    problems += _verify_scene(reader, sample, k, d)
+        if problems:
+            out[name] = problems
+    return out
+
+
+def _offsets_problems(group: zarr.Group, name: str, attrs: dict[str, Any]) -> list[str]:
+    """The stored sample_offsets against the recorded point counts."""
+    want = np.concatenate([[0], np.cumsum(np.asarray(attrs.get("num_points", []), dtype=np.int64))])
+    try:
+        got = group[SAMPLE_OFFSETS][...]
+    except Exception as exc:  # unreadable: crc, truncation
+        return [f"sequence {name!r}: sample_offsets cannot be read ({type(exc).__name__}: {exc})"]
+    if not np.array_equal(got, want):
+        return [f"sequence {name!r}: sample_offsets {got[:4].tolist()}... disagree with the recorded point counts"]
+    return []
+
+
 def _verify_scene(reader: CacheReader, scene: str, k: int, d: int) -> list[str]:
     out: list[str] = []
-    attrs = reader.root[scene].attrs
+    attrs = reader.root[scene].attrs if reader.packed is None else reader.attributes(scene)
     n = int(attrs.get("num_points", -1))
     views = int(attrs.get("views", -1))
     if views != reader.spec.views:

@@ -17,6 +17,7 @@ import numpy as np
 import zarr
 
 from srkd.cache.codecs import make_codec
+from srkd.cache.packed_index import PackedIndex
 from srkd.cache.schema import (
     COMMITTED,
     DATA_SHA256,
@@ -65,7 +66,8 @@ class CacheReader:
         self.record, self.spec = read_root(self._root, self.where)
         if expect is not None and expect.fingerprint() != self.spec.fingerprint():
             raise CacheError(stale_message(self.where, self.spec, expect))
-        self._codec = make_codec(self.spec.codec)
+        self._codec = make_codec(self.spec.codec, self.spec.num_classes)
+        self._packed = PackedIndex(self._root, self.where) if self.schema_version >= 3 else None
         self._lru: OrderedDict[tuple[str, str], tuple[dict, dict, int]] = OrderedDict()
         self._lru_bytes = 0
         self._attrs_memo: dict[str, dict[str, Any]] = {}
@@ -88,11 +90,20 @@ class CacheReader:
 
     @functools.cached_property
     def scene_ids(self) -> tuple[str, ...]:
-        """Committed scenes, sorted (computed once; uncommitted scenes are absent)."""
+        """Committed scenes (samples), sorted (computed once; uncommitted ones are absent)."""
+        if self._packed is not None:
+            return self._packed.sample_ids
         return tuple(sorted(committed_scene_ids(self._root)))
+
+    @property
+    def packed(self) -> PackedIndex | None:
+        """The sample index of a schema-3 cache (samples packed per sequence), else None."""
+        return self._packed
 
     def _scene(self, scene_id: str) -> zarr.Group:
         check_scene_id(scene_id)
+        if self._packed is not None:
+            return self._packed.group(self._packed.locate(scene_id)[0])
         try:
             group = self._root[scene_id]
             committed = isinstance(group, zarr.Group) and group.attrs.get(COMMITTED) is True
@@ -112,8 +123,16 @@ class CacheReader:
         several of them, and committed scenes do not change while a reader is open)."""
         memo = self._attrs_memo.get(scene_id)
         if memo is None:
-            memo = self._attrs_memo[scene_id] = dict(self._scene(scene_id).attrs)
+            if self._packed is not None:
+                memo = self._attrs_memo[scene_id] = self._packed.sample_attrs(check_scene_id(scene_id))
+            else:
+                memo = self._attrs_memo[scene_id] = dict(self._scene(scene_id).attrs)
         return memo
+
+    def attributes(self, scene_id: str) -> dict[str, Any]:
+        """A committed scene's record: num_points, views, ensemble, view_params, ensemble_params,
+        data_sha256 (+ sequence and position in schema 3)."""
+        return dict(self._attrs(scene_id))
 
     def num_points(self, scene_id: str) -> int:
         """Number of original points N of a scene."""
@@ -174,10 +193,16 @@ class CacheReader:
         if hit is not None:
             self._lru.move_to_end(key)
             return hit
-        group = self._scene(scene_id)
-        attrs = group.attrs
-        name = self._check_view(scene_id, view, int(attrs["views"]), bool(attrs.get(ENSEMBLE)))
-        point, side = read_entry(group, name, self._codec, scene_id, self.spec.num_classes, self.spec.feature_dim)
+        if self._packed is not None:
+            attrs = self._attrs(scene_id)
+            name = self._check_view(scene_id, view, int(attrs["views"]), bool(attrs.get(ENSEMBLE)))
+            point, side = self._packed.read(scene_id, name, self._codec, self.spec.num_classes, self.spec.feature_dim)
+        else:
+            group = self._scene(scene_id)
+            attrs = group.attrs
+            name = self._check_view(scene_id, view, int(attrs["views"]), bool(attrs.get(ENSEMBLE)))
+            point, side = read_entry(group, name, self._codec, scene_id, self.spec.num_classes,
+                                     self.spec.feature_dim)  # fmt: skip
         n = int(attrs["num_points"])
         got = len(next(iter(point.values()))) if point else n
         if got != n:
@@ -221,6 +246,12 @@ class CacheReader:
         """Decoded targets of every original point: (logits (N, K), feature (N, D)) float32."""
         point, side, _ = self._entry(scene_id, view)
         return self._codec.decode(point, side)
+
+    def encoded(self, scene_id: str, view: View) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The stored (encoded) arrays of one entry: (point arrays (N, ...), side arrays), as the
+        codec wrote them (what `srkd.cache.migrate` copies)."""
+        point, side, _ = self._entry(scene_id, view)
+        return dict(point), dict(side)
 
     def entries(self, scene_id: str) -> list[View]:
         """The views a scene holds: [0, ..., V-1] plus "ensemble" if stored."""

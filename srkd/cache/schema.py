@@ -28,21 +28,32 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from srkd.cache.arrays import CHUNK_ROWS, entry_nbytes, read_entry, write_entry  # noqa: F401 (their old home)
+from srkd.cache.arrays import (  # noqa: F401 (their old home)
+    CHUNK_ROWS,
+    entry_nbytes,
+    missing_chunk_keys,
+    read_entry,
+    write_entry,
+)
 from srkd.cache.codecs import Codec, CodecSpec
 from srkd.data.scannet.layout import check_scene_id as layout_check_scene_id
 from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CacheError, ConfigError, DataError
 from srkd.io import to_plain
 
-SCHEMA_VERSION = 2
-"""Bumped whenever the layout changes incompatibly. Version 2: the fingerprint no longer covers the
-data root (a cache moved with its data stays valid) and each scene records `data_sha256`, the
-content hash of the data its teacher saw."""
+SCHEMA_VERSION = 3
+"""The layout new caches get; bumped whenever the layout changes incompatibly. Version 3: the
+samples of a sequence packed into one set of sharded arrays with `sample_offsets`
+(`srkd.cache.packed`). Version 2: a group per scene; the fingerprint no longer covers the data
+root (a cache moved with its data stays valid) and each scene records `data_sha256`, the content
+hash of the data its teacher saw."""
 
-READABLE_SCHEMAS = (1, 2)
+READABLE_SCHEMAS = (1, 2, 3)
 """Versions readers accept. Version 1 (srkd 0.1): fingerprint over every field including the data
 root, no per-scene content hash (its scenes cannot be checked against the data)."""
+
+WRITABLE_SCHEMAS = (2, 3)
+"""Versions a build may create or extend (a schema-2 cache is resumed in its own layout)."""
 
 DATA_SHA256 = "data_sha256"
 """Scene attribute: `PointCloud.content_sha256()` of the scene the teacher saw."""
@@ -195,6 +206,16 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class SampleTargets(NamedTuple):
+    """Everything cached for one sample: its views, the optional ensemble, and the content hash
+    of the data its teacher saw (None: not recorded)."""
+
+    sample_id: str
+    views: Sequence[ViewTargets]
+    ensemble: ViewTargets | None = None
+    data_sha256: str | None = None
+
+
 class ViewTargets(NamedTuple):
     """One view's teacher outputs for every original point of a scene.
 
@@ -224,21 +245,32 @@ def ensemble_of(views: Sequence[ViewTargets], params: dict[str, Any] | None = No
     return ViewTargets(logits.astype(np.float32), feature.astype(np.float32), record)
 
 
-def root_record(spec: CacheSpec, srkd_version: str) -> dict[str, Any]:
+def root_record(spec: CacheSpec, srkd_version: str, schema_version: int = SCHEMA_VERSION) -> dict[str, Any]:
     """The root attribute value written once, by the process that creates the cache."""
     return {
-        "schema_version": SCHEMA_VERSION,
-        "fingerprint": spec.fingerprint(),
+        "schema_version": schema_version,
+        "fingerprint": spec.fingerprint(schema_version),
         "srkd_version": srkd_version,
         "spec": spec.to_json(),
     }
 
 
+def store_path(path: str | Path) -> Path:
+    """The absolute, resolved form of a cache directory path: the only form srkd hands to zarr.
+
+    zarr 3.1's LocalStore.list_prefix strips its root from listed keys with `str.replace`, so a
+    short relative root that reappears inside keys (a cache named `c` holding `.../c/0`, or `0`)
+    loses parts of every key and its chunks look missing. An absolute root cannot recur inside
+    a key relative to it."""
+    return Path(path).expanduser().resolve()
+
+
 def open_store(path_or_store: Any, *, read_only: bool) -> Any:
-    """A zarr Store for a directory path (LocalStore) or an existing Store object."""
+    """A zarr Store for a directory path (a LocalStore on `store_path(path)`) or an existing
+    Store object."""
     if isinstance(path_or_store, zarr.abc.store.Store):
         return path_or_store
-    return zarr.storage.LocalStore(Path(path_or_store), read_only=read_only)
+    return zarr.storage.LocalStore(store_path(path_or_store), read_only=read_only)
 
 
 def read_root(group: zarr.Group, where: str) -> tuple[dict[str, Any], CacheSpec]:
@@ -333,8 +365,8 @@ def scene_damage(root: zarr.Group, scene: str, spec: CacheSpec, codec: Codec) ->
                     arr = group[f"{entry}/{name}"]
                     if kind == "point" and arr.shape[0] != n:
                         problems.append(f"{where}: {arr.shape[0]} rows, the scene has {n}")
-                    elif arr.nchunks_initialized != arr.nchunks:
-                        problems.append(f"{where}: {arr.nchunks - arr.nchunks_initialized} chunk(s) missing")
+                    elif missing := missing_chunk_keys(arr):
+                        problems.append(f"{where}: {len(missing)} chunk file(s) missing")
                 except Exception as exc:  # zarr raises KeyError/FileNotFoundError/... for absent arrays
                     problems.append(f"{where} is missing or unreadable ({type(exc).__name__})")
     return problems

@@ -27,13 +27,24 @@ import zarr
 
 from srkd import __version__
 from srkd.cache.codecs import make_codec
+from srkd.cache.housekeeping import sequence_lock
+from srkd.cache.packed import (
+    SAMPLES,
+    PackedSample,
+    sequence_attrs,
+    sequence_damage,
+    write_sequence_arrays,
+)
+from srkd.cache.packed_index import committed_sequences
 from srkd.cache.schema import (
     COMMITTED,
     DATA_SHA256,
     ENSEMBLE,
     ROOT_KEY,
     SCHEMA_VERSION,
+    WRITABLE_SCHEMAS,
     CacheSpec,
+    SampleTargets,
     ViewTargets,
     as_recorded,
     canonical_json,
@@ -101,14 +112,19 @@ class CacheWriter:
         self.spec = spec
         self.where = where
         self.schema_version = schema_version
-        self._codec = make_codec(spec.codec)
+        self._codec = make_codec(spec.codec, spec.num_classes)
 
     @classmethod
-    def create(cls, path_or_store: Any, spec: CacheSpec, overwrite: bool = False) -> CacheWriter:
+    def create(
+        cls, path_or_store: Any, spec: CacheSpec, overwrite: bool = False, schema_version: int = SCHEMA_VERSION
+    ) -> CacheWriter:  # fmt: skip
         """Create a new cache, resume one with the same fingerprint, or refuse another one.
 
-        overwrite=True deletes whatever the location holds first.
+        overwrite=True deletes whatever the location holds first. `schema_version` is the layout
+        of a NEW cache (3: packed sequences; 2: a group per scene); a resumed cache keeps its own.
         """
+        if schema_version not in WRITABLE_SCHEMAS:
+            raise ConfigError(f"a new cache has schema version {WRITABLE_SCHEMAS}, not {schema_version!r}")
         where = describe(path_or_store)
         if isinstance(path_or_store, (str, Path)) and Path(path_or_store).is_file():
             raise CacheError(f"{where} is a file; a cache is a directory")
@@ -127,13 +143,13 @@ class CacheWriter:
                 group = zarr.open_group(store, mode="a", use_consolidated=False)
             else:
                 group = zarr.open_group(store, mode="w", use_consolidated=False)
-            group.update_attributes({ROOT_KEY: root_record(spec, __version__)})
+            group.update_attributes({ROOT_KEY: root_record(spec, __version__, schema_version)})
         except OSError as exc:  # read-only or full disk: nothing written looks like a cache
             raise CacheError(
                 f"cannot write the teacher cache at {where} ({exc.strerror or exc}); choose a "
                 "writable --out"
             ) from None
-        return cls(group, spec, where)
+        return cls(group, spec, where, schema_version)
 
     @classmethod
     def open(cls, path_or_store: Any, spec: CacheSpec, where: str | None = None) -> CacheWriter:
@@ -149,19 +165,115 @@ class CacheWriter:
             raise CacheError(stale_message(where, found, spec))
         return cls(group, spec, where, schema_version=int(record["schema_version"]))
 
+    @property
+    def packed(self) -> bool:
+        """True for a schema-3 cache (samples packed per sequence)."""
+        return self.schema_version >= 3
+
     def check_extendable(self) -> None:
-        """CacheError unless new scenes may be written: a cache of an older schema can be read
-        (and found complete) but not extended, since its scenes would mix two layouts."""
-        if self.schema_version != SCHEMA_VERSION:
+        """CacheError unless new scenes may be written: a cache of schema 1 can be read (and found
+        complete) but not extended, since its scenes would mix two layouts."""
+        if self.schema_version not in WRITABLE_SCHEMAS:
             raise CacheError(
                 f"the cache at {self.where} was written by an older srkd (schema version "
                 f"{self.schema_version}); it can still be read, but not extended or repaired: "
-                "rebuild it with `srkd cache-teacher --overwrite`, or write to a new --out"
+                "rewrite it as schema 3 with `srkd inspect-cache CACHE --migrate NEW`, or rebuild it "
+                "with `srkd cache-teacher --overwrite`"
             )
 
     def committed_scenes(self) -> set[str]:
-        """Ids of the scenes whose committed marker is set."""
+        """Ids of the committed scenes (samples of committed sequences, in schema 3)."""
+        if self.packed:
+            return {s for samples in self.committed_sequences().values() for s in samples}
         return committed_scene_ids(self._group)
+
+    def committed_sequences(self) -> dict[str, list[str]]:
+        """Schema 3: {committed sequence: its sample ids in order}."""
+        committed, _ = committed_sequences(self._group)
+        return {name: list(attrs.get(SAMPLES, [])) for name, attrs in committed.items()}
+
+    def remove_sequences(self, names: Sequence[str]) -> None:
+        """Schema 3: clear the marker of each named sequence, then delete its group."""
+        for name in names:
+            if name in self._group:
+                self._uncommit_and_delete(name)
+
+    def _uncommit_and_delete(self, name: str) -> None:
+        old = self._group[name]
+        if isinstance(old, zarr.Group) and old.attrs.get(COMMITTED):
+            old.update_attributes({COMMITTED: False})  # clear the marker before deleting
+        del self._group[name]
+
+    def encode_sample(self, sample: SampleTargets) -> PackedSample:
+        """Validate and encode one sample's entries (done per sample, as soon as it is computed, so
+        a sequence's float32 targets are never all in memory)."""
+        check_scene_id(sample.sample_id)
+        entries = self._validate(sample.sample_id, sample.views, sample.ensemble)
+        return PackedSample(
+            sample.sample_id, len(sample.views[0].logits),
+            {name: self._codec.encode(t.logits, t.feature) for name, t in entries.items()},
+            [dict(v.params) for v in sample.views],
+            None if sample.ensemble is None else dict(sample.ensemble.params), sample.data_sha256,
+        )  # fmt: skip
+
+    def write_sequence(self, sequence: str, samples: Sequence[PackedSample], unless_complete: bool = False) -> bool:
+        """Schema 3: write (or rewrite) one sequence whole, its marker last, holding the
+        sequence's writer lock (`sequence_lock`) throughout.
+
+        Args:
+            sequence: a plain name (see `srkd.cache.packed.plan_sequences`).
+            samples: `encode_sample` of each sample, in the sequence's order (at least one).
+            unless_complete: leave the sequence as it is when, once the lock is held, it is
+                committed, complete and holds every sample (another writer, e.g. a task of an
+                earlier build still running on a dask worker, finished it meanwhile).
+        Returns False when `unless_complete` left it, else True. Raises CacheError (the sequence
+        left uncommitted) when an array is not there after writing.
+        """
+        check_scene_id(sequence)
+        self.check_extendable()
+        if not self.packed:
+            raise CacheError(f"the cache at {self.where} has schema {self.schema_version}: it holds scenes, not sequences")
+        if not samples:
+            raise ConfigError(f"sequence {sequence!r} has no samples")
+        if len({s.sample_id for s in samples}) != len(samples):
+            raise ConfigError(f"sequence {sequence!r} lists a sample twice")
+        with sequence_lock(self._group.store, sequence):
+            if unless_complete and self._complete(sequence, [s.sample_id for s in samples]):
+                return False
+            self._write_sequence(sequence, samples)
+        return True
+
+    def _complete(self, sequence: str, sample_ids: Sequence[str]) -> bool:
+        try:
+            attrs = dict(self._group[sequence].attrs)
+        except Exception:  # absent or torn: not complete
+            return False
+        return (attrs.get(COMMITTED) is True and set(sample_ids) <= set(attrs.get(SAMPLES, []))
+                and not self.damaged_sequences([sequence]))  # fmt: skip
+
+    def _write_sequence(self, sequence: str, samples: Sequence[PackedSample]) -> None:
+        root = self._group
+        if sequence in root:
+            self._uncommit_and_delete(sequence)
+        group = root.create_group(sequence, overwrite=True,
+                                  attributes=sequence_attrs(samples, self.spec.views, self.spec.ensemble))  # fmt: skip
+        write_sequence_arrays(group, samples, self._codec)
+        damage = self.damaged_sequences([sequence]).get(sequence)
+        if damage:
+            raise CacheError(f"sequence {sequence!r} was not committed: {'; '.join(damage[:3])}")
+        group.update_attributes({COMMITTED: True})  # last: its samples now exist for readers
+
+    def damaged_sequences(self, names: Sequence[str], threads: int = 16) -> dict[str, list[str]]:
+        """Schema 3: sequences among `names` that are incomplete (`sequence_damage`), with why."""
+        spec, k, d = self.spec, self.spec.num_classes, self.spec.feature_dim
+        entries = [entry_name(v) for v in range(spec.views)] + ([ENSEMBLE] if spec.ensemble else [])
+        layouts = {"point": self._codec.point_layout(k, d), "side": self._codec.side_layout(k, d)}
+
+        def check(name: str) -> tuple[str, list[str]]:
+            return name, sequence_damage(self._group, name, spec.views, spec.ensemble, entries, layouts)
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            return {name: problems for name, problems in pool.map(check, names) if problems}
 
     def write_scene(
         self, scene_id: str, views: Sequence[ViewTargets], ensemble: ViewTargets | None = None,
@@ -180,6 +292,10 @@ class CacheWriter:
         """
         check_scene_id(scene_id)
         self.check_extendable()
+        if self.packed:  # schema 3: a sequence of one sample, named after it
+            self.write_sequence(f"seq-{scene_id}", [self.encode_sample(SampleTargets(scene_id, views, ensemble,
+                                                                                     data_sha256))])  # fmt: skip
+            return
         entries = self._validate(scene_id, views, ensemble)
         # Encode everything before touching the store: a bad input never clears a good scene.
         encoded = {name: self._codec.encode(t.logits, t.feature) for name, t in entries.items()}

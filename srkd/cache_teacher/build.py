@@ -3,15 +3,17 @@ on dask.distributed workers.
 
     plan.py    validate the job, create or resume the cache root, list the scenes to compute
     worker.py  the per-process side: a SceneWorker (teacher + write-behind thread) per process,
-               and the task functions `cache_scene` / `flush_writes` that run on it
+               and the task functions `cache_sequence` / `flush_writes` that run on it
     build.py   `build_cache`: the lock, the plan, the tasks (here or on dask), the report
 
 Concurrency contract (see `srkd.cache.writer`): the root metadata is written once, by the process
-that calls `build_cache`, before any scene task starts; every task then computes AND writes one
-whole scene into its own group, so no two writers ever touch one chunk. On dask the last write of
-each worker is awaited by a final flush task. A scene whose write never finished (a lost worker,
-a kill) stays uncommitted and is redone by the next run; a committed scene that is incomplete (an
-array or chunk missing) is redone too.
+that calls `build_cache`, before any task starts; every task then computes AND writes one whole
+sequence (schema 3: the samples of a recording, `srkd.cache.packed.plan_sequences`; schema 2:
+one scene) into its own group, each array as one shard, so no two writers ever touch one chunk or
+shard. On dask the last write of each worker is awaited by a final flush task. A sequence whose
+write never finished (a lost worker, a kill) stays uncommitted and is redone by the next run; a
+committed one that is incomplete (an array or shard missing) is redone too; the temporary files
+killed writers left are deleted when the next build plans.
 
 One build per cache: `build_cache` holds an OS lock on the cache directory (srkd.locking) from
 planning to the last commit, so a second `srkd cache-teacher` on the same --out is refused with one
@@ -32,7 +34,7 @@ from pathlib import Path
 from srkd.cache import CacheSpec, CacheWriter
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.plan import plan_cache
-from srkd.cache_teacher.worker import SceneDone, cache_scene, flush_writes
+from srkd.cache_teacher.worker import SceneDone, cache_sequence, flush_writes
 from srkd.errors import CacheError, ConfigError
 from srkd.locking import locked_dir
 
@@ -89,10 +91,11 @@ def _build_locked(
 ) -> BuildReport:  # fmt: skip
     start = time.perf_counter()
     job, spec, todo, skipped, repaired = plan_cache(job, overwrite, max_scenes)
-    report = BuildReport(job.out, spec.fingerprint(), spec, len(todo) + len(skipped), skipped=skipped,
+    scenes_todo = [s for _, samples in todo for s in samples]
+    report = BuildReport(job.out, spec.fingerprint(), spec, len(scenes_todo) + len(skipped), skipped=skipped,
                          repaired=sorted(repaired))  # fmt: skip
     if on_start:
-        on_start(len(todo), len(skipped))
+        on_start(len(scenes_todo), len(skipped))
 
     def done(events: list[SceneDone]) -> None:
         for event in events:
@@ -104,8 +107,8 @@ def _build_locked(
     if todo and workers == 0 and scheduler is None:
         report.workers = 0
         try:
-            for scene_id in todo:
-                done(cache_scene(job, spec, scene_id))
+            for sequence, scene_ids in todo:
+                done(cache_sequence(job, spec, sequence, scene_ids))
         except BaseException:
             try:  # keep (commit) the previous scene's write, then report the first error
                 flush_writes()
@@ -115,18 +118,20 @@ def _build_locked(
         done(flush_writes())
     elif todo:
         report.workers = _run_dask(job, spec, todo, workers, scheduler, done)
-    missing = set(todo) - CacheWriter.open(job.out, spec).committed_scenes()
+    writer = CacheWriter.open(job.out, spec)
+    missing = set(scenes_todo) - writer.committed_scenes()
     if missing:
         raise CacheError(
             f"{len(missing)} scene(s) were computed but are not committed (e.g. {sorted(missing)[:3]}): "
             "a worker was lost before its last write; re-run the same command to finish them"
         )
+
     report.seconds = time.perf_counter() - start
     return report
 
 
 def _run_dask(
-    job: CacheJob, spec: CacheSpec, todo: list[str], workers: int, scheduler: str | None,
+    job: CacheJob, spec: CacheSpec, todo: list[tuple[str, list[str]]], workers: int, scheduler: str | None,
     done: Callable[[list[SceneDone]], None],
 ) -> int:  # fmt: skip
     from distributed import Client, LocalCluster, as_completed
@@ -155,7 +160,8 @@ def _run_dask(
     try:
         n_workers = len(client.scheduler_info()["workers"])
         futures = [
-            client.submit(cache_scene, job, spec, s, key=f"srkd-cache-{s}-{token}", pure=False) for s in todo
+            client.submit(cache_sequence, job, spec, seq, samples, key=f"srkd-cache-{seq}-{token}", pure=False)
+            for seq, samples in todo
         ]
         error: BaseException | None = None
         try:

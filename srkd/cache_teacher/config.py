@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from srkd.data.registry import per_dataset
 from srkd.errors import ConfigError
 from srkd.settings import DEFAULT_DEVICE, setting
-from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, TRAIN_SPLIT, VIEW_SEED, VIEWS
+from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, SEQUENCE_SAMPLES, TRAIN_SPLIT, VIEW_SEED, VIEWS
 
 if TYPE_CHECKING:
     from srkd.cache import CodecSpec
@@ -44,7 +44,10 @@ class CacheJob:
     Paths should be absolute and, on a multi-machine scheduler, on a filesystem every worker sees.
     `plan_cache` fills in the dataset's grid size (grid_size None) and view domain.
     torch_threads: intra-op threads of each teacher process (None = torch's default).
-    views / codec default to ViewSettings() / CodecSpec() (one view; the int8 codec).
+    views / codec default to ViewSettings() / CodecSpec() (one view; the default codec).
+    schema_version: the layout of a NEW cache (None: srkd.cache.SCHEMA_VERSION, samples packed
+    per sequence; 2: a group per scene); a resumed cache keeps its own.
+    sequence_samples: most samples packed into one sequence (schema 3; one build task).
     """
 
     dataset: str
@@ -58,6 +61,8 @@ class CacheJob:
     ensemble: bool = False
     device: str = DEFAULT_DEVICE
     torch_threads: int | None = None
+    schema_version: int | None = None
+    sequence_samples: int = SEQUENCE_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class CacheTeacherConfig:
     overwrite: bool = setting(False, cli_only=True)
     device: str = setting(DEFAULT_DEVICE)
     max_scenes: int | None = setting(None, note="all")
+    sequence_samples: int = setting(SEQUENCE_SAMPLES)
 
     def check(self) -> None:
         """ConfigError when no teacher or data root is set, or --unpooling is given without
@@ -117,4 +123,5 @@ class CacheTeacherConfig:
             out=Path(self.out), views=ViewSettings(views=int(self.views), seed=int(self.seed)),
             codec=CodecSpec.create(str(self.codec)), ensemble=ensemble, device=str(self.device),
             grid_size=None if self.grid_size is None else float(self.grid_size),
+            sequence_samples=int(self.sequence_samples),
         )  # fmt: skip

@@ -10,7 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-from srkd.cache import CacheReader, CacheSpec, CacheWriter
+from srkd.cache import SCHEMA_VERSION, CacheReader, CacheSpec, CacheWriter
+from srkd.cache.housekeeping import clean_leftovers, drop_consolidated
+from srkd.cache.packed import plan_sequences
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.views import make_spec
 from srkd.cache_teacher.worker import (
@@ -36,12 +38,13 @@ def _check_out_dir(out: Path) -> None:
 
 
 class Plan(NamedTuple):
-    """What a build will do: `todo` = scenes to compute (new ones and `repaired` ones: committed
-    but incomplete, see srkd.cache.schema.scene_damage); `skipped` = complete committed scenes."""
+    """What a build will do: `todo` = the build tasks, (sequence, its scene ids) (schema 3: the
+    samples of one sequence; schema 2: one scene each), new ones and `repaired` ones (committed
+    but incomplete, keyed by sequence or scene); `skipped` = scenes of complete committed ones."""
 
     job: CacheJob
     spec: CacheSpec
-    todo: list[str]
+    todo: list[tuple[str, list[str]]]
     skipped: list[str]
     repaired: dict[str, list[str]]
 
@@ -67,16 +70,43 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
         WORKERS.get().adopt_teacher(teacher_key(job, info.sha256, "cpu"), model, info)
     spec = make_spec(dataset, job.data_root, job.split, info, job.views, job.codec, job.grid_size, job.ensemble)
     _check_out_dir(job.out)
-    writer = CacheWriter.create(job.out, spec, overwrite=overwrite)
+    writer = CacheWriter.create(job.out, spec, overwrite=overwrite, schema_version=job.schema_version or SCHEMA_VERSION)
     spec = writer.spec  # as the cache records it (a cache of srkd 0.1 leaves color_norm unstated)
-    committed = writer.committed_scenes()
-    damaged = writer.damaged_scenes([s for s in scenes if s in committed])
-    todo = [s for s in scenes if s not in committed or s in damaged]
-    skipped = [s for s in scenes if s in committed and s not in damaged]
+    clean_leftovers(job.out)  # under the build's lock: no writer runs
+    if writer.packed:
+        drop_consolidated(job.out)  # rewritten when this build completes
+        todo, skipped, damaged = _plan_sequences(writer, scenes, job.sequence_samples)
+    else:
+        committed = writer.committed_scenes()
+        damaged = writer.damaged_scenes([s for s in scenes if s in committed])
+        todo = [(s, [s]) for s in scenes if s not in committed or s in damaged]
+        skipped = [s for s in scenes if s in committed and s not in damaged]
     if todo:  # before any teacher work: an old-schema cache can be complete, not extended
         writer.check_extendable()
     _check_resumed_data(job, dataset, skipped)
     return Plan(job, spec, todo, skipped, damaged)
+
+
+def _plan_sequences(writer: CacheWriter, scenes: list[str], max_samples: int) -> tuple[
+    list[tuple[str, list[str]]], list[str], dict
+]:  # fmt: skip
+    """Schema 3: (tasks, skipped scenes, damaged sequences). A planned sequence is done when a
+    committed, complete sequence of its name holds all its samples (a smaller --max-scenes run
+    never shrinks a bigger one). Committed sequences of another name that hold planned samples
+    (the split was re-planned) are removed first, so no sample is committed twice."""
+    planned = plan_sequences(scenes, max_samples)
+    committed = writer.committed_sequences()
+    wanted = set(scenes)
+    stale = [name for name, samples in committed.items() if name not in planned and wanted & set(samples)]
+    writer.remove_sequences(stale)
+    damaged = writer.damaged_sequences([name for name in planned if name in committed])
+    todo, skipped = [], []
+    for name, samples in planned.items():
+        if name in committed and name not in damaged and set(samples) <= set(committed[name]):
+            skipped.extend(samples)
+        else:
+            todo.append((name, samples))
+    return todo, skipped, damaged
 
 
 def _check_resumed_data(job: CacheJob, dataset, committed: list[str]) -> None:  # type: ignore[no-untyped-def]

@@ -1,13 +1,14 @@
 """The per-process side of a cache build: each process (this one, or each dask worker) holds one
 `SceneWorker` with the frozen teacher and the write-behind thread; the scene tasks run on it.
 
-Write-behind: a scene's encoding and writing run on one background thread while the teacher
-computes the next scene (at most one write pending, so at most two scenes' targets are in
-memory). A task hands its scene to that thread and waits only for the PREVIOUS scene's write;
-`flush_writes` awaits the last one. Events are returned when a scene is committed, so "done"
-always means "on disk".
+A task is one sequence (schema 3: its samples packed together; schema 2: one scene): its samples
+are computed one by one and each is encoded at once (so only encoded targets accumulate).
+Write-behind: the sequence's write runs on one background thread while the teacher computes the
+next sequence (at most one write pending). A task hands its sequence to that thread and waits
+only for the PREVIOUS write; `flush_writes` awaits the last one. Events are returned when a
+sequence is committed, so "done" always means "on disk".
 
-Dask pickles the task functions `cache_scene` and `flush_writes` by reference: they reach this
+Dask pickles the task functions `cache_sequence` and `flush_writes` by reference: they reach this
 process's worker through `WORKERS`, the one registry of per-process state (a worker per process id,
 so a forked child never reuses its parent's write thread).
 """
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from srkd.cache import CacheSpec, CacheWriter, ViewTargets
+from srkd.cache.schema import SampleTargets
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.targets import scene_targets
 from srkd.data.dataset import SceneSource
@@ -51,32 +53,32 @@ class WriteBehind:
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="srkd-cache-write")
-        self._pending: tuple[Future, SceneDone] | None = None
+        self._pending: tuple[Future, list[SceneDone]] | None = None
 
-    def put(self, write: Callable[[], None], event: SceneDone) -> list[SceneDone]:
-        """Wait for the previous write (re-raising its error), start `write`; returns the events
-        of the writes that completed."""
+    def put(self, write: Callable[[], None], events: list[SceneDone], name: str) -> list[SceneDone]:
+        """Wait for the previous write (re-raising its error), start `write` (of sequence or
+        scene `name`); returns the events of the writes that completed."""
         done = self.drain()
-        self._pending = (self._pool.submit(_named_write, write, event.scene_id), event)
+        self._pending = (self._pool.submit(_named_write, write, name), events)
         return done
 
     def drain(self) -> list[SceneDone]:
-        """Wait for the pending write; its event as a list (empty if none was pending)."""
+        """Wait for the pending write; its events (empty if none was pending)."""
         if self._pending is None:
             return []
-        fut, event = self._pending
+        fut, events = self._pending
         self._pending = None
         fut.result()
-        return [event]
+        return events
 
 
-def _named_write(write: Callable[[], None], scene_id: str) -> None:
+def _named_write(write: Callable[[], None], name: str) -> None:
     try:
         write()
     except SrkdError:
         raise
-    except Exception as exc:  # disk full, permissions, ...: name the scene
-        raise CacheError(f"writing scene {scene_id!r} into the cache failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # disk full, permissions, ...: name the sequence
+        raise CacheError(f"writing {name!r} into the cache failed: {type(exc).__name__}: {exc}") from exc
 
 
 def teacher_key(job: CacheJob, sha256: str, device: torch.device | str) -> tuple[str, ...]:
@@ -150,11 +152,19 @@ class SceneWorker:
                                    job.ensemble, color_norm=spec.teacher_color_norm)  # fmt: skip
         return views, ens, SceneDone(scene_id, pc.num_points, time.perf_counter() - start), pc.content_sha256()
 
-    def cache_scene(self, job: CacheJob, spec: CacheSpec, scene_id: str) -> list[SceneDone]:
-        """Compute scene `scene_id` and queue its write; the scenes committed meanwhile."""
-        views, ens, event, data_sha256 = self.compute(job, spec, scene_id)
+    def cache_sequence(self, job: CacheJob, spec: CacheSpec, sequence: str, scene_ids: list[str]) -> list[SceneDone]:
+        """Compute the scenes of one sequence and queue its write; the scenes committed meanwhile."""
         writer = CacheWriter.open(job.out, spec)  # re-checks the root's fingerprint; never writes it
-        return self._behind.put(lambda: writer.write_scene(scene_id, views, ens, data_sha256), event)
+        events, samples = [], []
+        for scene_id in scene_ids:
+            views, ens, event, data_sha256 = self.compute(job, spec, scene_id)
+            sample = SampleTargets(scene_id, views, ens, data_sha256)
+            samples.append(writer.encode_sample(sample) if writer.packed else sample)
+            events.append(event)
+        if writer.packed:
+            return self._behind.put(lambda: writer.write_sequence(sequence, samples, unless_complete=True), events,
+                                    sequence)  # fmt: skip
+        return self._behind.put(lambda: [writer.write_scene(*s) for s in samples], events, sequence)
 
     def flush(self) -> list[SceneDone]:
         """Wait for the pending write; the events of what it committed."""
@@ -180,10 +190,10 @@ WORKERS = ProcessWorkers()
 """The one module-level object of a build: how task functions reach their process's worker."""
 
 
-def cache_scene(job: CacheJob, spec: CacheSpec, scene_id: str) -> list[SceneDone]:
-    """Task body (in-process or on a dask worker): `SceneWorker.cache_scene` of this process.
+def cache_sequence(job: CacheJob, spec: CacheSpec, sequence: str, scene_ids: list[str]) -> list[SceneDone]:
+    """Task body (in-process or on a dask worker): `SceneWorker.cache_sequence` of this process.
     Call `flush_writes` after the last task."""
-    return WORKERS.get().cache_scene(job, spec, scene_id)
+    return WORKERS.get().cache_sequence(job, spec, sequence, scene_ids)
 
 
 def flush_writes() -> list[SceneDone]:

@@ -71,6 +71,7 @@ class StoreCase:
 
     kind: str
     location: Any
+    schema: int
     keys: Callable[[], list[str]]
     corrupt: Callable[[str, bytes], str]
     delete: Callable[[str], str]
@@ -93,7 +94,7 @@ def _local_case(root: Path) -> StoreCase:
         path.unlink()
         return str(path)
 
-    return StoreCase("local", root, keys, corrupt, delete)
+    return StoreCase("local", root, 3, keys, corrupt, delete)
 
 
 def _memory_case() -> StoreCase:
@@ -113,12 +114,14 @@ def _memory_case() -> StoreCase:
         del backing[key]
         return key
 
-    return StoreCase("memory", store, lambda: sorted(backing), corrupt, delete)
+    return StoreCase("memory", store, 3, lambda: sorted(backing), corrupt, delete)
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "local-schema2"])
 def store_case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
-    """The conformance backends: a LocalStore directory and a MemoryStore."""
-    if request.param == "local":
-        return _local_case(tmp_path / "cache")
-    return _memory_case()
+    """The conformance backends: a LocalStore directory and a MemoryStore holding caches of the
+    current schema (3), and a directory holding schema 2 (still read, resumed and repaired)."""
+    if request.param == "memory":
+        return _memory_case()
+    case = _local_case(tmp_path / "cache")
+    return dataclasses.replace(case, schema=2) if request.param == "local-schema2" else case

@@ -129,7 +129,7 @@ def _write_scenes(path: str, scenes: list[str]) -> None:
 
 def test_two_processes_writing_different_scenes_lose_nothing(tmp_path):
     path = str(tmp_path / "cache")
-    CacheWriter.create(path, make_spec())  # root written once, by this process
+    CacheWriter.create(path, make_spec(), schema_version=2)  # root written once, by this process
     jobs = [[f"w0_s{i}" for i in range(4)], [f"w1_s{i}" for i in range(4)]]
     ctx = multiprocessing.get_context("spawn")  # zarr runs an event-loop thread: do not fork it
     procs = [ctx.Process(target=_write_scenes, args=(path, job)) for job in jobs]
@@ -150,7 +150,7 @@ def test_two_processes_writing_different_scenes_lose_nothing(tmp_path):
 def test_reader_pickles_by_location(tmp_path):
     spec = make_spec()
     views = make_views(100, spec)
-    CacheWriter.create(tmp_path, spec).write_scene("s", views, ensemble_of(views))
+    CacheWriter.create(tmp_path, spec, schema_version=2).write_scene("s", views, ensemble_of(views))
     reader = pickle.loads(pickle.dumps(CacheReader(tmp_path, expect=spec)))
     assert reader.scene_ids == ("s",) and reader.gather("s", 1, np.arange(4))[0].shape == (4, 20)
 
@@ -160,12 +160,12 @@ def test_missing_or_file_location(tmp_path):
         CacheReader(tmp_path / "nothing")
     (tmp_path / "file").write_text("x")
     with pytest.raises(CacheError, match="is a file"):
-        CacheWriter.create(tmp_path / "file", make_spec())
+        CacheWriter.create(tmp_path / "file", make_spec(), schema_version=2)
 
 
 def _built(tmp_path: Path, codec: str = "lossless") -> tuple[Path, dict[str, list]]:
     spec = make_spec(codec=CodecSpec.create(codec))
-    writer = CacheWriter.create(tmp_path / "cache", spec)
+    writer = CacheWriter.create(tmp_path / "cache", spec, schema_version=2)
     truth = {}
     for i, scene in enumerate(["s0", "s1", "s2"]):
         views = make_views(400 + 10 * i, spec, seed=i)
@@ -222,7 +222,7 @@ def test_inspect_cache_command(tmp_path):
         dataset="scannet", data_root=str(tmp_path / "data"), class_names=SCANNET20_CLASSES,
         codec=CodecSpec.create("lossless"),  # exact logits: the labels below score exactly 100%
     )
-    writer = CacheWriter.create(tmp_path / "cache", spec)
+    writer = CacheWriter.create(tmp_path / "cache", spec, schema_version=2)
     rng = np.random.default_rng(1)
     for scene in ("scene0000_00", "scene0001_00"):
         views = make_views(300, spec, seed=int(scene[5:9]))
@@ -259,7 +259,7 @@ def test_a_torn_scene_document_hides_that_scene_only(tmp_path: Path) -> None:
     # zarr's own group listing reads every child's zarr.json and raises on a torn one: the
     # committed-scene listing must still return the other scenes (and the reader open)
     spec = make_spec(views=1, ensemble=False)
-    writer = CacheWriter.create(tmp_path / "cache", spec)
+    writer = CacheWriter.create(tmp_path / "cache", spec, schema_version=2)
     for i in range(3):
         writer.write_scene(f"s{i}", make_views(30, spec, seed=i)[:1])
     (tmp_path / "cache" / "s1" / "zarr.json").write_text('{"zarr_format": 3, "node_ty')

@@ -23,7 +23,7 @@ BOUNDS = {
 
 
 def _write(case, spec, scenes=("scene_a", "scene_b"), n=600):
-    writer = CacheWriter.create(case.location, spec)
+    writer = CacheWriter.create(case.location, spec, schema_version=case.schema)
     truth = {}
     for i, scene in enumerate(scenes):
         views = make_views(n + 37 * i, spec, seed=i)
@@ -86,24 +86,26 @@ def test_uncommitted_scene_is_invisible_and_rewritable(store_case, monkeypatch):
     writer, truth = _write(store_case, spec, scenes=("scene_a",))
     views = make_views(300, spec, seed=9)
 
+    import srkd.cache.packed as packed_module
     import srkd.cache.writer as writer_module
 
-    real = writer_module.write_entry
+    module, name = (writer_module, "write_entry") if store_case.schema == 2 else (packed_module, "_write_array")
+    real = getattr(module, name)
     calls = []
 
-    def crash_on_second_entry(*args, **kwargs):  # a crash half way through a scene
+    def crash_on_second_array(*args, **kwargs):  # a crash half way through a scene
         calls.append(args[1])
         if len(calls) == 2:
             raise KeyboardInterrupt("simulated crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(writer_module, "write_entry", crash_on_second_entry)
+    monkeypatch.setattr(module, name, crash_on_second_array)
     with pytest.raises(KeyboardInterrupt):
         writer.write_scene("scene_b", views, ensemble_of(views))
     with pytest.raises(KeyboardInterrupt):  # rewriting a COMMITTED scene clears its marker first
         calls.clear()
         writer.write_scene("scene_a", views, ensemble_of(views))
-    monkeypatch.setattr(writer_module, "write_entry", real)
+    monkeypatch.setattr(module, name, real)
 
     assert writer.committed_scenes() == set()
     reader = CacheReader(store_case.location)
@@ -184,7 +186,7 @@ def test_damaged_chunk_raises_naming_scene_and_array(store_case, damage):
 @pytest.mark.parametrize("bad", ["../x", "/", "a/b", "..", "", ".hidden", "x/../y"])
 def test_unsafe_scene_id_refused(store_case, bad):
     spec = make_spec()
-    writer = CacheWriter.create(store_case.location, spec)
+    writer = CacheWriter.create(store_case.location, spec, schema_version=store_case.schema)
     views = make_views(10, spec)
     with pytest.raises(CacheError, match="not a plain name"):
         writer.write_scene(bad, views, ensemble_of(views))
@@ -214,7 +216,7 @@ def test_bad_targets_refused_before_touching_the_store(store_case):
 
 def test_empty_scene_round_trips(store_case):
     spec = make_spec()
-    writer = CacheWriter.create(store_case.location, spec)
+    writer = CacheWriter.create(store_case.location, spec, schema_version=store_case.schema)
     views = make_views(0, spec)
     writer.write_scene("empty", views, ensemble_of(views))
     logits, feature = CacheReader(store_case.location).gather("empty", "ensemble", np.array([], np.int64))

@@ -42,7 +42,7 @@ def demo_like_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     synthetic_0000; some features are all zero (as ReLU features can be)."""
     folder = tmp_path_factory.mktemp("readme")
     spec = make_spec(codec=CodecSpec.create("int8"), views=2, ensemble=True)
-    writer = CacheWriter.create(folder / "cache", spec)
+    writer = CacheWriter.create(folder / "cache", spec, schema_version=2)
     for i in range(2):
         views = make_views(500 + i, spec, seed=i)
         views[0].feature[::50] = 0

@@ -28,7 +28,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def build(path: Path, codec: CodecSpec) -> CacheReader:
     spec = make_spec(codec=codec, views=2, ensemble=True)
-    writer = CacheWriter.create(path, spec)
+    writer = CacheWriter.create(path, spec, schema_version=2)
     for i, (scene, n) in enumerate(SCENES.items()):
         views = make_views(n, spec, seed=i)
         views[0].feature[:3] = 0  # zero features: the decode's length-0 rule is exercised
@@ -91,7 +91,7 @@ def test_xarray_opens_a_cache_and_decodes_what_srkd_decodes(tmp_path: Path, code
 def test_dimension_names_never_join_arrays_of_different_lengths(tmp_path: Path) -> None:
     # K == D here, so a shared name would go unnoticed by xarray: the names must still differ
     spec = make_spec(codec=CodecSpec.create("int8", rotate=True), views=1, ensemble=False, feature_dim=20)
-    CacheWriter.create(tmp_path / "cache", spec).write_scene("s", make_views(40, spec))
+    CacheWriter.create(tmp_path / "cache", spec, schema_version=2).write_scene("s", make_views(40, spec))
     entry = zarr.open_group(tmp_path / "cache", mode="r")["s/view_0"]
     dims = {name: arr.metadata.dimension_names for name, arr in entry.arrays()}
     assert dims == {

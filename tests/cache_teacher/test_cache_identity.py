@@ -28,8 +28,10 @@ DATASET = get_dataset_spec("scannet")
 
 @pytest.fixture
 def fresh(dataset_root: Path, teacher_ckpt: Path, tmp_path: Path):
-    """A 1-view int8 cache of the tiny scenes, built in-process in this test's folder."""
+    """A 1-view int8 schema-2 cache (a group per scene) of the tiny scenes, built in-process in
+    this test's folder."""
     job = job_for(dataset_root, teacher_ckpt, tmp_path / "cache", views=ViewSettings(views=1, seed=7), ensemble=False)
+    job = dataclasses.replace(job, schema_version=2)
     build_cache(job, workers=0)
     return job
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from srkd.cache import CacheReader, CodecSpec
 from srkd.cache.inspect import verify
+from srkd.types import DEFAULT_CODEC
 from srkd.cache_teacher.build import build_cache
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.plan import plan_cache
@@ -125,7 +126,8 @@ def test_rebuild_gives_identical_decoded_targets(built, tmp_path: Path) -> None:
 
 
 def test_resume_skips_committed_and_redoes_uncommitted(dataset_root: Path, teacher_ckpt: Path, tmp_path: Path) -> None:
-    job = job_for(dataset_root, teacher_ckpt, tmp_path / "cache", views=ViewSettings(views=1), ensemble=False)
+    job = job_for(dataset_root, teacher_ckpt, tmp_path / "cache", views=ViewSettings(views=1), ensemble=False,
+                  schema_version=2)  # a group per scene (schema 3: tests/cache_teacher/test_packed_build.py)
     first = build_cache(job, workers=0, max_scenes=2)
     assert first.written == list(SCENES[:2])
     marker = tmp_path / "cache" / SCENES[0] / "zarr.json"
@@ -198,7 +200,7 @@ def test_pointcept_checkpoint_with_teacher_model(dataset_root: Path, tmp_path: P
     job = job_for(dataset_root, ckpt, tmp_path / "c", teacher=TeacherRef(ckpt, "test_spunet"))
     _, spec, todo, _, _ = plan_cache(job)
     assert spec.teacher_name == "test_spunet" and spec.teacher_args == {"num_classes": 20, "in_channels": 6}
-    assert todo == list(SCENES)
+    assert [s for _, samples in todo for s in samples] == list(SCENES)
     with pytest.raises(CheckpointError):  # another class count does not fit the head
         load_teacher(TeacherRef(make_teacher(tmp_path / "t13.pt", num_classes=13), "test_spunet"), DATASET)
 
@@ -240,7 +242,7 @@ def test_cli_builds_then_resumes(dataset_root: Path, teacher_ckpt: Path, tmp_pat
     assert "wrote 2 scene(s), skipped 0" in result.output and "bytes/point" in result.output
     again = _cli(args)
     assert again.exit_code == 0 and "wrote 0 scene(s), skipped 2" in again.output
-    assert CacheReader(out).spec.codec == CodecSpec.create("int8") and not CacheReader(out).spec.ensemble
+    assert CacheReader(out).spec.codec == CodecSpec.create(DEFAULT_CODEC) and not CacheReader(out).spec.ensemble
 
 
 def test_cli_takes_defaults_from_stages_yaml(
