@@ -50,3 +50,25 @@ def assert_agree(got: np.ndarray, want: np.ndarray, rel: float = 1e-4, labels: f
     assert diff <= rel * float(np.abs(want).max()), f"max |diff| {diff:.3g} vs max |logit| {np.abs(want).max():.3g}"
     agree = float((got.argmax(1) == want.argmax(1)).mean())
     assert agree >= labels, f"argmax agreement {agree:.5f}"
+
+
+def save_student(path: Path, name: str, **overrides) -> Path:
+    """An srkd checkpoint of `name` (random weights and BatchNorm statistics, ScanNet-20 classes,
+    colour + normal input, 0.02 m grid)."""
+    from srkd.data.scannet import get_dataset_spec
+    from srkd.models import save_checkpoint
+
+    model = model_with_stats(name, **overrides)
+    return save_checkpoint(path, model, class_names=get_dataset_spec("scannet").class_names,
+                           feature_names=("color", "normal"), color_norm="pointcept",
+                           train_params={"grid_size": 0.02})  # fmt: skip
+
+
+def write_room_ply(path: Path, seed: int, n: int) -> Path:
+    """A synthetic room as a PLY point cloud with colours and normals."""
+    from srkd.data.scannet.ply import write_ply
+
+    sc = generate_scene(seed, 0, n)
+    write_ply(path, sc["coord"].astype(np.float32), sc["color"].astype(np.uint8), None,
+              normals=sc["normal"].astype(np.float32))
+    return path
