@@ -9,8 +9,10 @@ from pathlib import Path
 
 from srkd.settings import setting
 
-DEFAULT_OPSET = 18
-"""The ONNX opset srkd writes (the torch.export-based exporter's floor)."""
+DEFAULT_OPSET = 23
+"""The ONNX opset srkd writes: 23 has the fused Attention op (earlier opsets get matmul + softmax)."""
+MIN_OPSET = 18
+"""The torch.export-based ONNX exporter's floor."""
 
 
 @dataclass(frozen=True)

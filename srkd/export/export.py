@@ -1,8 +1,9 @@
 """`srkd export`: write a checkpoint's network as ONNX (or a torch.export program) plus its spec.
 
-The exported program is `TensorNetwork(model)`: inputs feat float32 (n, C) and the index arrays
-of `srkd.runtime.indices` (every point, voxel, patch and pool count dynamic), output logits
-float32 (n, K). It is traced with torch.export on a two-room example (two samples, so every
+The exported program is `TensorNetwork(model, masks=False)`: inputs feat float32 (n, C) and the
+index arrays of `srkd.runtime.indices` of ONE sample (every point, voxel, patch and pool count
+dynamic; a single sample's patches are full, so no key masks), output logits float32 (n, K).
+It is traced with torch.export on a two-room example (two samples, so every
 level has at least two patches) and then checked: the saved program is reloaded and run on a
 room of another size, and its logits must agree with srkd's own (spconv) inference. The folder
 appears complete or not at all: it is written beside the target and renamed into place.
@@ -21,13 +22,12 @@ import torch
 
 import srkd
 from srkd.errors import CheckpointError, ConfigError
-from srkd.export.config import DEFAULT_OPSET
+from srkd.export.config import DEFAULT_OPSET, MIN_OPSET
 from srkd.export.network import TensorNetwork, network_inputs
 from srkd.runtime.indices import IndexPlan
 from srkd.runtime.spec import FEATURE_WIDTHS, NETWORK_FILES, SPEC_NAME, StudentSpec
 
 FORMATS = tuple(NETWORK_FILES)
-MIN_OPSET = DEFAULT_OPSET  # the torch.export-based ONNX exporter's floor
 CHECK_TOLERANCE = 1e-4  # max |diff| relative to max |logit|, as the tests require
 CHECK_AGREEMENT = 0.999  # argmax agreement
 
@@ -149,7 +149,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, fmt: str = "onnx", opset: 
     seg, meta = load_plain_segmenter(checkpoint, grid_size=grid_size)
     model, grid = seg.model.eval(), seg.grid_size
     _check_refusals(fmt, opset, model, tuple(meta.feature_names))
-    net = TensorNetwork(model).eval()
+    net = TensorNetwork(model, masks=False).eval()
     channels = int(model.in_channels)
     rooms = [example_cloud(grid, s, n, channels) for s, n in ((1, 6000), (2, 3000))]
     coord = np.concatenate([rooms[0][0], rooms[1][0] + 1000 * grid])

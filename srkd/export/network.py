@@ -17,11 +17,13 @@ statistics).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
 from srkd.errors import ConfigError
-from srkd.export.ops import gather_conv, inverse_conv, patch_attention, voxel_mean
+from srkd.export.ops import gather_conv, inverse_conv, patch_attention, take, voxel_mean
 from srkd.models.ptv3 import PointTransformerV3
 from srkd.models.ptv3_blocks import Block
 from srkd.models.spunet import SpUNet
@@ -52,11 +54,12 @@ def plan_for(model: nn.Module) -> IndexPlan:
 
 
 class TensorNetwork(nn.Module):
-    """forward(feat, *indices) -> logits for `model` (see the module docstring)."""
+    """forward(feat, *indices) -> logits for `model` (see the module docstring). masks=False:
+    the network takes no patch key masks and one sample per call (what `srkd export` writes)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, masks: bool = True) -> None:
         super().__init__()
-        self.plan = plan_for(model)
+        self.plan = dataclasses.replace(plan_for(model), masks=masks)
         self.model = model
         self.index_names = tuple(self.plan.dims())[1:]
 
@@ -64,7 +67,7 @@ class TensorNetwork(nn.Module):
         idx = dict(zip(self.index_names, indices, strict=True))
         x = voxel_mean(feat, idx["voxel_of_point"], idx["voxel_count"])
         run = self._ptv3 if self.plan.kind == "ptv3" else self._spunet
-        return run(x, idx)[idx["voxel_of_point"]]
+        return take(run(x, idx), idx["voxel_of_point"])
 
     # ---- PTv3 --------------------------------------------------------------------------
 
@@ -74,7 +77,7 @@ class TensorNetwork(nn.Module):
         size, curve = block.attn.patch_size, block.order_index % len(self.model.order)
         key = f"{level}_p{size}_c{curve}"
         x = x + patch_attention(block.attn, block.norm1(x), idx[f"patch{key}"], idx[f"unpatch{key}"],
-                                idx[f"mask{level}_p{size}"])  # fmt: skip
+                                idx.get(f"mask{level}_p{size}"))  # fmt: skip
         return x + block.mlp(block.norm2(x))
 
     def _stage(self, stage: nn.ModuleDict, x: torch.Tensor, level: int, idx: dict,
@@ -94,7 +97,7 @@ class TensorNetwork(nn.Module):
         for level, stage in enumerate(m.enc.values()):
             if level:
                 down = stage["down"]
-                x = down.proj(x)[idx[f"pool{level}"]].amax(dim=1)
+                x = take(down.proj(x), idx[f"pool{level}"]).amax(dim=1)
                 x = down.act(down.norm(x))
             x = self._stage(stage, x, level, idx)
             skips.append(x)
@@ -102,7 +105,7 @@ class TensorNetwork(nn.Module):
             level = int(key[3:])
             up = stage["up"]
             skip = up.proj_skip(skips[level])
-            x = skip + up.proj(x)[idx[f"unpool{level + 1}"]]
+            x = skip + take(up.proj(x), idx[f"unpool{level + 1}"])
             x = self._stage(stage, x, level, idx, cpe_in=skip if up.mode == "v3m1" else None)
         return m.seg_head(x)
 

@@ -19,6 +19,7 @@ count. The arrays, by input name (M_l = voxels at level l, N = points):
                                         length) grid of curve c at patch size P
     unpatch{l}_p{P}_c{c}  int64 (M_l,)  the grid slot (flattened) each row reads its output from
     mask{l}_p{P}    float32 (S, L)      0 for real slots, -inf for keys past a short patch's end
+                                        (all 0 for one sample; plans without masks omit them)
   SpUNet (stride-2 sparse convs, kernel 2):
     down{l}         int64 (M_l, 8)      the level-(l-1) row at child offset j = (x%2, y%2, z%2)
                                         x-major of each level-l row, or M_{l-1} (a zero row)
@@ -43,13 +44,16 @@ _BIG = np.iinfo(np.int64).max
 class IndexPlan:
     """What a network needs built: its kind ("ptv3" or "spunet"), number of levels, the
     submanifold kernel sizes used at each level, and for PTv3 the curves, pooling strides and
-    the (patch size, curve) pairs its attention blocks use at each level."""
+    the (patch size, curve) pairs its attention blocks use at each level. `masks`: whether the
+    network takes the patches' key masks; without them it takes one sample per call (a single
+    sample's patches are always full, so its masks are all zero)."""
 
     kind: str
     kernels: tuple[tuple[int, ...], ...]
     orders: tuple[str, ...] = ()
     strides: tuple[int, ...] = ()
     patches: tuple[tuple[tuple[int, int], ...], ...] = ()
+    masks: bool = True
 
     @property
     def levels(self) -> int:
@@ -62,7 +66,8 @@ class IndexPlan:
     def from_json(cls, d: dict) -> IndexPlan:
         return cls(kind=str(d["kind"]), kernels=tuple(tuple(int(k) for k in ks) for ks in d["kernels"]),
                    orders=tuple(d.get("orders", ())), strides=tuple(int(s) for s in d.get("strides", ())),
-                   patches=tuple(tuple((int(p), int(c)) for p, c in lv) for lv in d.get("patches", ())))
+                   patches=tuple(tuple((int(p), int(c)) for p, c in lv) for lv in d.get("patches", ())),
+                   masks=bool(d.get("masks", True)))
 
     def dims(self) -> dict[str, tuple[str, ...]]:
         """{input name: symbolic shape} of every network input, in the network's argument order
@@ -80,7 +85,8 @@ class IndexPlan:
                 d[f"down{lv}"] = (m, "8")
                 d[f"up{lv}"] = (f"m{lv - 1}",)
             for p in sorted({p for p, _ in self.patches[lv]} if self.patches else ()):
-                d[f"mask{lv}_p{p}"] = (f"s{lv}_{p}", f"len{lv}_{p}")
+                if self.masks:
+                    d[f"mask{lv}_p{p}"] = (f"s{lv}_{p}", f"len{lv}_{p}")
                 for c in sorted({c for q, c in self.patches[lv] if q == p}):
                     d[f"patch{lv}_p{p}_c{c}"] = (f"s{lv}_{p}", f"len{lv}_{p}")
                     d[f"unpatch{lv}_p{p}_c{c}"] = (m,)

@@ -50,6 +50,11 @@ class Student:
         input features, already normalised (see `features`); offset int64 (B,) sample ends
         (default: one sample); indices: `self.indices(coord, offset)` when already built."""
         coord, feat = _check_points(coord, feat, self.spec.in_channels)
+        if offset is not None and len(offset) > 1 and not self.spec.plan.masks:  # one sample per call
+            if indices is not None:
+                raise DataError("indices can be passed for one sample only")
+            ends = np.asarray(offset, dtype=np.int64)
+            return np.concatenate([self.logits(coord[a:b], feat[a:b]) for a, b in zip(np.r_[0, ends[:-1]], ends)])
         feeds = dict(indices if indices is not None else self.indices(coord, offset))
         feeds["feat"] = feat
         return self.session.run(["logits"], {n: feeds[n] for n in self.input_names})[0]

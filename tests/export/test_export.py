@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,8 @@ from srkd.runtime import load_student
 from srkd.runtime.spec import read_spec
 from tests.export.helpers import real_crop, room, save_student, write_room_ply
 
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")  # torch's ONNX exporter
 runner = CliRunner()
 
 
@@ -49,7 +53,7 @@ def test_spec_describes_the_network(exported):
     assert (folder / "network.onnx").is_file() and raw["format"] == "srkd-student"
     assert spec.grid_size == 0.02 and spec.features == ("color", "normal") and len(spec.classes) == 20
     assert spec.color_scale == pytest.approx(1 / 255) and spec.color_shift == 0.0
-    assert list(spec.inputs)[0] == "feat" and "nbr0_k5" in spec.inputs and spec.opset == 18
+    assert list(spec.inputs)[0] == "feat" and "nbr0_k5" in spec.inputs and spec.opset == 23
     assert spec.check["argmax_agreement"] >= 0.999
     from srkd.models import file_sha256
 
@@ -63,6 +67,16 @@ def test_runtime_logits_match_srkd_on_rooms_of_other_sizes(exported):
         coord, feat = (a[:keep] for a in room(seed, n))
         rel, labels = agree(student.logits(coord, feat), srkd_logits(ckpt, coord, feat))
         assert rel <= 1e-4 and labels >= 0.999
+
+
+def test_runtime_runs_a_batch_one_sample_at_a_time(exported):
+    ckpt, folder = exported
+    (c1, f1), (c2, f2) = room(3, 2000), room(4, 1500)
+    got = load_student(folder, threads=1).logits(np.concatenate([c1, c2]), np.concatenate([f1, f2]),
+                                                 offset=np.array([2000, 3500]))  # fmt: skip
+    want = np.concatenate([srkd_logits(ckpt, c1, f1), srkd_logits(ckpt, c2, f2)])
+    rel, labels = agree(got, want)
+    assert rel <= 1e-4 and labels >= 0.999 and not read_spec(folder).plan.masks
 
 
 def test_runtime_logits_match_srkd_on_a_real_scan(exported, scannet_real):
@@ -151,3 +165,47 @@ def test_pt2_export_reloads_and_matches(tmp_path):
     assert rel <= 1e-4 and labels >= 0.999
     with pytest.raises(ConfigError, match="runs ONNX exports"):
         load_student(tmp_path / "pt2")
+
+
+DEPLOY_VENV_ENV = "SRKD_DEPLOY_VENV"
+
+
+def deploy_venv() -> Path:
+    """A virtual environment with numpy and onnxruntime only (no torch, no spconv, no system site
+    packages), made once under ~/.cache/srkd (or $SRKD_DEPLOY_VENV); skips the test when pip
+    cannot install them (no network, no wheel for this platform)."""
+    import subprocess
+    import sys
+
+    root = Path(os.environ.get(DEPLOY_VENV_ENV) or Path.home() / ".cache" / "srkd" / "deploy-venv")
+    python = root / "bin" / "python"
+    ready = root / ".srkd-ready"
+    if not ready.is_file():
+        try:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True, capture_output=True, timeout=120)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "numpy", "onnxruntime"], check=True,
+                           capture_output=True, timeout=600)  # fmt: skip
+        except (subprocess.SubprocessError, OSError) as exc:
+            pytest.skip(f"cannot build a numpy + onnxruntime venv here ({type(exc).__name__})")
+        ready.write_text("numpy onnxruntime\n")
+    return python
+
+
+def test_example_labels_a_ply_without_torch(exported, tmp_path):
+    import subprocess
+
+    ckpt, folder = exported
+    python = deploy_venv()
+    repo = Path(__file__).resolve().parents[2]
+    probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True, timeout=120)
+    assert probe.returncode != 0, "the deploy venv must not have torch"
+    ply = write_room_ply(tmp_path / "room.ply", 8, 4000)
+    out = tmp_path / "labels.npy"
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    run = subprocess.run([str(python), str(repo / "examples" / "label_ply.py"), str(folder), str(ply), str(out)],
+                         capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    _predict([str(ply), "--checkpoint", str(ckpt)], tmp_path / "torch")
+    want = np.load(tmp_path / "torch" / "room.labels.npy")
+    assert (np.load(out) == want).mean() >= 0.999
+    assert "%" in run.stdout
