@@ -8,7 +8,8 @@ curve definitions and their conventions are documented in `srkd.models.serializa
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

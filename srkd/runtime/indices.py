@@ -123,8 +123,9 @@ def _unique_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def neighbour_map(grid: np.ndarray, sample: np.ndarray, k: int) -> np.ndarray:
     """int64 (M, k**3) submanifold neighbour map of M distinct voxels (see the module docstring).
 
-    Keys are exact (packed with the padded extents); each kernel offset is one searchsorted of
-    sorted queries (rows visited in key order)."""
+    Keys are exact (packed with the padded extents) and visited in sorted order. A voxel's
+    neighbours at one (dx, dy) lie in one run of consecutive z keys, so one searchsorted per
+    (dx, dy) finds the run and each dz step moves at most one position along it."""
     r = k // 2
     g = grid.astype(np.int64) + r
     ext = g.max(axis=0) + r + 1
@@ -134,14 +135,20 @@ def neighbour_map(grid: np.ndarray, sample: np.ndarray, k: int) -> np.ndarray:
     order = np.argsort(key)
     skey = key[order]
     m = len(key)
-    steps = np.arange(-r, r + 1)
-    ox, oy, oz = np.meshgrid(steps, steps, steps, indexing="ij")
-    delta = ((ox * ext[1] + oy) * ext[2] + oz).reshape(-1)
+    skey_end = np.append(skey, _BIG)  # position m reads a key no query equals
+    row_end = np.append(order, m)
+    found = np.empty((k**3, m), dtype=np.int64)  # offset-major: each offset writes one contiguous row
+    steps = range(-r, r + 1)
+    for ix, dx in enumerate(steps):
+        for iy, dy in enumerate(steps):
+            base = skey + (dx * ext[1] + dy) * ext[2]
+            pos = np.searchsorted(skey, base - r)
+            for iz in range(k):
+                hit = skey_end[pos] == base + (iz - r)
+                found[(ix * k + iy) * k + iz] = np.where(hit, row_end[pos], m)
+                pos += hit
     out = np.empty((m, k**3), dtype=np.int64)
-    for j, dj in enumerate(delta):
-        q = skey + dj
-        pos = np.minimum(np.searchsorted(skey, q), m - 1)
-        out[order, j] = np.where(skey[pos] == q, order[pos], m)
+    out[order] = found.T
     return out
 
 
