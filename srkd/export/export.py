@@ -72,7 +72,7 @@ def _trace(net: TensorNetwork, example: tuple[torch.Tensor, ...]) -> torch.expor
         return torch.export.export(net, example, dynamic_shapes=shapes, strict=False)
 
 
-def _check_refusals(fmt: str, opset: int, model: torch.nn.Module, features: tuple[str, ...]) -> None:
+def _check_refusals(fmt: str, opset: int, features: tuple[str, ...]) -> None:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "onnx" and opset < MIN_OPSET:
@@ -148,7 +148,7 @@ def export_checkpoint(checkpoint: Path, out: Path, *, fmt: str = "onnx", opset: 
     _check_out(out)
     seg, meta = load_plain_segmenter(checkpoint, grid_size=grid_size)
     model, grid = seg.model.eval(), seg.grid_size
-    _check_refusals(fmt, opset, model, tuple(meta.feature_names))
+    _check_refusals(fmt, opset, tuple(meta.feature_names))
     net = TensorNetwork(model, masks=False).eval()
     channels = int(model.in_channels)
     rooms = [example_cloud(grid, s, n, channels) for s, n in ((1, 6000), (2, 3000))]

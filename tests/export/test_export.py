@@ -148,7 +148,7 @@ def test_export_refuses_features_no_runtime_feeds():
     from srkd.export.export import _check_refusals
 
     with pytest.raises(CheckpointError, match="not ones a runtime can feed"):
-        _check_refusals("onnx", 18, torch.nn.Identity(), ("color", "curvature"))
+        _check_refusals("onnx", 18, ("color", "curvature"))
 
 
 def test_pt2_export_reloads_and_matches(tmp_path):
