@@ -9,7 +9,7 @@ from pipeline.commands._common import user_errors
 
 
 def export(
-    checkpoint: O.ExportCheckpoint,
+    checkpoint: O.ExportCheckpoint = None,
     out: O.ExportOut = None,
     format: O.ExportFormatOpt = None,  # noqa: A002  (the option's name)
     opset: O.Opset = None,
@@ -22,6 +22,10 @@ def export(
         from srkd.export.config import ExportConfig
 
         c = resolve(ExportConfig, None, cli)
+        if c.checkpoint is None:
+            from srkd.errors import ConfigError
+
+            raise ConfigError("srkd export needs --checkpoint <srkd checkpoint of a PTv3 or SpUNet student>")
         typer.echo(f"exporting {c.checkpoint} ({c.format}) ...", err=True)
         from srkd.export.export import export_checkpoint
 

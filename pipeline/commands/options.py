@@ -166,7 +166,7 @@ Neighbours = Annotated[Optional[int], _opt("--normal-neighbours", min=3, help="k
 KeepGoing = Annotated[Optional[bool], _opt("--keep-going", help="A bad input file is reported and skipped, the others are labelled (exit code 1 at the end); otherwise the first bad file stops the run. Missing inputs always stop it before the model runs.")]
 # -- export --------------------------------------------------------------------------------------
 ExportFormat = enum.StrEnum("ExportFormat", {"onnx": "onnx", "pt2": "pt2"})
-ExportCheckpoint = Annotated[Path, _opt("--checkpoint", "-c", help="srkd checkpoint of a PTv3 or SpUNet model (a student from `srkd distill`).")]
+ExportCheckpoint = Annotated[P, _opt("--checkpoint", "-c", help="srkd checkpoint of a PTv3 or SpUNet model (a student from `srkd distill`); required.")]
 ExportOut = Annotated[P, _opt("--out", help="Output folder: network.onnx (or network.pt2) and student.json; an earlier export there is replaced.")]
 ExportFormatOpt = Annotated[Optional[ExportFormat], _opt("--format", help="onnx (run by ONNX Runtime, srkd.runtime) or pt2 (a torch.export program).")]
 Opset = Annotated[Optional[int], _opt("--opset", min=18, help="ONNX opset version.")]

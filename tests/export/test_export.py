@@ -137,6 +137,8 @@ def test_export_refusals(tmp_path):
     result = runner.invoke(app, ["export", "-c", str(ckpt), "--out", str(tmp_path / "busy")])
     assert result.exit_code == 1 and "not an srkd export folder" in result.output
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    result = runner.invoke(app, ["export", "--out", str(tmp_path / "z")])
+    assert result.exit_code == 1 and "needs --checkpoint" in result.output
     for bad in (["--format", "tflite"], ["--opset", "12"]):
         assert runner.invoke(app, ["export", "-c", str(ckpt), *bad]).exit_code == 2
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
