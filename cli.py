@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("distill", "pipeline.commands.distill:distill"),
     ("evaluate", "pipeline.commands.evaluate:evaluate"),
     ("predict", "pipeline.commands.predict:predict"),
+    ("export", "pipeline.commands.export:export"),
     ("run", "pipeline.commands.run:run"),
 )
 

@@ -1,11 +1,15 @@
-"""Can an srkd model leave Python? Try four exporters on `PlainSegmenter` and check the artifacts.
+"""Can an srkd model leave Python? Try the exporters on `PlainSegmenter` and `srkd export`.
 
-For each model (tiny presets by default, random weights, eval mode) and each exporter
-(torch.jit.script, torch.jit.trace, torch.export.export, torch.onnx.export), this script:
-  1. exports `PlainSegmenter(model, grid)` with example inputs from scene A (N_A points);
+For each model (tiny presets by default, random weights, eval mode) and each method
+(torch.jit.script, torch.jit.trace, torch.export.export, torch.onnx.export on the whole
+`PlainSegmenter`; then `srkd export` to ONNX and to a torch.export program, whose network takes
+host-built index arrays, see srkd/export), this script:
+  1. exports `PlainSegmenter(model, grid)` (or the model's checkpoint, for the srkd.* methods)
+     with example inputs from scene A (N_A points);
   2. saves the artifact, reloads it in a FRESH Python process that imports only torch (and
-     onnxruntime for ONNX; a second try also imports srkd.models, which registers spconv), and
-     runs it on scene B, a scene of a different size (N_B points);
+     onnxruntime for ONNX; a second try also imports srkd.models, which registers spconv; the
+     srkd.* methods import srkd.runtime, numpy only, to build the index arrays), and runs it on
+     scene B, a scene of a different size (N_B points);
   3. compares the reloaded logits with the eager model's on B: "works" means max |diff| < 1e-4.
 It prints a table and writes JSON (--out). The outcome of each attempt is recorded as found: the
 exception type and the first line of its message when a step fails.
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("jit.script", "jit.trace", "export.export", "onnx.export", "onnx.dynamo")
+METHODS = ("jit.script", "jit.trace", "export.export", "onnx.export", "onnx.dynamo", "srkd.onnx", "srkd.pt2")
 TOLERANCE = 1e-4
 _in_process: dict = {}  # method -> the exported object, when the exporter returned one
 GRID = 0.05
@@ -60,10 +64,42 @@ def _where(exc: BaseException) -> str:
     return f"{f.filename.split('site-packages/')[-1].split('/predict/')[-1]}:{f.lineno} in {f.name}"
 
 
+def _export_srkd(method: str, seg, path: Path) -> None:
+    """`srkd export` of the segmenter's model (saved as a checkpoint first) into folder `path`."""
+    from srkd.data.scannet import get_dataset_spec
+    from srkd.export.export import export_checkpoint
+    from srkd.models import save_checkpoint
+
+    ckpt = path.with_suffix(".ckpt.pt")
+    save_checkpoint(ckpt, seg.model, class_names=get_dataset_spec("scannet").class_names,
+                    feature_names=("color", "normal"), color_norm="pointcept", train_params={"grid_size": GRID})  # fmt: skip
+    export_checkpoint(ckpt, path, fmt=method.split(".")[1])
+
+
+def _run_srkd(method: str, folder: str, data) -> np.ndarray:
+    """Reload an `srkd export` folder with torch (pt2) or onnxruntime (onnx) and srkd.runtime."""
+    if method == "srkd.onnx":
+        from srkd.runtime import load_student
+
+        return load_student(folder).logits(data["coord"], data["feat"], data["offset"])
+    import torch
+
+    from srkd.runtime.indices import build_indices
+    from srkd.runtime.spec import read_spec
+
+    spec = read_spec(folder)
+    idx = build_indices(spec.plan, data["coord"], data["offset"], spec.grid_size)
+    args = [torch.from_numpy(data["feat"])] + [torch.from_numpy(idx[n]) for n in list(spec.inputs)[1:]]
+    with torch.no_grad():
+        return torch.export.load(str(Path(folder) / spec.network)).module()(*args).numpy()
+
+
 def _export(method: str, seg, example: tuple, path: Path) -> None:
     import torch
 
-    if method == "jit.script":
+    if method.startswith("srkd."):
+        _export_srkd(method, seg, path)
+    elif method == "jit.script":
         torch.jit.save(torch.jit.script(seg), str(path))
     elif method == "jit.trace":
         traced = torch.jit.trace(seg, example, check_trace=False)
@@ -88,11 +124,16 @@ def _export(method: str, seg, example: tuple, path: Path) -> None:
 
 def _reload_and_run(method: str, artifact: str, scene: str, out: str, with_srkd: bool) -> None:
     """The fresh process: load the artifact, run it on the scene's arrays, save the logits."""
-    import torch
-
     if with_srkd:
         import srkd.models  # noqa: F401  (registers spconv and the srkd model classes)
     data = np.load(scene)
+    if method.startswith("srkd."):
+        np.save(out, _run_srkd(method, artifact, data))
+        if "spconv" in sys.modules:
+            raise RuntimeError("the srkd.* reload imported spconv")
+        return
+    import torch
+
     args = [torch.from_numpy(data[k]) for k in ("coord", "feat", "offset")]
     if method in ("jit.script", "jit.trace"):
         logits = torch.jit.load(artifact)(*args)
@@ -154,7 +195,8 @@ def try_model(name: str, work: Path, n_a: int, n_b: int) -> list[dict]:
     rows = []
     for method in METHODS:
         row: dict = {"model": name, "method": method, "n_export": n_a, "n_check": n_b}
-        suffix = "onnx" if method.startswith("onnx") else "pt2" if method == "export.export" else "pt"
+        suffix = "dir" if method.startswith("srkd.") else "onnx" if method.startswith("onnx") else (
+            "pt2" if method == "export.export" else "pt")
         artifact = work / f"{name}.{method}.{suffix}"
         began = time.perf_counter()
         try:

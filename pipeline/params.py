@@ -51,6 +51,7 @@ COMMAND_CONFIGS: dict[str, tuple[str | None, str]] = {
     "distill": ("distill", "srkd.distill.config:DistillConfig"),
     "evaluate": ("evaluate", "srkd.evaluate.config:EvalConfig"),
     "predict": (None, "srkd.predict.config:PredictConfig"),
+    "export": (None, "srkd.export.config:ExportConfig"),
 }
 """command -> (the stages.yaml params section it reads, "module:Class" of its settings). Other
 commands read some other sections too (cache-teacher and train-teacher read data.root; evaluate

@@ -163,11 +163,20 @@ INPUTS_HELP = (
     "neighbours, oriented towards the scan's centroid)."
 )
 Inputs = Annotated[list[Path], typer.Argument(help=INPUTS_HELP, show_default=False)]
-Checkpoint = Annotated[Path, _opt("--checkpoint", "-c", help="srkd checkpoint (a student from `srkd distill`, or srkd/assets/demo_teacher.pt).")]
+Checkpoint = Annotated[P, _opt("--checkpoint", "-c", help="srkd checkpoint (a student from `srkd distill`, or srkd/assets/demo_teacher.pt); not with --runtime onnx.")]
+Runtime = enum.StrEnum("Runtime", {"torch": "torch", "onnx": "onnx"})
+PredictRuntime = Annotated[Optional[Runtime], _opt("--runtime", help="torch: the checkpoint in srkd (spconv); onnx: an `srkd export` folder (--model) run by ONNX Runtime.")]
+DeployModel = Annotated[P, _opt("--model", help="Folder written by `srkd export` (with --runtime onnx).")]
 PredictOut = Annotated[P, _opt("--out", help="Output folder: <name>.labels.npy (int64 class id per input point, input order) and <name>.ply (the points coloured by class, with a 'label' property).")]
 PredictTta = Annotated[Optional[bool], _opt("--tta/--no-tta", help="13 test-time views (4 rotations x 3 scales + flip, as `srkd evaluate`) or one view (13x faster).")]
 Neighbours = Annotated[Optional[int], _opt("--normal-neighbours", min=3, help="k of the PCA normals of point clouds without normals.")]
 KeepGoing = Annotated[Optional[bool], _opt("--keep-going", help="A bad input file is reported and skipped, the others are labelled (exit code 1 at the end); otherwise the first bad file stops the run. Missing inputs always stop it before the model runs.")]
+# -- export --------------------------------------------------------------------------------------
+ExportFormat = enum.StrEnum("ExportFormat", {"onnx": "onnx", "pt2": "pt2"})
+ExportCheckpoint = Annotated[P, _opt("--checkpoint", "-c", help="srkd checkpoint of a PTv3 or SpUNet model (a student from `srkd distill`); required.")]
+ExportOut = Annotated[P, _opt("--out", help="Output folder: network.onnx (or network.pt2) and student.json; an earlier export there is replaced.")]
+ExportFormatOpt = Annotated[Optional[ExportFormat], _opt("--format", help="onnx (run by ONNX Runtime, srkd.runtime) or pt2 (a torch.export program).")]
+Opset = Annotated[Optional[int], _opt("--opset", min=18, help="ONNX opset version.")]
 # -- generate-synthetic --------------------------------------------------------------------------
 SyntheticOut = Annotated[P, _opt("--out", help="Output root; scenes go to <out>/{train,val}/synthetic_NNNN/.")]
 Scenes = Annotated[Optional[int], _opt("--scenes", help="Number of scenes (>= 1).")]

@@ -10,7 +10,9 @@ from pipeline.commands._common import task_progress, user_errors
 
 def predict(
     inputs: O.Inputs,
-    checkpoint: O.Checkpoint,
+    checkpoint: O.Checkpoint = None,
+    runtime: O.PredictRuntime = None,
+    model: O.DeployModel = None,
     out: O.PredictOut = None,
     tta: O.PredictTta = None,
     device: O.Device = None,
@@ -34,7 +36,7 @@ def predict(
 
         configure_threads()
         with task_progress(console, "predict") as on_progress:
-            run = run_predict(c.checkpoint, inputs, c.out, tta=c.tta, device=c.device,
+            run = run_predict(c.checkpoint, inputs, c.out, runtime=c.runtime, model=c.model, tta=c.tta, device=c.device,
                               grid_size=c.grid_size, neighbours=c.neighbours, keep_going=c.keep_going,
                               progress=on_progress)  # fmt: skip
         _summary(console, run)

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 import torch
 
 from srkd.errors import ConfigError, DataError
+from srkd.runtime import curves
 
-ORDERS: tuple[str, ...] = ("z", "z-trans", "hilbert", "hilbert-trans")
-MAX_DEPTH = 16  # 3 * 16 = 48 bits of curve code leave 15 bits for the batch index
+ORDERS = curves.ORDERS
+MAX_DEPTH = curves.MAX_DEPTH  # 3 * 16 = 48 bits of curve code leave 15 bits for the batch index
 
 
 def _check_grid(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
@@ -50,15 +51,6 @@ def _check_grid(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
     return g
 
 
-def _spread_table(device: torch.device) -> torch.Tensor:
-    """int64 (256,): bit i of the index moved to bit 3i (the Morton spread of one byte)."""
-    v = torch.arange(256, device=device, dtype=torch.int64)
-    out = torch.zeros_like(v)
-    for i in range(8):
-        out |= ((v >> i) & 1) << (3 * i)
-    return out
-
-
 _SPREAD: dict[torch.device, torch.Tensor] = {}
 
 
@@ -66,14 +58,13 @@ def _spread(v: torch.Tensor) -> torch.Tensor:
     """Bit i of each int (< 2**16) moved to bit 3i, by two byte-table lookups; int64 (N,)."""
     table = _SPREAD.get(v.device)
     if table is None:
-        table = _SPREAD[v.device] = _spread_table(v.device)
-    v = v.long()
-    return table[v & 255] | (table[v >> 8] << 24)
+        table = _SPREAD[v.device] = torch.from_numpy(curves.spread_table()).to(v.device)
+    return curves.spread(v.long(), table)
 
 
 def _interleave(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Bits of x, y, z (each < 2**16) interleaved: bit i lands at 3i+2, 3i+1, 3i. int64 (N,)."""
-    return (_spread(x) << 2) | (_spread(y) << 1) | _spread(z)
+    return curves.interleave(x, y, z, _spread)
 
 
 def z_order_encode(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
@@ -96,27 +87,8 @@ def hilbert_encode(grid_coord: torch.Tensor, depth: int) -> torch.Tensor:
     the Morton spread of the transformed axes.
     """
     g = _check_grid(grid_coord, depth).to(torch.int32)
-    x = [g[:, 0].contiguous(), g[:, 1].contiguous(), g[:, 2].contiguous()]
-    for level in range(depth - 1, 0, -1):
-        p = (1 << level) - 1
-        # branch-free selects: m is all ones where the axis has bit `level` set, else zero
-        # axis 0: invert its own lower bits where its bit is set
-        m = -((x[0] >> level) & 1)
-        x[0] = x[0] ^ (m & p)
-        for i in (1, 2):
-            m = -((x[i] >> level) & 1)
-            swap = (x[0] ^ x[i]) & p  # exchange the lower bits of axis 0 and axis i
-            x[0] = x[0] ^ ((m & p) | (~m & swap))  # bit set: invert axis 0, else swap
-            x[i] = x[i] ^ (~m & swap)
-    # Gray encode: prefix-XOR over the interleaved bit string (x, y, z of each level, MSB first).
-    x[1] = x[1] ^ x[0]
-    x[2] = x[2] ^ x[1]
-    # t: bit b set when an odd number of the bits of axis 2 above b are set (bits 1..depth-1),
-    # i.e. the prefix XOR from the top of (axis 2 >> 1), in log2(16) shift-XOR steps
-    t = x[2] >> 1
-    for shift in (1, 2, 4, 8):
-        t = t ^ (t >> shift)
-    return _interleave(x[0] ^ t, x[1] ^ t, x[2] ^ t)
+    x = curves.hilbert_axes([g[:, 0].contiguous(), g[:, 1].contiguous(), g[:, 2].contiguous()], depth)
+    return _interleave(*x)
 
 
 def encode(

@@ -17,7 +17,9 @@ from srkd.settings import DEFAULT_DEVICE, setting
 class PredictConfig:
     """`srkd predict`'s settings (the scans to label are its arguments, not settings)."""
 
-    checkpoint: Path | None = setting(None)  # required by the command
+    checkpoint: Path | None = setting(None)  # required with runtime "torch"
+    runtime: str = setting("torch")
+    model: Path | None = setting(None)  # an `srkd export` folder, required with runtime "onnx"
     out: Path = setting(Path("predictions"))
     tta: bool = setting(True)
     device: str = setting(DEFAULT_DEVICE)

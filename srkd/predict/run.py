@@ -31,6 +31,7 @@ from srkd.errors import CheckpointError, ConfigError, DataError
 from srkd.inference import precise_views
 from srkd.io import atomic_write_stream
 from srkd.models.deploy import PlainSegmenter, load_plain_segmenter
+from srkd.predict.onnx import OnnxSegmenter, check_runtime_choice
 from srkd.predict.inputs import ScanInput, check_input, input_name, read_input
 from srkd.settings import DEFAULT_DEVICE
 from srkd.types import FEATURE_WIDTHS, PointCloud
@@ -43,7 +44,7 @@ Progress = Callable[[int, int, str], None]
 class Predictor:
     """A loaded model ready to label scans."""
 
-    segmenter: PlainSegmenter
+    segmenter: PlainSegmenter | OnnxSegmenter
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...]
     color_norm: str
@@ -114,6 +115,15 @@ def load_predictor(checkpoint: Path, *, grid_size: float | None = None, device: 
                      palette, dataset, dev, str(checkpoint))  # fmt: skip
 
 
+def load_exported_predictor(folder: Path) -> Predictor:
+    """An `srkd export` folder as a Predictor run by ONNX Runtime (ConfigError when it is not one)."""
+    segmenter = OnnxSegmenter(Path(folder), threads=torch.get_num_threads())
+    spec = segmenter.student.spec
+    dataset, palette = class_palette(spec.classes)
+    return Predictor(segmenter, tuple(spec.classes), tuple(spec.features), spec.color_norm, palette, dataset,
+                     torch.device("cpu"), str(folder))  # fmt: skip
+
+
 @torch.no_grad()
 def predict_cloud(p: Predictor, cloud: PointCloud, tta: bool = True,
                   on_view: Callable[[], None] | None = None) -> np.ndarray:
@@ -171,10 +181,12 @@ def _check_inputs(inputs: Sequence[Path], out: Path) -> None:
 
 
 def run_predict(
-    checkpoint: Path,
+    checkpoint: Path | None,
     inputs: Sequence[Path],
     out: Path,
     *,
+    runtime: str = "torch",
+    model: Path | None = None,
     tta: bool = True,
     device: str = DEFAULT_DEVICE,
     grid_size: float | None = None,
@@ -184,10 +196,18 @@ def run_predict(
 ) -> PredictRun:
     """Label every input and write its outputs. Every input path is checked (exists, is a folder
     with coord.npy or a PLY, no two write the same names) and the model loaded before any input
-    is read (and no output may replace an input). A bad file then raises its DataError, unless `keep_going`, which records it in
-    `failures` and goes on with the next input."""
+    is read (and no output may replace an input). A bad file then raises its DataError, unless
+    `keep_going`, which records it in `failures` and goes on with the next input. runtime "onnx"
+    runs the `srkd export` folder `model` with ONNX Runtime instead of a checkpoint (at the
+    export's grid size)."""
+    check_runtime_choice(runtime, checkpoint, model)
     _check_inputs(inputs, out)
-    predictor = load_predictor(checkpoint, grid_size=grid_size, device=device)
+    if runtime == "onnx":
+        if grid_size is not None:
+            raise ConfigError("--grid-size cannot change an export's voxel size (it is in its student.json)")
+        predictor = load_exported_predictor(model)
+    else:
+        predictor = load_predictor(checkpoint, grid_size=grid_size, device=device)
     one_point = PointCloud(coord=np.zeros((1, 3), np.float32), origin_index=np.zeros(1, np.int64))
     views = len(precise_views(one_point, tta))  # 13 ScanNet TTA views, or 1
     run = PredictRun(predictor, views)
