@@ -173,7 +173,8 @@ def test_old_checkpoints_train_params_read_back_typed():
     assert cfg.tensorboard is False and cfg.color_norm == RunConfig.color_norm  # absent: default
     # RunConfig's field names are what checkpoints record: a run started by the previous version
     # resumes (srkd.distill.run compares train_params key by key)
-    new_keys = {"color_norm", "teacher_color_norm", "tensorboard"}
+    new_keys = {"color_norm", "teacher_color_norm", "tensorboard", "labelled_points",
+                "labelled_scenes", "la_file", "lr_file", "label_seed"}
     assert set(cfg.to_json()) == set(DEMO_TEACHER_TRAIN_PARAMS) - {"recipe", "world_size"} | new_keys
     # option names instead of field names; unknown keys left out
     old = RunConfig.from_train_params({"student": "s", "mix3d": 0.1, "split": "t", "foo": 1})

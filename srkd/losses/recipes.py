@@ -108,18 +108,21 @@ class Recipe:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain values (for checkpoints and run logs)."""
-        return {
+        """Plain values (for checkpoints and run logs). `kl_points` only when KL is on and the
+        balanced means only when set, so the record of a recipe that does not use them is the
+        one earlier versions wrote (a run they started still resumes)."""
+        out: dict[str, Any] = {
             "method": self.method,
             "dataset": self.dataset,
             "weights": self.weights.active(),
             "temperature": self.temperature,
             "tau": self.tau,
             "n_relation_points": self.n_relation_points,
-            "kl_points": self.kl_points,
-            "balanced_kl": self.balanced_kl,
-            "balanced_ce": self.balanced_ce,
         }
+        if self.weights.kl > 0:
+            out["kl_points"] = self.kl_points
+        out.update({k: True for k in FLAG_NAMES if getattr(self, k)})
+        return out
 
 
 def recipe(name: str, dataset: str = DEFAULT_DATASET, **overrides: Any) -> Recipe:
