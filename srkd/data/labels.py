@@ -171,8 +171,8 @@ class LimitedLabels:
     def _labelled_scenes(self) -> set[str]:
         b, ids = self.budget, self.scene_ids
         if b.lr_file is not None:
-            listed = read_lr_file(b.lr_file)
-            unknown = [s for s in listed if s not in set(ids)]
+            listed, known = read_lr_file(b.lr_file), set(ids)
+            unknown = [s for s in listed if s not in known]
             if unknown or not listed:
                 shown = ", ".join(unknown[:3]) or "(the file lists none)"
                 raise ConfigError(
@@ -220,16 +220,6 @@ class LimitedLabels:
             return pc
         segment = np.where(self.keep_mask(scene_id, pc.segment), pc.segment, IGNORE_INDEX)
         return dataclasses.replace(pc, segment=segment.astype(np.int64))
-
-    def count(self, source: Any) -> tuple[int, int]:
-        """(labelled points kept, labelled scenes) over `source`'s scenes (loads each once)."""
-        points, scenes = 0, 0
-        for scene_id in self.scene_ids:
-            pc = source.load(scene_id)
-            if pc.segment is not None:
-                kept = int(self.keep_mask(scene_id, pc.segment).sum())
-                points, scenes = points + kept, scenes + (kept > 0)
-        return points, scenes
 
 
 _LR_STREAM = 0x4C52  # "LR": keeps the scene draw apart from any other stream of the same seed

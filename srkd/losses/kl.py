@@ -60,13 +60,16 @@ def kl_distill_loss(
     check_temperature("temperature", temperature)
     if points not in KL_POINTS:
         raise ConfigError(f"kl_points must be one of {KL_POINTS}, got {points!r}")
-    valid = segment != ignore_index if points == "labelled" else torch.ones_like(segment, dtype=torch.bool)
-    if not bool(valid.any()):
+    student, teacher = student_logits, teacher_logits.detach()
+    if points == "labelled":  # "all" takes every row as it is (no copy)
+        valid = segment != ignore_index
+        student, teacher = student[valid], teacher[valid]
+    if student.shape[0] == 0:
         return zero_like_graph(as_float(student_logits))
     t = float(temperature)
-    teacher = as_float(teacher_logits[valid].detach())
+    teacher = as_float(teacher)
     log_q = torch.log_softmax(teacher / t, dim=1)
-    log_r = torch.log_softmax(as_float(student_logits[valid]) / t, dim=1)
+    log_r = torch.log_softmax(as_float(student) / t, dim=1)
     per_point = (log_q.exp() * (log_q - log_r)).sum(dim=1)
     if balanced:
         return class_balanced_mean(per_point, teacher.argmax(dim=1), teacher.shape[1]) * (t * t)

@@ -68,6 +68,19 @@ def build_cache(out: Path, data_root: Path, teacher: Path, views: int = 3, ensem
     return out
 
 
+def tiny_run_config(out: Path, cache: Path | None, **overrides):
+    """A seconds-long distillation RunConfig of test_ptv3 on the tiny rooms (override any field)."""
+    from srkd.distill.config import RunConfig
+
+    # DropPath (test_ptv3), relation sampling, Mix3D coins and the augmentations all draw random
+    # numbers, so any stream that a resumed run does not continue exactly shows up in the model
+    values = dict(model="test_ptv3", out=out, cache=cache, method="srkd", epochs=2, batch_size=2,
+                  grid_size=0.1, device="cpu", checkpoint_every=1, mix3d_prob=0.8, workers=0,
+                  val_max_scenes=1, loss_overrides={"n_relation_points": 64}, seed=5)
+    values.update(overrides)
+    return RunConfig(**values)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_data(tmp_path_factory.mktemp("distill_data") / "data")

@@ -10,19 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from srkd.distill.config import RunConfig
 from srkd.distill.run import run
 from srkd.errors import ConfigError, DataError
 
-from .conftest import build_cache
+from .conftest import build_cache, tiny_run_config
 
 
-def config(out: Path, cache: Path, **overrides) -> RunConfig:
-    values = dict(model="test_ptv3", out=out, cache=cache, method="srkd", epochs=1, batch_size=2,
-                  grid_size=0.1, device="cpu", checkpoint_every=100, eval_every=0, mix3d_prob=0.8,
-                  workers=0, loss_overrides={"n_relation_points": 64}, seed=1)
-    values.update(overrides)
-    return RunConfig(**values)
+def config(out: Path, cache: Path | None, **overrides):
+    values = dict(epochs=1, checkpoint_every=100, eval_every=0, val_max_scenes=None, seed=1)
+    return tiny_run_config(out, cache, **{**values, **overrides})
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -9,25 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from srkd.distill.config import RunConfig
 from srkd.distill.loop import STATE_FILE
 from srkd.distill.run import run
 from srkd.distill.state import read_state
 from srkd.errors import CheckpointError
 
+from .conftest import tiny_run_config as config
+
 
 class Killed(Exception):
     """Stands in for a crash: raised from the step callback, so nothing after it runs."""
-
-
-def config(out: Path, cache: Path, **overrides) -> RunConfig:
-    # DropPath (test_ptv3), relation sampling, Mix3D coins and the augmentations all draw random
-    # numbers, so any stream that a resumed run does not continue exactly shows up in the model
-    values = dict(model="test_ptv3", out=out, cache=cache, method="srkd", epochs=2, batch_size=2,
-                  grid_size=0.1, device="cpu", checkpoint_every=1, mix3d_prob=0.8, workers=0,
-                  val_max_scenes=1, loss_overrides={"n_relation_points": 64}, seed=5)
-    values.update(overrides)
-    return RunConfig(**values)
 
 
 def state_dict(path: Path) -> dict[str, torch.Tensor]:
