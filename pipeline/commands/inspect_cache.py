@@ -88,8 +88,8 @@ def _summary_table(cache: Path, summary: dict):  # type: ignore[no-untyped-def]
 
 
 def _upgrade(cache: Path) -> None:
-    """srkd.cache.annotations.upgrade_metadata under the cache's exclusive lock (no build runs)."""
-    from srkd.cache.annotations import upgrade_metadata
+    """srkd.cache.upgrade.upgrade_metadata under the cache's exclusive lock (no build runs)."""
+    from srkd.cache.upgrade import upgrade_metadata
     from srkd.errors import CacheError
     from srkd.locking import locked_dir
 

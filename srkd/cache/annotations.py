@@ -18,26 +18,18 @@ Arrays of different lengths never share a name, and K and D stay apart even when
 CF's ``scale_factor``/``add_offset`` are NOT used: they are per-array scalars, while the int8
 codec's scale and offset are per-point arrays, so a CF decoder would compute something else.
 
-`upgrade_metadata` adds both to caches written before srkd recorded them, rewriting array
+`srkd.cache.upgrade.upgrade_metadata` adds both to caches written before srkd recorded them, rewriting array
 metadata documents (`zarr.json`) only: chunks and the root record, hence the fingerprint, stay
 as they were.
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-import zarr
-from zarr.core.buffer import cpu, default_buffer_prototype
-from zarr.core.sync import sync
-
-from srkd.cache.codecs import Codec, Int8Codec, make_codec
-
-if TYPE_CHECKING:
-    from srkd.cache.compact import CompactCodec
-from srkd.errors import CacheError
+from srkd.cache.codec_base import Codec
+from srkd.cache.codecs import Int8Codec
+from srkd.cache.compact import CompactCodec
 
 POINT, CLASS, CHANNEL, AXIS = "point", "class", "channel", "axis"
 DECODE = "srkd_decode"
@@ -121,8 +113,6 @@ def _compact(codec: CompactCodec) -> dict[str, Annotation]:
 
 def annotations(codec: Codec) -> dict[str, Annotation]:
     """Array name -> (dimension names, attributes) for every array `codec` may write."""
-    from srkd.cache.compact import CompactCodec
-
     if isinstance(codec, CompactCodec):
         return _compact(codec)
     return _int8(codec) if isinstance(codec, Int8Codec) else _plain(codec)
@@ -136,61 +126,3 @@ def annotate(codec: Codec, kind: str, name: str, ndim: int) -> Annotation:
     if len(dims) != ndim:
         dims = tuple(POINT if i == 0 and kind == "point" else f"{name}_dim{i}" for i in range(ndim))
     return dims, {"kind": kind, **attrs}
-
-
-def _entry_arrays(root: zarr.Group) -> list[zarr.Array]:
-    """Every array two group levels below the root (<scene>/<entry>/<array>)."""
-    out = []
-    for _, scene in root.groups():
-        for _, entry in scene.groups():
-            out.extend(arr for _, arr in entry.arrays())
-    return out
-
-
-def upgrade_metadata(path_or_store: Any) -> int:
-    """Add dimension names and decode attributes to every entry array of a cache that lacks
-    them (caches written before srkd recorded them). Returns the number of arrays rewritten
-    (0 when the cache is already up to date, so running it again is harmless).
-
-    Only array metadata documents change, each replaced atomically on a local directory; chunks,
-    scene attributes and the root record (so the fingerprint) are untouched, and srkd reads the
-    cache the same at every moment of the upgrade. Do not run it while a build writes the cache.
-
-    Raises CacheError when the location is not a readable srkd cache.
-    """
-    from srkd.cache.schema import describe, open_store, read_root
-
-    store = open_store(path_or_store, read_only=False)
-    root = zarr.open_group(store, mode="r+", use_consolidated=False)
-    record, spec = read_root(root, describe(path_or_store))
-    if int(record["schema_version"]) >= 3:  # written with both since the first schema-3 srkd
-        return 0
-    codec = make_codec(spec.codec)
-    try:
-        arrays = _entry_arrays(root)
-    except Exception as exc:  # zarr raises JSON/KeyError/... for a torn document
-        raise CacheError(
-            f"{describe(path_or_store)} has unreadable metadata ({type(exc).__name__}: {exc}); find "
-            "the damaged scene with `srkd inspect-cache --verify`, rebuild it, then upgrade"
-        ) from exc
-    changed = 0
-    for arr in arrays:
-        kind = str(arr.attrs.get("kind", "point"))
-        dims, attrs = annotate(codec, kind, arr.basename, arr.ndim)
-        meta = arr.metadata
-        if getattr(meta, "dimension_names", None) == dims and all(arr.attrs.get(k) == v for k, v in attrs.items()):
-            continue
-        key = f"{arr.path}/zarr.json"
-        doc = json.loads(sync(store.get(key, prototype=default_buffer_prototype())).to_bytes())
-        doc["dimension_names"] = list(dims)
-        doc["attributes"] = {**doc.get("attributes", {}), **attrs}
-        text = json.dumps(doc, indent=2, allow_nan=False, default=_json_scalar)
-        sync(store.set(key, cpu.Buffer.from_bytes(text.encode())))
-        changed += 1
-    return changed
-
-
-def _json_scalar(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -30,17 +30,15 @@ Blosc-zstd; a codec only decides the numbers and dtypes. Codecs:
 from __future__ import annotations
 
 import dataclasses
-import math
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from srkd.cache.codec_base import ArrayLayout, Codec, Encoded, JSONScalar, principal_axes, to_float16
+from srkd.cache.compact import CompactCodec
 from srkd.errors import CacheError, ConfigError
 from srkd.types import DEFAULT_CODEC
-
-JSONScalar = bool | int | float | str
 
 _DEFAULT_PARAMS: dict[str, dict[str, JSONScalar]] = {
     # Defaults measured on a trained teacher's outputs (bench/cache_codec.py, docs/cache.md "Codecs"):
@@ -55,9 +53,6 @@ _DEFAULT_PARAMS: dict[str, dict[str, JSONScalar]] = {
 }
 """Codec name -> its parameters with defaults (every parameter is stored, so fingerprints are
 explicit about what was used)."""
-
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
-
 
 @dataclasses.dataclass(frozen=True)
 class CodecSpec:
@@ -108,67 +103,6 @@ class CodecSpec:
         return f"{self.name}({args})"
 
 
-@dataclasses.dataclass(frozen=True)
-class ArrayLayout:
-    """Storage of one encoded array: trailing shape (after N for point arrays), dtype, and
-    whether Blosc's byte shuffle helps (multi-byte dtypes)."""
-
-    shape: tuple[int, ...]
-    dtype: str
-
-    @property
-    def shuffle(self) -> str:
-        return "shuffle" if np.dtype(self.dtype).itemsize > 1 else "noshuffle"
-
-
-@dataclasses.dataclass
-class Encoded:
-    """One entry's encoded arrays: `point` (each (N, ...)) and `side` (small, read whole)."""
-
-    point: dict[str, np.ndarray]
-    side: dict[str, np.ndarray]
-
-
-class Codec(ABC):
-    """Encode/decode one entry of teacher outputs. Subclasses are pure numpy."""
-
-    def __init__(self, spec: CodecSpec, num_classes: int | None = None) -> None:
-        self.spec = spec
-        self.num_classes = num_classes
-        """K of the entries this codec decodes (a codec that drops classes needs it to decode)."""
-        self.clevel = int(spec.options["clevel"])
-        if not 0 <= self.clevel <= 9:
-            raise ConfigError(f"codec {spec}: clevel must be in 0..9, got {self.clevel}")
-
-    @abstractmethod
-    def point_layout(self, num_classes: int, feature_dim: int) -> dict[str, ArrayLayout]:
-        """Per-point arrays: name -> layout of one row."""
-
-    def side_layout(self, num_classes: int, feature_dim: int) -> dict[str, ArrayLayout]:
-        """Per-entry arrays: name -> full layout."""
-        return {}
-
-    @abstractmethod
-    def encode(self, logits: np.ndarray, feature: np.ndarray) -> Encoded:
-        """logits float32 (N, K), feature float32 (N, D), both finite -> Encoded."""
-
-    @abstractmethod
-    def decode(
-        self, point: Mapping[str, np.ndarray], side: Mapping[str, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the point arrays (M, ...) plus side arrays -> (logits (M, K), feature (M, D)),
-        both float32."""
-
-
-def _to_float16(values: np.ndarray, what: str) -> np.ndarray:
-    if values.size and float(np.max(np.abs(values))) > _FLOAT16_MAX:
-        raise CacheError(
-            f"{what} exceeds the float16 range (|x| > {_FLOAT16_MAX:g}); "
-            "use the 'lossless' cache codec for this teacher"
-        )
-    return values.astype(np.float16)
-
-
 class LosslessCodec(Codec):
     """float32 logits and features; compression only."""
 
@@ -194,8 +128,8 @@ class Float16Codec(LosslessCodec):
 
     def encode(self, logits: np.ndarray, feature: np.ndarray) -> Encoded:
         return Encoded(
-            {"logits": _to_float16(logits, "teacher logits"),
-             "feature": _to_float16(feature, "teacher feature")},
+            {"logits": to_float16(logits, "teacher logits"),
+             "feature": to_float16(feature, "teacher feature")},
             {},
         )  # fmt: skip
 
@@ -239,16 +173,16 @@ class Int8Codec(Codec):
         hi = logits.max(axis=1) if logits.shape[1] else lo
         if self.logit_range > 0:
             lo = np.maximum(lo, hi - np.float32(self.logit_range))
-        offset = _to_float16(lo, "teacher logits")
+        offset = to_float16(lo, "teacher logits")
         # Quantise against the float16-rounded scale/offset actually stored, so decode matches.
-        scale = _to_float16((hi - lo) / self.logit_levels, "teacher logit range")
+        scale = to_float16((hi - lo) / self.logit_levels, "teacher logit range")
         off32 = offset.astype(np.float32)[:, None]
         sc32 = scale.astype(np.float32)[:, None]
         safe = np.where(sc32 > 0, sc32, 1.0)
         code = np.clip(np.rint((logits - off32) / safe), 0, self.logit_levels).astype(np.uint8)
 
         norm64 = np.linalg.norm(feature.astype(np.float64), axis=1)
-        norm = _to_float16(norm64, "teacher feature norm")
+        norm = to_float16(norm64, "teacher feature norm")
         direction = feature / np.where(norm64 > 0, norm64, 1.0)[:, None]
         side: dict[str, np.ndarray] = {}
         if self.rotate:
@@ -272,22 +206,6 @@ class Int8Codec(Codec):
         # Re-normalise: quantisation shortens/lengthens the direction; the norm is stored apart.
         feature = direction * (point["feature_norm"].astype(np.float32)[:, None] / np.where(length > 0, length, 1.0))
         return logits.astype(np.float32), feature.astype(np.float32)
-
-
-def principal_axes(direction: np.ndarray, max_rows: int = 32768) -> np.ndarray:
-    """Orthonormal basis (D, D) float32 of the rows' principal axes, largest variance first.
-
-    Deterministic: rows are sampled at an even stride and each axis' sign is fixed so that its
-    largest-magnitude component is positive (a clean rebuild reproduces the same codes).
-    """
-    n, d = direction.shape
-    if n == 0:
-        return np.eye(d, dtype=np.float32)
-    rows = direction[:: max(1, math.ceil(n / max_rows))].astype(np.float64)
-    _, vectors = np.linalg.eigh(rows.T @ rows)
-    vectors = vectors[:, ::-1]
-    signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(d)])
-    return (vectors * np.where(signs == 0, 1.0, signs)).astype(np.float32)
 
 
 def make_codec(spec: CodecSpec, num_classes: int | None = None) -> Codec:
@@ -322,8 +240,6 @@ def affinity_error(exact: np.ndarray, decoded: np.ndarray) -> float:
     a, b = unit(exact), unit(decoded)
     return float(np.abs(a @ a.T - b @ b.T).mean())
 
-
-from srkd.cache.compact import CompactCodec  # noqa: E402 (it builds on the classes above)
 
 _CODECS: dict[str, type[Codec]] = {"int8": Int8Codec, "float16": Float16Codec, "lossless": LosslessCodec,
                                    "compact": CompactCodec}  # fmt: skip

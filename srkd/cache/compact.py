@@ -35,8 +35,13 @@ import math
 
 import numpy as np
 
-from srkd.cache.codecs import ArrayLayout, Codec, CodecSpec, Encoded, _to_float16, principal_axes
+from typing import TYPE_CHECKING
+
+from srkd.cache.codec_base import ArrayLayout, Codec, Encoded, principal_axes, to_float16
 from srkd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from srkd.cache.codecs import CodecSpec
 
 
 class CompactCodec(Codec):
@@ -95,7 +100,7 @@ class CompactCodec(Codec):
     # -- features
     def _encode_features(self, feature: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         norm64 = np.linalg.norm(feature.astype(np.float64), axis=1)
-        norm = _to_float16(norm64, "teacher feature norm")
+        norm = to_float16(norm64, "teacher feature norm")
         direction = feature / np.where(norm64 > 0, norm64, 1.0)[:, None]
         r = self._r(feature.shape[1])
         side = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from srkd.cache.codecs import Encoded
+from srkd.cache.codec_base import Encoded
 from srkd.cache.housekeeping import clean_leftovers
 from srkd.cache.packed import PackedSample, plan_sequences
 from srkd.cache.reader import CacheReader

@@ -33,7 +33,7 @@ from zarr.core.sync import sync
 
 from srkd.cache.annotations import annotate
 from srkd.cache.arrays import REBUILD_ADVICE
-from srkd.cache.codecs import Codec, Encoded
+from srkd.cache.codec_base import Codec, Encoded
 from srkd.errors import CacheError
 from srkd.types import SEQUENCE_SAMPLES
 

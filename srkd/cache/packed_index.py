@@ -10,7 +10,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from srkd.cache.codecs import Codec
+from srkd.cache.codec_base import Codec
 from srkd.cache.packed import SAMPLES, read_sample_rows, read_sequence_attrs
 from srkd.errors import CacheError, CacheMissError
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from srkd.cache.arrays import read_entry
 from srkd.cache.codecs import make_codec
 from srkd.cache.packed_index import PackedIndex
 from srkd.cache.schema import (
@@ -28,7 +29,6 @@ from srkd.cache.schema import (
     describe,
     entry_name,
     open_store,
-    read_entry,
     read_root,
     stale_message,
 )

@@ -28,14 +28,9 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
-from srkd.cache.arrays import (  # noqa: F401 (their old home)
-    CHUNK_ROWS,
-    entry_nbytes,
-    missing_chunk_keys,
-    read_entry,
-    write_entry,
-)
-from srkd.cache.codecs import Codec, CodecSpec
+from srkd.cache.arrays import missing_chunk_keys
+from srkd.cache.codec_base import Codec
+from srkd.cache.codecs import CodecSpec
 from srkd.data.scannet.layout import check_scene_id as layout_check_scene_id
 from srkd.data.transforms.color import LEGACY_COLOR_NORM, check_color_norm
 from srkd.errors import CacheError, ConfigError, DataError

@@ -26,6 +26,7 @@ import numpy as np
 import zarr
 
 from srkd import __version__
+from srkd.cache.arrays import write_entry
 from srkd.cache.codecs import make_codec
 from srkd.cache.housekeeping import sequence_lock
 from srkd.cache.packed import (
@@ -57,7 +58,6 @@ from srkd.cache.schema import (
     root_record,
     scene_damage,
     stale_message,
-    write_entry,
 )
 from srkd.errors import CacheError, ConfigError
 

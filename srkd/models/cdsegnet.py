@@ -192,26 +192,6 @@ TEST_CDSEGNET: dict[str, Any] = dict(  # a tiny CDSegNet for tests: the same top
 )
 
 
-def cdsegnet_branches(config: dict[str, Any]) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Widths and depths per branch ("_n", "_c") as srkd.models.pointcept_arch reads them."""
-    keys = ("enc_channels", "enc_depths", "dec_channels", "dec_depths")
-    return {f"_{b}": {k: tuple(config[b][k]) for k in keys} for b in ("n", "c")}
-
-
-def cdsegnet_args(branches: dict[str, dict[str, tuple[int, ...]]]) -> dict[str, Any]:
-    """CDSegNet arguments for read widths and depths (heads = channels / 16, patches 1024, the
-    conditional branch's poolings as CDSegNet's: stride 4)."""
-    from srkd.models.pointcept_arch import ptv3_args
-
-    out = {}
-    for b in ("n", "c"):
-        args = {k: v for k, v in ptv3_args(branches[f"_{b}"]).items() if k in BRANCH_KEYS}
-        if b == "c":
-            args["stride"] = (4,) * (len(args["enc_channels"]) - 1)
-        out[b] = args
-    return out
-
-
 @MODELS.register
 def cdsegnet(**overrides) -> CDSegNet:
     """CDSegNet as released for ScanNet (noise_seed selects the test-time noise draw)."""

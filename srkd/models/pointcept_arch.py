@@ -23,6 +23,8 @@ from typing import Any
 import torch
 
 from srkd.errors import CheckpointError
+from srkd.models.cdsegnet import BRANCH_KEYS, CDSEGNET_SCANNET
+from srkd.models.ptv3 import PTV3_BASE, SONATA_SEMSEG
 
 FAMILIES: tuple[str, ...] = ("PT-v3m1", "PT-v3m2", "CDSegNet")
 HEAD_WIDTH = 16  # channels per attention head in every released config
@@ -158,8 +160,6 @@ def preset_for(arch: PointceptArch) -> tuple[str, dict[str, Any]]:
     preset = {"PT-v3m1": "ptv3_base", "PT-v3m2": "sonata_semseg", "CDSegNet": "cdsegnet"}[arch.family]
     base = {"num_classes": arch.num_classes, "in_channels": arch.in_channels}
     if arch.family == "CDSegNet":
-        from srkd.models.cdsegnet import CDSEGNET_SCANNET, cdsegnet_args
-
         if not arch.extra["t_dim"]:
             raise CheckpointError("a CDSegNet checkpoint without a time embedding (fc_t1, T_dim=-1) is not supported")
         base.update(c_in_channels=arch.extra["c_in_channels"])
@@ -176,12 +176,26 @@ def preset_for(arch: PointceptArch) -> tuple[str, dict[str, Any]]:
 def preset_shapes(preset: str) -> dict[str, dict[str, tuple[int, ...]]]:
     """The branches (as in PointceptArch) of a registered preset, read from its constructor
     arguments without building it."""
-    from srkd.models.ptv3 import PTV3_BASE, SONATA_SEMSEG
-
     tables = {"ptv3_base": {"": PTV3_BASE}, "sonata_semseg": {"": SONATA_SEMSEG}}
     if preset == "cdsegnet":
-        from srkd.models.cdsegnet import CDSEGNET_SCANNET, cdsegnet_branches
-
         return cdsegnet_branches(CDSEGNET_SCANNET)
     keys = ("enc_channels", "enc_depths", "dec_channels", "dec_depths")
     return {b: {k: tuple(cfg[k]) for k in keys} for b, cfg in tables[preset].items()}
+
+
+def cdsegnet_branches(config: dict[str, Any]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Widths and depths per branch ("_n", "_c") as `PointceptArch.branches` holds them."""
+    keys = ("enc_channels", "enc_depths", "dec_channels", "dec_depths")
+    return {f"_{b}": {k: tuple(config[b][k]) for k in keys} for b in ("n", "c")}
+
+
+def cdsegnet_args(branches: dict[str, dict[str, tuple[int, ...]]]) -> dict[str, Any]:
+    """CDSegNet arguments for read widths and depths (heads = channels / 16, patches 1024, the
+    conditional branch's poolings as CDSegNet's: stride 4)."""
+    out = {}
+    for b in ("n", "c"):
+        args = {k: v for k, v in ptv3_args(branches[f"_{b}"]).items() if k in BRANCH_KEYS}
+        if b == "c":
+            args["stride"] = (4,) * (len(args["enc_channels"]) - 1)
+        out[b] = args
+    return out

@@ -13,7 +13,8 @@ import xarray as xr
 import zarr
 
 from srkd.cache import CacheReader, CacheWriter, CodecSpec, arrays, ensemble_of
-from srkd.cache.annotations import DECODE, upgrade_metadata
+from srkd.cache.annotations import DECODE
+from srkd.cache.upgrade import upgrade_metadata
 from srkd.errors import CacheError
 from tests.cache.conftest import make_spec, make_views
 
