@@ -6,41 +6,22 @@ when the file exists, else from `srkd.cache_teacher.config.CacheTeacherConfig` (
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from pipeline.commands import options as O
 from pipeline.commands._common import task_progress, user_errors
+from srkd.cache_teacher.config import CacheTeacherConfig
 
 
-def cache_teacher(
-    dataset: O.Dataset = None,
-    teacher: O.Teacher = None,
-    teacher_model: O.TeacherModel = None,
-    color_norm: O.CacheColorNorm = None,
-    unpooling: O.UnpoolingOption = None,
-    noise_seed: O.NoiseSeed = None,
-    data_root: O.CacheDataRoot = None,
-    split: O.CacheSplit = None,
-    out: O.CacheOut = None,
-    views: O.Views = None,
-    seed: O.ViewSeed = None,
-    grid_size: O.GridSize = None,
-    codec: O.CodecOption = None,
-    ensemble: O.Ensemble = None,
-    workers: O.DaskWorkers = None,
-    scheduler: O.Scheduler = None,
-    overwrite: O.Overwrite = None,
-    device: O.Device = None,
-    max_scenes: O.MaxScenes = None,
-    sequence_samples: O.SequenceSamples = None,
-) -> None:
+@O.with_options(CacheTeacherConfig)
+def cache_teacher(**cli: Any) -> None:
     """Run the frozen teacher once per scene and view; write its per-point logits and features."""
-    cli = dict(locals())
     with user_errors():
         from dataclasses import replace
 
         from pipeline.params import command_defaults, resolve
-        from srkd.cache_teacher.config import CacheTeacherConfig
 
         config = resolve(CacheTeacherConfig, "cache", cli)
         if config.data_root is None:  # the pipeline's dataset, as generate-synthetic writes it

@@ -13,6 +13,7 @@ import typer
 
 from pipeline.commands import options as O
 from pipeline.commands._common import task_progress, user_errors
+from srkd.evaluate.config import EvalConfig
 
 
 def default_checkpoints(evaluate_params: dict[str, Any], distill_params: dict[str, Any]) -> list[Path]:
@@ -27,22 +28,9 @@ def default_checkpoints(evaluate_params: dict[str, Any], distill_params: dict[st
     return [Path(str(out)) / "model.pt"] if out else []
 
 
-def evaluate(
-    checkpoint: O.Checkpoints = None,
-    cache: O.EvalCache = None,
-    data_root: O.EvalDataRoot = None,
-    split: O.EvalSplit = None,
-    dataset: O.Dataset = None,
-    tta: O.Tta = None,
-    grid_size: O.GridSize = None,
-    out: O.EvalOut = None,
-    device: O.Device = None,
-    max_scenes: O.MaxScenes = None,
-    render_scene: O.RenderScene = None,
-    latency_runs: O.LatencyRuns = None,
-) -> None:
+@O.with_options(EvalConfig)
+def evaluate(**cli: Any) -> None:
     """Score models on every original point of a split (TTA), write metrics.json, report.md and pictures."""
-    cli = dict(locals())
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -77,7 +65,6 @@ def _settings(cli: dict[str, Any]):  # type: ignore[no-untyped-def]
 
     from pipeline.params import command_defaults, resolve
     from srkd.errors import ConfigError
-    from srkd.evaluate.config import EvalConfig
 
     config = resolve(EvalConfig, "evaluate", {**cli, "checkpoint": None, "cache": None})
     params = command_defaults("evaluate")

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from pipeline.commands import options as O
 from pipeline.commands._common import user_errors
+from srkd.export.config import ExportConfig
 
 
-def export(
-    checkpoint: O.ExportCheckpoint = None,
-    out: O.ExportOut = None,
-    format: O.ExportFormatOpt = None,  # noqa: A002  (the option's name)
-    opset: O.Opset = None,
-    grid_size: O.GridSize = None,
-) -> None:
+@O.with_options(ExportConfig)
+def export(**cli: Any) -> None:
     """Export a trained student for deployment: a network that ONNX Runtime runs without torch or spconv."""
-    cli = dict(locals())
     with user_errors():
         from pipeline.params import resolve
-        from srkd.export.config import ExportConfig
 
         c = resolve(ExportConfig, None, cli)
         if c.checkpoint is None:

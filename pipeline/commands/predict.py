@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from pipeline.commands import options as O
 from pipeline.commands._common import task_progress, user_errors
+from srkd.predict.config import PredictConfig
 
 
-def predict(
-    inputs: O.Inputs,
-    checkpoint: O.Checkpoint = None,
-    runtime: O.PredictRuntime = None,
-    model: O.DeployModel = None,
-    out: O.PredictOut = None,
-    tta: O.PredictTta = None,
-    device: O.Device = None,
-    grid_size: O.GridSize = None,
-    neighbours: O.Neighbours = None,
-    keep_going: O.KeepGoing = None,
-) -> None:
+@O.with_options(PredictConfig)
+def predict(inputs: O.Inputs, **cli: Any) -> None:
     """Label every point of new scans with a trained model; write per-point labels and coloured PLYs."""
-    cli = dict(locals())
     from rich.console import Console
 
     console = Console(stderr=True)
     with user_errors():
         from pipeline.params import resolve
-        from srkd.predict.config import PredictConfig
 
         c = resolve(PredictConfig, None, cli)
 

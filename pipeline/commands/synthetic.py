@@ -4,38 +4,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pipeline.commands import options as O
 from pipeline.commands._common import task_progress, user_errors
+from srkd.data.synthetic.config import SyntheticConfig
 
 
-def generate_synthetic(
-    out: O.SyntheticOut = None,
-    scenes: O.Scenes = None,
-    seed: O.DatasetSeed = None,
-    val_fraction: O.ValFraction = None,
-    points: O.Points = None,
-    workers: O.ProcessWorkers = None,
-    kind: O.KindOption = None,
-    fmt: O.FormatOption = None,
-    keyframes: O.Keyframes = None,
-    sweeps: O.Sweeps = None,
-    beams: O.Beams = None,
-    azimuth_steps: O.AzimuthSteps = None,
-) -> None:
+@O.with_options(SyntheticConfig)
+def generate_synthetic(**cli: Any) -> None:
     """Generate a synthetic dataset with train/val splits: ScanNet-20 rooms, or outdoor lidar scans.
 
     Unset options come from stages.yaml's params.data (root, scenes, seed, val_fraction, points).
     A run that fails part-way leaves <out>/unfinished.json instead of <out>/synthetic.json;
     readers refuse such a folder, and re-running the same command finishes it.
     """
-    cli = dict(locals())
     with user_errors():
         from pipeline.params import resolve
-        from srkd.data.synthetic.config import SyntheticConfig
         from srkd.errors import ConfigError
 
-        if kind == "outdoor" and points is not None:
+        if cli["kind"] == "outdoor" and cli["points"] is not None:
             raise ConfigError("--points sets the size of an indoor room; an outdoor scan's size "
                               "follows from --beams and --azimuth-steps")
         config = resolve(SyntheticConfig, "data", cli)

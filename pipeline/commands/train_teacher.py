@@ -6,23 +6,17 @@ from typing import Any
 
 from pipeline.commands import options as O
 from pipeline.commands._common import user_errors
+from srkd.distill.config import TeacherConfig
 
 
-@O.with_training_options
-def train_teacher(
-    model: O.Model = None,
-    split: O.TrainSplit = None,
-    out: O.TrainOut = None,
-    **options: Any,
-) -> None:
+@O.with_options(TeacherConfig)
+def train_teacher(**cli: Any) -> None:
     """Train a model on ground truth alone (CE + Lovasz), e.g. a teacher for the demo."""
-    cli = {**{k: v for k, v in locals().items() if k != "options"}, **options}
     with user_errors():
         from dataclasses import replace
 
         from pipeline.commands._training import run_with_progress
         from pipeline.params import command_defaults, resolve
-        from srkd.distill.config import TeacherConfig
 
         config = resolve(TeacherConfig, "teacher", cli)
         if config.data_root is None:  # the pipeline's dataset, as generate-synthetic writes it

@@ -14,10 +14,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from srkd.data.registry import per_dataset
+from srkd.data.registry import DATASET_FLAG, per_dataset
+from srkd.data.transforms.color import COLOR_NORMS
 from srkd.errors import ConfigError
-from srkd.settings import DEFAULT_DEVICE, setting
-from srkd.types import DEFAULT_CODEC, DEFAULT_DATASET, SEQUENCE_SAMPLES, TRAIN_SPLIT, VIEW_SEED, VIEWS
+from srkd.settings import (
+    DEFAULT_DEVICE,
+    DEVICE,
+    GRID_SIZE,
+    MAX_SCENES,
+    TEACHER_MODEL,
+    Flag,
+    setting,
+)
+from srkd.types import (
+    CODEC_NAMES,
+    DEFAULT_CODEC,
+    DEFAULT_DATASET,
+    SEQUENCE_SAMPLES,
+    TRAIN_SPLIT,
+    UNPOOLING_MODES,
+    VIEW_SEED,
+    VIEWS,
+)
 
 if TYPE_CHECKING:
     from srkd.cache import CodecSpec
@@ -72,26 +90,42 @@ class CacheTeacherConfig:
     teacher and data_root are required in effect (data_root falls back to params.data.root, which
     the command reads); `job()` says which is missing."""
 
-    dataset: str = setting(DEFAULT_DATASET)
-    teacher: Path | None = setting(None, note="stages.yaml cache.teacher")
-    teacher_model: str | None = setting(None, note="none: an srkd checkpoint records its model")
-    color_norm: str | None = setting(None, note="the checkpoint's, else pointcept")
-    unpooling: str | None = setting(None, note="the preset's; v3m1 for ptv3_base and ptv3_half")
-    noise_seed: int | None = setting(None, note="0; a CDSegNet teacher's test-time noise draw")
-    data_root: Path | None = setting(None, note="stages.yaml data.root")
-    split: str = setting(TRAIN_SPLIT)
-    out: Path = setting(Path("cache"))
-    views: int = setting(VIEWS)
-    seed: int = setting(VIEW_SEED)
-    grid_size: float | None = setting(None, note=per_dataset("grid_size"))
-    codec: str = setting(DEFAULT_CODEC)
-    ensemble: bool | None = setting(None, note="on when --views > 1")
-    workers: int = setting(1)
-    scheduler: str | None = setting(None, note="a local cluster")
-    overwrite: bool = setting(False, cli_only=True)
-    device: str = setting(DEFAULT_DEVICE)
-    max_scenes: int | None = setting(None, note="all")
-    sequence_samples: int = setting(SEQUENCE_SAMPLES)
+    dataset: str = setting(DEFAULT_DATASET, DATASET_FLAG)
+    teacher: Path | None = setting(None, (
+        "Teacher checkpoint: an srkd checkpoint, or a Pointcept .pth with --teacher-model."),
+        note="stages.yaml cache.teacher")
+    teacher_model: str | None = setting(None, TEACHER_MODEL, note="none: an srkd checkpoint records its model")
+    color_norm: str | None = setting(None, Flag(
+        "Colour normalisation the teacher was trained with: pointcept = color/255 (Pointcept >= 1.6), "
+        "legacy = color/127.5-1 (older Pointcept). An srkd checkpoint records its own.",
+        choices=tuple(COLOR_NORMS)), note="the checkpoint's, else pointcept")
+    unpooling: str | None = setting(None, Flag(
+        "PTv3 decoder semantics of a --teacher-model checkpoint: v3m1 (Pointcept PT-v3m1) or v3m2.",
+        choices=UNPOOLING_MODES), note="the preset's; v3m1 for ptv3_base and ptv3_half")
+    noise_seed: int | None = setting(None, (
+        "Seed of a CDSegNet teacher's test-time noise draw (its output depends on it; the cache "
+        "records it)."), note="0; a CDSegNet teacher's test-time noise draw")
+    data_root: Path | None = setting(None, (
+        "Dataset root: <split>/<scene>/ folders for ScanNet, the release's top folder for nuScenes / "
+        "SemanticKITTI."), note="stages.yaml data.root")
+    split: str = setting(TRAIN_SPLIT, "Split folder to cache.")
+    out: Path = setting(Path("cache"), "Cache directory (Zarr v3).")
+    views: int = setting(VIEWS, Flag("Views per scene; view 0 is the scene as stored.", min=1))
+    seed: int = setting(VIEW_SEED, Flag("Seed of the augmented views 1..V-1.", min=0))
+    grid_size: float | None = setting(None, GRID_SIZE, note=per_dataset("grid_size"))
+    codec: str = setting(DEFAULT_CODEC, Flag("Target encoding.", choices=CODEC_NAMES))
+    ensemble: bool | None = setting(None, "Also store the mean over views.", note="on when --views > 1")
+    workers: int = setting(1, Flag("Dask worker processes; 0 = in this process, no dask.", min=0))
+    scheduler: str | None = setting(None, (
+        "Address of a running dask scheduler (e.g. tcp://host:8786) instead of a local cluster."),
+        note="a local cluster")
+    overwrite: bool = setting(False, Flag("Replace a cache built with other settings.", negatable=False),
+                              cli_only=True)
+    device: str = setting(DEFAULT_DEVICE, DEVICE)
+    max_scenes: int | None = setting(None, MAX_SCENES, note="all")
+    sequence_samples: int = setting(SEQUENCE_SAMPLES, Flag(
+        "Most scenes packed into one sequence of the cache (one build task; whole recordings stay "
+        "together where they fit).", min=1))
 
     def check(self) -> None:
         """ConfigError when no teacher or data root is set, or --unpooling is given without

@@ -8,6 +8,8 @@
                      `srkd.data.sources.open_scenes`
     dataset_default  the one place a dataset-derived default is filled in (a value given on the
                      command line, in stages.yaml or in a checkpoint's record always wins)
+    DATASET_FLAG     the --dataset option of every command that reads a dataset (its choices:
+                     the registered names)
 
 A new dataset is one reader module (same shape as `ScanNetScenes`: `scene_ids`, `len()`,
 `load(scene_id) -> PointCloud`) plus one registration here. Light on purpose (class tables and
@@ -35,6 +37,7 @@ from srkd.data.scannet.classes import (
 from srkd.data.transforms.sampling import INDOOR_GRID_SIZE, OUTDOOR_GRID_SIZE
 from srkd.errors import ConfigError
 from srkd.registry import Registry
+from srkd.settings import Flag
 from srkd.types import DEFAULT_DATASET, FEATURE_WIDTHS
 
 INDOOR_WEIGHT_DECAY = 0.05
@@ -119,6 +122,13 @@ def semantickitti() -> DatasetSpec:
         feature_names=("coord", "strength"), grid_size=OUTDOOR_GRID_SIZE, domain="outdoor",
         layout="semantickitti", weight_decay=OUTDOOR_WEIGHT_DECAY,
     )  # fmt: skip
+
+
+DATASET_FLAG = Flag(
+    "scannet, scannet200, nuscenes or semantickitti; picks the reader, classes, input features, grid "
+    "size and view chain (lidar: coord + strength input, grid 0.05 m, weight decay 0.005, 10-view TTA).",
+    choices=tuple(DATASETS.names()))
+"""--dataset of train-teacher, cache-teacher, distill and evaluate."""
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
