@@ -69,7 +69,7 @@ def cli_annotation(f: dataclasses.Field, hint: Any) -> Any:  # type: ignore[type
     value = _without_none(hint)
     if flag.choices:
         value = _choice_enum(f.name, flag.choices)
-    elif typing.get_origin(value) is dict:
+    elif dict in (value, typing.get_origin(value)):
         value = list[str]
     name = flag.name or "--" + f.name.replace("_", "-")
     if value is bool and flag.negatable:
