@@ -119,8 +119,9 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunConfig:
-        """The RunConfig `to_json` wrote; ConfigError naming the key when one is unknown or
-        `model` / `out` is missing (use `from_train_params` for a checkpoint's record)."""
+        """The RunConfig `to_json` wrote (or a command's settings give, DistillConfig.run_config);
+        ConfigError naming the key when one is unknown or `model` / `out` is missing (use
+        `from_train_params` for a checkpoint's record)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import typing
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline import params as P
 from pipeline.commands.options import with_options
+from srkd.distill.config import OPTIM_OPTIONS, RUN_FIELDS, DistillConfig, TeacherConfig
 from srkd.settings import Flag, option_flag, setting
 
 NOT_SETTINGS = {"predict": {"inputs"}}
@@ -119,3 +121,30 @@ def test_a_field_without_a_flag_is_refused():
 
     with pytest.raises(TypeError, match="'count' has no Flag"):
         with_options(Bare)(lambda **cli: None)
+
+
+def _another(value, hint):
+    """A value of type `hint` (None left out) other than `value`."""
+    if type(None) in typing.get_args(hint):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        return not value
+    if hint in (int, float):
+        return (value or 0) + 1
+    if hint is Path:
+        return Path("elsewhere")
+    if dict in (hint, typing.get_origin(hint)):
+        return {"kl": 3.0}
+    return "other"
+
+
+@pytest.mark.parametrize("config", [DistillConfig, TeacherConfig])
+def test_every_training_option_sets_one_field_of_the_run_record(config):
+    # a new option cannot be dropped on its way into the checkpoint's train_params
+    hints = typing.get_type_hints(config)
+    base = config().run_config().to_json()
+    for f in dataclasses.fields(config):
+        changed = dataclasses.replace(config(), **{f.name: _another(getattr(config(), f.name), hints[f.name])})
+        record = changed.run_config().to_json()
+        field = "optim" if f.name in OPTIM_OPTIONS else RUN_FIELDS.get(f.name, f.name)
+        assert {k for k in base if base[k] != record[k]} == {field}, f.name

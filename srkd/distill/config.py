@@ -6,11 +6,13 @@
 `OptimConfig`). Every default lives once: a shared training default is RunConfig's (or
 OptimConfig's) and the command classes refer to it.
 
-Why the option names and RunConfig's field names differ in three places (`--student`/`--model`
--> model, `--mix3d` -> mix3d_prob, `--split` -> train_split): checkpoints written so far record
-train_params under RunConfig's names, and `--resume` compares them key by key, so RunConfig keeps
-its names and the command classes keep the names users type; `run_config()` is the one place
-that maps one onto the other.
+Why the option names and RunConfig's field names differ in four places (`--student`/`--model`
+-> model, `--mix3d` -> mix3d_prob, `--split` -> train_split, `--weight` -> loss_overrides):
+checkpoints written so far record train_params under RunConfig's names, and `--resume` compares
+them key by key, so RunConfig keeps its names and the command classes keep the names users type;
+RUN_FIELDS is the one place that maps one onto the other. Every other option sets the RunConfig
+(or OptimConfig) field of its own name, so a new training option is a field here plus, when it
+changes the run, the RunConfig field that records it.
 
 Standard library and light srkd modules only (no torch): the CLI imports this to resolve options.
 """
@@ -18,7 +20,7 @@ Standard library and light srkd modules only (no torch): the CLI imports this to
 # ruff: noqa: RUF009  (setting() returns a dataclasses.Field, like field())
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,13 @@ GRID_NOTE = per_dataset("grid_size")
 WEIGHT_DECAY_NOTE = per_dataset("weight_decay")
 RUN_FOLDER = Flag("Run folder (model.pt, log.jsonl, curves.png, train_state.pt).")
 DATA_ROOT = Flag("Dataset root in the Pointcept layout.")
+
+RUN_FIELDS: dict[str, str] = {"student": "model", "split": "train_split", "mix3d": "mix3d_prob",
+                              "weight": "loss_overrides"}
+"""Option name -> the RunConfig field it sets, where they differ (see the module docstring;
+srkd.run_config.OLD_KEYS reads these names back from a record)."""
+OPTIM_OPTIONS: tuple[str, ...] = ("lr", "weight_decay", "grad_clip", "block_lr_scale")
+"""The options that set OptimConfig's fields of the same name."""
 
 
 @dataclass(frozen=True)
@@ -79,26 +88,15 @@ class TrainingOptions:
         "given more --epochs is extended by a new one-cycle segment (warm restart from where its lr "
         "ended).", negatable=False), cli_only=True)
 
-    def optim_config(self) -> OptimConfig:
-        """The optimiser: these options over the release's recipe (OptimConfig)."""
-        return OptimConfig(lr=float(self.lr), block_lr_scale=float(self.block_lr_scale),
-                           weight_decay=None if self.weight_decay is None else float(self.weight_decay),
-                           grad_clip=None if self.grad_clip is None else float(self.grad_clip))
-
-    def _shared(self) -> dict[str, Any]:
-        """RunConfig keyword values of the shared options ('' as val_split = no validation)."""
-        return {
-            "out": Path(self.out), "dataset": self.dataset,
-            "data_root": Path(self.data_root) if self.data_root is not None else None,
-            "val_split": self.val_split or None, "optim": self.optim_config(),
-            "grid_size": None if self.grid_size is None else float(self.grid_size),
-            "mix3d_prob": self.mix3d, "color_norm": self.color_norm, "epochs": self.epochs,
-            "batch_size": self.batch_size, "workers": self.workers, "seed": self.seed,
-            "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every,
-            "max_points": self.max_points, "augment": self.augment, "repeats": self.repeats,
-            "val_max_scenes": self.val_max_scenes, "amp": self.amp, "device": self.device,
-            "resume": self.resume, "tensorboard": self.tensorboard,
-        }  # fmt: skip
+    def run_config(self) -> RunConfig:
+        """The RunConfig these settings describe: each option sets RunConfig's field of its name
+        (RUN_FIELDS where the names differ; OPTIM_OPTIONS set OptimConfig's), '' as val_split
+        means no validation. A field RunConfig lacks is a ConfigError (RunConfig.from_json), so
+        an option cannot be lost on the way to the checkpoint's record."""
+        values = {RUN_FIELDS.get(f.name, f.name): getattr(self, f.name) for f in fields(self)}
+        values["optim"] = {name: values.pop(name) for name in OPTIM_OPTIONS}
+        values["val_split"] = values["val_split"] or None
+        return RunConfig.from_json(values)
 
 
 @dataclass(frozen=True)
@@ -142,20 +140,6 @@ class DistillConfig(TrainingOptions):
     label_seed: int = setting(_RUN.label_seed, Flag("Seed of --labelled-points and --labelled-scenes.", min=0))
     dataset: str | None = setting(None, DATASET_FLAG, note="the cache's, else scannet")
 
-    def run_config(self) -> RunConfig:
-        """The RunConfig these settings describe."""
-        return RunConfig(
-            **self._shared(), model=self.student, method=self.method, targets=self.targets,
-            labelled_points=self.labelled_points, labelled_scenes=self.labelled_scenes,
-            la_file=Path(self.la_file) if self.la_file is not None else None,
-            lr_file=Path(self.lr_file) if self.lr_file is not None else None,
-            label_seed=self.label_seed,
-            loss_overrides=dict(self.weight or {}),
-            cache=Path(self.cache) if self.cache is not None else None,
-            online_teacher=Path(self.online_teacher) if self.online_teacher is not None else None,
-            teacher_model=self.teacher_model, teacher_color_norm=self.teacher_color_norm,
-        )  # fmt: skip
-
 
 @dataclass(frozen=True)
 class TeacherConfig(TrainingOptions):
@@ -169,5 +153,5 @@ class TeacherConfig(TrainingOptions):
     data_root: Path | None = setting(None, DATA_ROOT, note="stages.yaml data.root")
 
     def run_config(self) -> RunConfig:
-        """The RunConfig these settings describe."""
-        return RunConfig(**self._shared(), model=self.model, train_split=self.split, method="ce")
+        """The RunConfig these settings describe (method ce: no teacher)."""
+        return replace(super().run_config(), method="ce")
