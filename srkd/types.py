@@ -25,7 +25,7 @@ UNPOOLING_MODES: tuple[str, ...] = ("v3m1", "v3m2")
 PT-v3m1, whose first decoder block of each stage convolves the projected skip features in its
 positional encoding; "v3m2" = it convolves the sum (Pointcept's later models)."""
 
-LOSS_METHODS: tuple[str, ...] = ("srkd", "srkd-release", "kd", "mse", "cwd", "relation", "ce")
+LOSS_METHODS: tuple[str, ...] = ("srkd", "srkd-scarce", "srkd-release", "kd", "mse", "cwd", "relation", "ce")
 """The loss recipes `--method` names (their weights: srkd.losses.recipes)."""
 
 TARGET_MODES: tuple[str, ...] = ("view", "canonical", "ensemble", "labels")

@@ -110,7 +110,8 @@ class DistillConfig(TrainingOptions):
     out: Path = setting(Path("runs/student"), RUN_FOLDER)
     student: str = setting("ptv3_half", "Student model preset (see docs/models.md).")
     method: str = setting("srkd", Flag(
-        "Loss recipe: srkd (calibrated relation weight), srkd-release (the release's weights), kd, "
+        "Loss recipe: srkd (calibrated relation weight), srkd-scarce (srkd for limited labels: KL "
+        "weight 30), srkd-release (the release's weights), kd, "
         "mse, cwd, relation or ce (alone).", choices=LOSS_METHODS))
     targets: str = setting(_RUN.targets, Flag(
         "view (replay cached views), canonical (view 0, the student's own augmentation) or "

@@ -11,7 +11,7 @@ from srkd.distill.loss import make_loss_fn
 from srkd.errors import ConfigError
 from srkd.losses import DATASETS, METHODS, DistillLoss, LossWeights, recipe
 from srkd.losses import combined as combined_mod
-from srkd.losses.recipes import RELATION_WEIGHT
+from srkd.losses.recipes import RELATION_WEIGHT, SCARCE_KL_WEIGHT
 from tests.losses.reference import Out as ModelOutput
 
 
@@ -108,6 +108,11 @@ def test_recipes_follow_method_md():
     srkd = recipe("srkd")  # the release's recipe with the calibrated relation weight
     assert srkd.weights.active() == {**release.weights.active(), "relation": RELATION_WEIGHT}
     assert (srkd.temperature, srkd.tau) == (2.0, 2.0)
+    scarce = recipe("srkd-scarce")  # srkd for limited labels: only the KL weight differs
+    assert scarce.weights.active() == {**srkd.weights.active(), "kl": SCARCE_KL_WEIGHT} and SCARCE_KL_WEIGHT == 30
+    assert (scarce.temperature, scarce.tau, scarce.kl_points) == (2.0, 2.0, "all")
+    scarce_nus = recipe("srkd-scarce", dataset="nuscenes")  # the dataset's T and tau, its own KL weight
+    assert (scarce_nus.weights.kl, scarce_nus.temperature, scarce_nus.tau) == (SCARCE_KL_WEIGHT, 1.0, 1.0)
     assert recipe("relation").weights.active() == {"ce": 1, "lovasz": 1, "relation": RELATION_WEIGHT}
     assert recipe("kd").weights.active() == {"ce": 1, "lovasz": 1, "kl": 0.3}
     assert recipe("mse").weights.active() == {"ce": 1, "lovasz": 1, "kl": 0.3, "feat_mse": 0.1}
@@ -116,7 +121,7 @@ def test_recipes_follow_method_md():
     nus = recipe("srkd", dataset="nuscenes")
     assert (nus.weights.kl, nus.temperature, nus.tau) == (0.1, 1.0, 1.0)
     assert recipe("srkd", dataset="scannet200").weights == srkd.weights
-    assert set(METHODS) == {"srkd", "srkd-release", "kd", "mse", "cwd", "relation", "ce"}
+    assert set(METHODS) == {"srkd", "srkd-scarce", "srkd-release", "kd", "mse", "cwd", "relation", "ce"}
     assert "nuscenes" in DATASETS
 
 
@@ -125,7 +130,7 @@ def test_recipe_overrides_and_errors():
     assert r.weights.relation == 0.01 and "feat_mse" not in r.weights.active()
     assert (r.tau, r.n_relation_points, r.weights.kl) == (1.5, 512, 0.3)
     assert r.build().feat_mse is None
-    with pytest.raises(ConfigError, match="known methods: srkd, srkd-release, kd, mse, cwd, relation, ce"):
+    with pytest.raises(ConfigError, match="known methods: srkd, srkd-scarce, srkd-release, kd, mse, cwd, relation, ce"):
         recipe("fitnet")
     with pytest.raises(ConfigError, match="known"):
         recipe("srkd", dataset="kitti")
