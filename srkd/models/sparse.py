@@ -60,8 +60,8 @@ with warnings.catch_warnings():
     import spconv.core as _spconv_core
 
     # Importing spconv.pytorch builds, in Python, a tuner entry for each of spconv's CUDA
-    # implicit-GEMM kernels (ALL_IMPGEMM_PARAMS): 6-8 s of every process start on these 2-core
-    # machines, for kernels that only the CUDA-only MaskImplicitGemm algorithm runs. Without CUDA
+    # implicit-GEMM kernels (ALL_IMPGEMM_PARAMS): most of the seconds that import takes, paid by
+    # every process, for kernels only the CUDA-only MaskImplicitGemm algorithm runs. Without CUDA
     # every conv runs Native (see _DeviceAwareConv), so the table is built empty there.
     _impgemm_params = _spconv_core.ALL_IMPGEMM_PARAMS
     if not torch.cuda.is_available():
