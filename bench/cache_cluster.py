@@ -155,8 +155,8 @@ def rehearse(work: Path, drives: int, keyframes: int, workers: int, sequence_sam
         out["bytes_per_point"] = summary.get("bytes_per_point")
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            if proc.poll() is None:  # Ctrl-C: a nanny-less `dask worker` hangs on SIGTERM
+                os.killpg(proc.pid, signal.SIGINT)
         for proc in procs:
             try:
                 proc.wait(timeout=30)

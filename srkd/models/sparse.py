@@ -40,6 +40,8 @@ Why the workarounds (see DESIGN.md, "Facts about the dependencies"):
   CPU-only torch, so the stream getter is patched (once, at import) to return 0 without CUDA.
 - spconv fuses the bias into the kernel in eval mode, and that kernel is CUDA-only ("bias and act
   don't support cpu"). On CPU the conv runs without bias and the bias is added afterwards.
+- Importing spconv builds a Python table of its CUDA implicit-GEMM kernels (seconds per process);
+  without CUDA no conv can run them, so that table is built empty.
 """
 
 from __future__ import annotations
@@ -55,7 +57,19 @@ with warnings.catch_warnings():
     # spconv 2.3.6 (and its ccimport helper) use APIs that newer torch/Python deprecate; harmless.
     warnings.simplefilter("ignore", FutureWarning)
     warnings.simplefilter("ignore", DeprecationWarning)
-    import spconv.pytorch as spconv
+    import spconv.core as _spconv_core
+
+    # Importing spconv.pytorch builds, in Python, a tuner entry for each of spconv's CUDA
+    # implicit-GEMM kernels (ALL_IMPGEMM_PARAMS): most of the seconds that import takes, paid by
+    # every process, for kernels only the CUDA-only MaskImplicitGemm algorithm runs. Without CUDA
+    # every conv runs Native (see _DeviceAwareConv), so the table is built empty there.
+    _impgemm_params = _spconv_core.ALL_IMPGEMM_PARAMS
+    if not torch.cuda.is_available():
+        _spconv_core.ALL_IMPGEMM_PARAMS = []
+    try:
+        import spconv.pytorch as spconv
+    finally:
+        _spconv_core.ALL_IMPGEMM_PARAMS = _impgemm_params
     import spconv.pytorch.conv as _spconv_conv
     import spconv.pytorch.cppcore as _cppcore
     from spconv.core import ConvAlgo

@@ -199,3 +199,11 @@ def test_batch_to_sparse_inverse_restores_point_order() -> None:
     batch_u = collate([_sample(u, "u")])
     xu, inv_u = S.batch_to_sparse(batch_u)
     assert len(xu.features) == len(u) and torch.equal(xu.features[inv_u], batch_u.feat)
+
+
+def test_import_leaves_spconvs_kernel_list_whole() -> None:
+    # srkd.models.sparse builds spconv's CUDA implicit-GEMM tuner empty on a CPU-only torch and
+    # must hand spconv its kernel list back unchanged; the convs above ran with that tuner.
+    import spconv.core
+
+    assert len(spconv.core.ALL_IMPGEMM_PARAMS) > 0
