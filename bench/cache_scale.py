@@ -35,6 +35,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small matmuls, busy machines
 
 import argparse
+import importlib
 import dataclasses
 import json
 import shutil
@@ -282,20 +283,46 @@ def xarray_sequence(path: Path) -> int:
     return int(ds.assign_coords(sample_offsets=offsets).sizes["point"])
 
 
+def whole_dataset(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """srkd's one-Dataset view of the cache (`srkd.cache.dataset.open_dataset`): the open (xarray
+    and dask imported beforehand), and a dask read of every sample's decoded features with 1 and
+    2 worker processes (the `processes` scheduler; each worker opens its own reader)."""
+    import dask
+
+    from srkd.cache.dataset import open_dataset
+
+    importlib.import_module("xarray")  # imported before the clock starts: its import is not the open's
+
+    seconds, ds = best_of(lambda: open_dataset(path), args.repeats)
+    out: dict[str, Any] = {"open_dataset_s": seconds, "read_all_s": {}}
+    for workers in args.read_workers:
+        start = time.perf_counter()
+        total = float(ds.feature.sum().compute(scheduler="processes", num_workers=workers))
+        out["read_all_s"][str(workers)] = time.perf_counter() - start
+        assert np.isfinite(total)
+    with dask.config.set(scheduler="synchronous"):
+        first = int(ds.num_points.values[0])
+        np.testing.assert_array_equal(ds.logits[:first].values, CacheReader(path).read_all(str(ds.sample.values[0]), 0)[0])
+    return out
+
+
 def store_scale(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """(b): both schemas at `args.samples` tiny samples."""
     spec = make_spec(args.classes, args.feature_dim, "/bench")
     two, three, sub = work / "schema2", work / "schema3", work / "subset"
-    out: dict[str, Any] = {"schema2": {"build": build_schema2(args, two, spec)}}
-    out["schema2"].update({**tree_stats(two), **measure(two, spec, args, 2)})
-    n_sub = out["subset_samples"] = min(args.subset_samples, args.samples)
-    subset_store(two, sub, n_sub)
-    out["schema2"]["datatree_s"] = datatree_open(sub, False) * args.samples / n_sub
+    out: dict[str, Any] = {}
+    if not args.schema3_only:
+        out["schema2"] = {"build": build_schema2(args, two, spec)}
+        out["schema2"].update({**tree_stats(two), **measure(two, spec, args, 2)})
+        n_sub = out["subset_samples"] = min(args.subset_samples, args.samples)
+        subset_store(two, sub, n_sub)
+        out["schema2"]["datatree_s"] = datatree_open(sub, False) * args.samples / n_sub
     out["schema3"] = {"build": build_schema3(args, three, spec)}
     out["schema3"].update({**tree_stats(three), **measure(three, spec, args, 3)})
     out["schema3"]["datatree_s"] = datatree_open(three, False)
     out["schema3"]["datatree_consolidated_s"] = datatree_open(three.with_name("schema3_consolidated"), True)
     out["schema3"]["one_sequence_xarray_s"] = best_of(lambda: xarray_sequence(three), args.repeats)[0]
+    out["schema3"].update(whole_dataset(three, args))
     return out
 
 
@@ -331,15 +358,18 @@ def print_tables(result: dict[str, Any]) -> None:
     cols = ["files", "metadata_bytes", "disk_bytes", "open_s", "list_s", "one_sample_s", "resume_check_s", "datatree_s"]
     print("| schema | writer s/sample | " + " | ".join(cols) + " |")
     print("|---|" + "---:|" * (len(cols) + 1))
-    for layout in ("schema2", "schema3"):
+    for layout in [name for name in ("schema2", "schema3") if name in b]:
         row = b[layout]
         cells = [f"{row[c]:,}" if isinstance(row.get(c), int) else (f"{row[c]:.4g}" if c in row else "") for c in cols]
         print(f"| {layout} | {row['build']['writer_s_per_tiny_sample']:.4f} | " + " | ".join(cells) + " |")
     s3 = b["schema3"]
     print(f"schema 3: open_datatree with consolidated metadata {s3['datatree_consolidated_s']:.2f} s "
           f"(consolidating once: {s3['build']['consolidate_s']:.2f} s); one sequence as an xarray Dataset "
-          f"{s3['one_sequence_xarray_s']:.3f} s. schema 2: datatree_s scaled from {b['subset_samples']} samples; "
-          f"{b['schema2']['resume_check_note']}")  # fmt: skip
+          f"{s3['one_sequence_xarray_s']:.3f} s; the whole cache as one Dataset (srkd.cache.dataset) "
+          f"{s3['open_dataset_s']:.2f} s; a dask read of every sample, by worker processes: "
+          f"{', '.join(f'{w}: {t:.1f} s' for w, t in s3['read_all_s'].items())}.")  # fmt: skip
+    if "schema2" in b:
+        print(f"schema 2: datatree_s scaled from {b['subset_samples']} samples; {b['schema2']['resume_check_note']}")
 
 
 def main() -> None:
@@ -356,6 +386,10 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=16)
     parser.add_argument("--feature-dim", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--schema3-only", action="store_true",
+                        help="(b) for schema 3 alone (no 360,000-file schema-2 tree writing to disk meanwhile)")
+    parser.add_argument("--read-workers", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2],
+                        help="worker processes of the whole-cache dask read, e.g. 1,2")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp dir, deleted)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "srkd_bench" / "cache_scale.json")
     args = parser.parse_args()

@@ -101,12 +101,12 @@ def _upgrade(cache: Path) -> None:
 def _migrate(cache: Path, out: Path) -> None:
     """srkd.cache.migrate.migrate under OUT's exclusive lock and the source's shared one."""
     from srkd.cache.migrate import migrate
+    from srkd.cache.writer import refuse_foreign_dir
     from srkd.errors import CacheError
     from srkd.locking import locked_dir
 
     with locked_dir(cache, "teacher cache", CacheError, shared=True), locked_dir(out, "teacher cache", CacheError):
-        if out.is_dir() and not (out / "zarr.json").is_file() and any(out.iterdir()):
-            raise CacheError(f"--migrate {out} is a non-empty directory that is not a teacher cache; choose a new one")
+        refuse_foreign_dir(out, f"--migrate {out}")
         report = migrate(cache, out, on_sequence=lambda name, n: typer.echo(f"--migrate: {name} ({n} scene(s))", err=True))
     typer.echo(f"--migrate: {len(report.written)} scene(s) written in {report.sequences} sequence(s), "
                f"{len(report.skipped)} already there; {out} verified bit-identical to {cache}", err=True)

@@ -18,22 +18,23 @@ zarr-python #3514/#3682). Readers index the committed sequences' attributes when
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
 import zarr.codecs as zc
-from zarr.core.buffer import default_buffer_prototype
+from zarr.api.asynchronous import open_array as open_async_array
+from zarr.core.array import AsyncArray
 from zarr.core.sync import sync
 
 from srkd.cache.annotations import annotate
 from srkd.cache.arrays import REBUILD_ADVICE
 from srkd.cache.codec_base import Codec, Encoded
+from srkd.cache.store_files import StoreFiles, shard_keys
 from srkd.errors import CacheError
 from srkd.types import SEQUENCE_SAMPLES
 
@@ -152,51 +153,70 @@ def _write_array(group: zarr.Group, kind: str, name: str, data: np.ndarray, code
 
 
 def read_sample_rows(
-    group: zarr.Group, entry: str, codec: Codec, layouts: Mapping[str, Mapping[str, Any]], position: int,
-    start: int, stop: int, where: str, sequence: str, arrays: Callable[[str], zarr.Array] | None = None,
+    root: zarr.Group, sequence: str, entry: str, layouts: Mapping[str, Mapping[str, Any]], position: int | slice,
+    start: int, stop: int, where: str, memo: dict[str, AsyncArray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:  # fmt: skip
-    """Rows [start, stop) of every point array and row `position` of every side array of one
-    entry; CacheError naming the sequence, sample and array when one is missing or unreadable.
-    `arrays` opens an array by its path in the group (a memo; default: open it anew)."""
+    """Rows [start, stop) of every point array and row(s) `position` of every side array of one
+    entry of the sequence `sequence` under `root`, all arrays opened and read concurrently (one round trip to zarr's event loop for the
+    opens, one for the reads); CacheError naming the sequence, sample and array when one is
+    missing, has no shard file or cannot be decoded. `memo` keeps the opened arrays by path."""
+    memo = {} if memo is None else memo
+    paths = {f"{entry}/{name}": kind for kind, layout in layouts.items() for name in layout}
+    damaged = f"its sequence {sequence!r} is damaged: {REBUILD_ADVICE}"
+
+    async def open_one(path: str) -> AsyncArray:
+        full = "/".join(p for p in (root.path, sequence, path) if p)
+        return await open_async_array(store=root.store, path=full, mode="r", zarr_format=3)
+
+    async def open_all(todo: list[str]) -> list[Any]:
+        return await asyncio.gather(*(open_one(p) for p in todo), return_exceptions=True)
+
+    todo = [p for p in paths if p not in memo]
+    for path, arr in zip(todo, sync(open_all(todo)) if todo else [], strict=True):
+        if isinstance(arr, BaseException):  # absent or torn metadata
+            raise CacheError(f"{where}, array {path} cannot be read ({type(arr).__name__}: {arr}); {damaged}") from arr
+        memo[path] = arr
+    for path in paths:
+        if missing := absent_chunk_keys(memo[path]):
+            raise CacheError(f"{where}, array {path}: {len(missing)} shard file(s) missing (e.g. {missing[0]}); "
+                             f"{damaged}")  # fmt: skip
+
+    async def read_all() -> list[Any]:
+        rows = {"point": slice(start, stop), "side": position}
+        return await asyncio.gather(*(memo[p].getitem(rows[k]) for p, k in paths.items()), return_exceptions=True)
+
     out: dict[str, dict[str, np.ndarray]] = {"point": {}, "side": {}}
-    for kind, layout in layouts.items():
-        for name in layout:
-            label = f"{where}, array {entry}/{name}"
-            try:
-                arr = arrays(f"{entry}/{name}") if arrays is not None else group[f"{entry}/{name}"]
-                missing = absent_chunk_keys(arr)
-                if missing:
-                    raise CacheError(f"{label}: {len(missing)} shard file(s) missing (e.g. {missing[0]}); its "
-                                     f"sequence {sequence!r} is damaged: {REBUILD_ADVICE}")  # fmt: skip
-                data = arr[start:stop] if kind == "point" else arr[position]
-            except CacheError:
-                raise
-            except Exception as exc:  # zarr/blosc/crc raise many types; all mean "unreadable"
-                raise CacheError(f"{label} cannot be read ({type(exc).__name__}: {exc}); its sequence "
-                                 f"{sequence!r} is damaged: {REBUILD_ADVICE}") from exc  # fmt: skip
-            out[kind][name] = data
+    for (path, kind), data in zip(paths.items(), sync(read_all()), strict=True):
+        if isinstance(data, BaseException):  # zarr/blosc/crc raise many types; all mean "unreadable"
+            raise CacheError(f"{where}, array {path} cannot be read ({type(data).__name__}: {data}); "
+                             f"{damaged}") from data  # fmt: skip
+        out[kind][path.split("/", 1)[1]] = np.asarray(data)
     return out["point"], out["side"]
 
 
-def absent_chunk_keys(arr: zarr.Array) -> list[str]:
+def absent_chunk_keys(arr: zarr.Array | AsyncArray) -> list[str]:
     """Keys of `arr`'s chunk (shard) files that are absent, each asked for directly (a sequence's
     array has one shard: one stat, no listing)."""
     keys = [f"{arr.path}/{arr.metadata.encode_chunk_key(c)}" for c in arr.metadata.chunk_grid.all_chunk_coords(arr.shape)]
-    return [key for key in keys if not sync(arr.store.exists(key))]
+    return [key for key, there in StoreFiles(arr.store).exists(keys).items() if not there]
 
 
 def sequence_damage(root: zarr.Group, sequence: str, views: int, ensemble: bool, entries: Sequence[str],
                     layouts: Mapping[str, Mapping[str, Any]]) -> list[str]:  # fmt: skip
-    """What keeps a sequence from being complete, from metadata and shard listings only (cheap
-    enough to run on every committed sequence when a build resumes). Empty list = complete."""
+    """What keeps a sequence from being complete, from its metadata documents and whether each
+    array's shard file exists (asked key by key, no listing, no array opened: cheap enough to run
+    on every committed sequence when a build resumes). Empty list = complete."""
+    files = StoreFiles(root.store, f"{root.path}/{sequence}" if root.path else sequence)
+    where = f"sequence {sequence!r}"
+    arrays = {SAMPLE_OFFSETS: None} | {f"{e}/{n}": kind for e in entries for kind, lay in layouts.items() for n in lay}
+    docs = files.read_json(["zarr.json", *(f"{a}/zarr.json" for a in arrays)])
+    group = docs["zarr.json"]
     try:
-        group = root[sequence]
-        attrs = dict(group.attrs)
+        attrs = dict(group["attributes"]) if group.get("node_type") == "group" else {}
         sizes = [int(n) for n in attrs["num_points"]]
         samples = list(attrs[SAMPLES])
     except Exception as exc:  # torn metadata, or not a sequence group
-        return [f"sequence {sequence!r}: metadata unreadable or incomplete ({type(exc).__name__}: {exc})"]
-    where = f"sequence {sequence!r}"
+        return [f"{where}: metadata unreadable or incomplete ({type(exc).__name__}: {exc})"]
     problems = []
     s = len(samples)
     if attrs.get("views") != views or len(attrs.get("view_params") or []) != s or any(
@@ -205,46 +225,38 @@ def sequence_damage(root: zarr.Group, sequence: str, views: int, ensemble: bool,
         problems.append(f"{where}: its views / replay records differ from the cache settings ({views} views)")
     if bool(attrs.get("ensemble")) != ensemble or len(attrs.get("data_sha256") or []) != s or len(sizes) != s:
         problems.append(f"{where}: per-sample records are incomplete or the ensemble flag differs")
-    total = sum(sizes)
-    try:
-        offsets = group[SAMPLE_OFFSETS]
-        if offsets.shape != (s + 1,) or absent_chunk_keys(offsets):
-            problems.append(f"{where}: sample_offsets has shape {offsets.shape} or no data, expected ({s + 1},)")
-    except Exception as exc:
-        problems.append(f"{where}: sample_offsets is missing or unreadable ({type(exc).__name__})")
-    for entry in entries:
-        for kind, layout in layouts.items():
-            for name in layout:
-                label = f"{where}, array {entry}/{name}"
-                try:
-                    arr = group[f"{entry}/{name}"]
-                    rows = total if kind == "point" else s
-                    if arr.shape[0] != rows:
-                        problems.append(f"{label}: {arr.shape[0]} rows, expected {rows}")
-                    elif missing := absent_chunk_keys(arr):  # asked key by key, not a listing
-                        problems.append(f"{label}: {len(missing)} shard file(s) missing")
-                except Exception as exc:  # absent array: KeyError/FileNotFoundError/...
-                    problems.append(f"{label} is missing or unreadable ({type(exc).__name__})")
+    rows = {None: s + 1, "point": sum(sizes), "side": s}
+    shards: dict[str, str] = {}  # shard key -> array
+    for name, kind in arrays.items():
+        label = f"{where}, array {name}"
+        meta = docs[f"{name}/zarr.json"]
+        try:
+            if meta.get("node_type") != "array":
+                raise ValueError("not an array")
+            keys = shard_keys(meta)
+            shape = list(meta["shape"])
+        except Exception as exc:  # absent, torn or foreign metadata
+            problems.append(f"{label} is missing or unreadable ({type(exc).__name__})")
+            continue
+        if not shape or shape[0] != rows[kind] or (kind is None and len(shape) != 1):
+            problems.append(f"{label}: shape {shape}, expected {rows[kind]} rows")
+        shards.update({f"{name}/{key}": name for key in keys})
+    missing: dict[str, list[str]] = {}
+    for key, there in files.exists(list(shards)).items():
+        if not there:
+            missing.setdefault(shards[key], []).append(key)
+    problems += [f"{where}, array {name}: {len(keys)} shard file(s) missing (e.g. {keys[0]})"
+                 for name, keys in missing.items()]  # fmt: skip
     return problems
 
 
 def read_sequence_attrs(root: zarr.Group, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Attributes of the sequence groups `names` (all of them at once, concurrently), skipping
+    """Attributes of the sequence groups `names` (their documents read in bulk), skipping
     unreadable ones (a torn document is an uncommitted sequence)."""
-    store, base = root.store, root.path
-
-    async def one(name: str) -> tuple[str, dict[str, Any] | None]:
-        key = f"{base}/{name}/zarr.json" if base else f"{name}/zarr.json"
-        try:
-            buf = await store.get(key, prototype=default_buffer_prototype())
-            doc = json.loads(buf.to_bytes()) if buf is not None else None
-        except Exception:  # unreadable or torn: not committed
-            return name, None
-        if not isinstance(doc, dict) or doc.get("node_type") != "group":
-            return name, None
-        return name, dict(doc.get("attributes") or {})
-
-    async def every() -> list[tuple[str, dict[str, Any] | None]]:
-        return await asyncio.gather(*(one(n) for n in names))
-
-    return {name: attrs for name, attrs in sync(every()) if attrs is not None}
+    docs = StoreFiles(root.store, root.path).read_json([f"{name}/zarr.json" for name in names])
+    out = {}
+    for name in names:
+        doc = docs[f"{name}/zarr.json"]
+        if isinstance(doc, dict) and doc.get("node_type") == "group":
+            out[name] = dict(doc.get("attributes") or {})
+    return out

@@ -87,6 +87,15 @@ def uncommit(path_or_store: Any, scene_ids: Sequence[str]) -> list[str]:
     return changed
 
 
+def refuse_foreign_dir(path: Path, label: str) -> None:
+    """CacheError when `path` is a non-empty directory that is not a Zarr store (no zarr.json):
+    creating a cache there would delete what it holds. `label` names it in the message
+    (e.g. "--out DIR")."""
+    if path.is_dir() and not (path / "zarr.json").is_file() and any(path.iterdir()):
+        raise CacheError(f"{label} is a non-empty directory that is not a teacher cache; creating a cache there "
+                         "would delete its contents: choose a new or empty directory")  # fmt: skip
+
+
 def _empty_dir(path: Path) -> None:
     """Delete everything inside `path` (which may not exist yet), keeping `path` itself."""
     if not path.is_dir():
@@ -120,7 +129,8 @@ class CacheWriter:
     ) -> CacheWriter:  # fmt: skip
         """Create a new cache, resume one with the same fingerprint, or refuse another one.
 
-        overwrite=True deletes whatever the location holds first. `schema_version` is the layout
+        overwrite=True deletes the cache the location holds first. A non-empty directory that
+        is not a Zarr store is always refused (CacheError): nothing outside a cache is deleted. `schema_version` is the layout
         of a NEW cache (3: packed sequences; 2: a group per scene); a resumed cache keeps its own.
         """
         if schema_version not in WRITABLE_SCHEMAS:
@@ -128,6 +138,8 @@ class CacheWriter:
         where = describe(path_or_store)
         if isinstance(path_or_store, (str, Path)) and Path(path_or_store).is_file():
             raise CacheError(f"{where} is a file; a cache is a directory")
+        if isinstance(path_or_store, (str, Path)):
+            refuse_foreign_dir(Path(path_or_store), where)  # even with overwrite: that replaces a CACHE
         store = open_store(path_or_store, read_only=False)
         if _has_root(store) and not overwrite:
             try:

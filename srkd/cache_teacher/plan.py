@@ -13,6 +13,7 @@ from typing import NamedTuple
 from srkd.cache import SCHEMA_VERSION, CacheReader, CacheSpec, CacheWriter
 from srkd.cache.housekeeping import clean_leftovers, drop_consolidated
 from srkd.cache.packed import plan_sequences
+from srkd.cache.writer import refuse_foreign_dir
 from srkd.cache_teacher.config import CacheJob
 from srkd.cache_teacher.views import make_spec
 from srkd.cache_teacher.worker import (
@@ -23,18 +24,8 @@ from srkd.cache_teacher.worker import (
 )
 from srkd.data.registry import get_dataset_spec
 from srkd.device import resolve_device
-from srkd.errors import CacheError, ConfigError
+from srkd.errors import ConfigError
 from srkd.models.teacher import load_teacher
-
-
-def _check_out_dir(out: Path) -> None:
-    """Refuse a non-empty directory that is not a Zarr store: creating a cache there would
-    delete its contents (zarr clears a store opened with mode "w")."""
-    if out.is_dir() and not (out / "zarr.json").is_file() and any(out.iterdir()):
-        raise CacheError(
-            f"--out {out} is a non-empty directory that is not a teacher cache; creating a cache "
-            "there would delete its contents: choose a new or empty directory"
-        )
 
 
 class Plan(NamedTuple):
@@ -69,7 +60,7 @@ def plan_cache(job: CacheJob, overwrite: bool = False, max_scenes: int | None = 
     if resolve_device(job.device).type == "cpu":  # reuse it for in-process scene tasks
         WORKERS.get().adopt_teacher(teacher_key(job, info.sha256, "cpu"), model, info)
     spec = make_spec(dataset, job.data_root, job.split, info, job.views, job.codec, job.grid_size, job.ensemble)
-    _check_out_dir(job.out)
+    refuse_foreign_dir(job.out, f"--out {job.out}")
     writer = CacheWriter.create(job.out, spec, overwrite=overwrite, schema_version=job.schema_version or SCHEMA_VERSION)
     spec = writer.spec  # as the cache records it (a cache of srkd 0.1 leaves color_norm unstated)
     clean_leftovers(job.out)  # under the build's lock: no writer runs

@@ -265,3 +265,14 @@ def test_a_torn_scene_document_hides_that_scene_only(tmp_path: Path) -> None:
     (tmp_path / "cache" / "s1" / "zarr.json").write_text('{"zarr_format": 3, "node_ty')
     assert CacheReader(tmp_path / "cache").scene_ids == ("s0", "s2")
     assert writer.committed_scenes() == {"s0", "s2"}
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_creating_a_cache_never_deletes_a_folder_that_is_not_one(tmp_path: Path, overwrite: bool) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "notes.txt").write_text("precious")
+    (tmp_path / "sub" / "data.bin").write_bytes(b"\1\2")
+    with pytest.raises(CacheError, match="non-empty directory that is not a teacher cache"):
+        CacheWriter.create(tmp_path, make_spec(), overwrite=overwrite)
+    assert (tmp_path / "notes.txt").read_text() == "precious" and (tmp_path / "sub" / "data.bin").is_file()
+    assert not (tmp_path / "zarr.json").exists()
