@@ -11,6 +11,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+WIDE = {"COLUMNS": "300", "TERMINAL_WIDTH": "300"}
+"""`CliRunner.invoke(..., env=WIDE)`: a console wide enough that rich never wraps a message, so a
+test can look for a message that holds a temporary path (its length differs per run and per
+xdist worker, and rich may break a line inside a long path)."""
+
 torch.set_num_threads(1)
 
 
