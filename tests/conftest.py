@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+# One CPU thread per test process. Every process a test starts (commands, dask workers, DDP ranks)
+# inherits these variables: torch (OpenMP, MKL) and numpy (OpenBLAS) read them when imported, and
+# srkd's commands read SRKD_THREADS; torch in this process is set below. A value set outside the
+# suite wins; a test that needs another count sets it itself (tests/models/test_cpu_attention.py).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "SRKD_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
