@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -19,9 +20,14 @@ from srkd.runtime import load_student
 from srkd.runtime.spec import read_spec
 from tests.export.helpers import real_crop, room, save_student, write_room_ply
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")  # torch's ONNX exporter
+# looked up, not imported: onnxscript takes seconds to import, and collection (once per xdist
+# worker) need not pay them; the export itself imports it
+for _package in ("onnxruntime", "onnxscript"):  # onnxscript: torch's ONNX exporter
+    if importlib.util.find_spec(_package) is None:
+        pytest.skip(f"{_package} is not installed", allow_module_level=True)
 runner = CliRunner()
+# one xdist worker runs this module, so each exported fixture (tens of seconds) is built once
+pytestmark = pytest.mark.xdist_group("export")
 
 
 @pytest.fixture(scope="module", params=["test_ptv3", "test_spunet"])
