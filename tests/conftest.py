@@ -28,8 +28,8 @@ xdist worker, and rich may break a line inside a long path)."""
 
 MAX_AUTO_WORKERS = 4
 """`-n auto` starts one worker per CPU this process may use, at most this many: past that the
-longest tests bound the run, and every worker collects the suite and builds its own session
-fixtures again (about 20 s of CPU) and holds up to ~2.5 GB."""
+longest tests bound the run, while every worker collects the suite (about 15 s of CPU), builds
+the session fixtures again (about 7 s) and holds up to about 2 GB."""
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
