@@ -20,9 +20,8 @@ from pipeline import params as P
 from srkd.distill.config import DistillConfig, OptimConfig, RunConfig, TeacherConfig
 from srkd.errors import ConfigError
 
-from .conftest import REPO
+from .conftest import REPO, WIDE
 
-WIDE = {"COLUMNS": "300", "TERMINAL_WIDTH": "300"}
 
 # srkd/assets/demo_teacher.pt's train_params as the previous version wrote them (no color_norm,
 # teacher_color_norm or tensorboard; run.py's additions recipe and world_size)

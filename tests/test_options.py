@@ -21,6 +21,8 @@ from pipeline.commands.options import with_options
 from srkd.distill.config import OPTIM_OPTIONS, RUN_FIELDS, DistillConfig, TeacherConfig
 from srkd.settings import Flag, option_flag, setting
 
+from .conftest import WIDE
+
 NOT_SETTINGS = {"predict": {"inputs"}}
 """Command parameters that are deliberately no settings field (predict's scans: arguments)."""
 
@@ -108,7 +110,7 @@ def test_a_new_field_is_a_new_option_with_its_bounds_choices_and_check():
                           (["--format", "xyz"], "'xyz' has an x"), (["--no-force"], "No such option")):
         result = runner.invoke(command, ["n", *argv])
         assert result.exit_code == 2 and message in result.output, result.output
-    help_text = runner.invoke(command, ["--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
+    help_text = runner.invoke(command, ["--help"], env=WIDE).output
     order = [help_text.index(flag) for flag in ("--count", "--colour", "--format", "--fast", "--force",
                                                 "--table", "--paths")]
     assert order == sorted(order)  # the class body's order

@@ -159,6 +159,7 @@ def test_a_wrong_option_is_caught():
 TOURS = [page for page in PAGES if any(marked for marked, _ in _blocks(page))]
 
 
+@pytest.mark.slow  # a page's tour runs srkd's commands on tiny data: tens of seconds
 @pytest.mark.parametrize("page", TOURS, ids=_name)
 def test_the_tour_runs_as_written(page: Path, tmp_path, monkeypatch):
     """A page's marked blocks, command by command, from a copy of the repository root

@@ -28,6 +28,9 @@ from .conftest import GRID, make_dataset, make_teacher
 
 REPO = Path(__file__).resolve().parents[2]
 SCENES = tuple(f"scene{i:04d}_00" for i in range(6))
+# one xdist worker runs this module (the clean build is made once) and the cluster rehearsal, one
+# test at a time: each starts several srkd processes at once, too many for 2 cores side by side
+pytestmark = pytest.mark.xdist_group("many_processes")
 
 
 @pytest.fixture(scope="module")

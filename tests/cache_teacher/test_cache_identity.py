@@ -19,6 +19,7 @@ from srkd.cache_teacher.views import ViewSettings
 from srkd.data.scannet import get_dataset_spec, load_scene
 from srkd.errors import CacheError
 from srkd.locking import locked_dir
+from tests.conftest import WIDE
 
 from .conftest import SCENES, make_dataset
 from .test_teacher_cache import job_for
@@ -200,7 +201,8 @@ def test_cli_read_only_out_is_one_clear_error(dataset_root: Path, teacher_ckpt: 
     monkeypatch.delenv("SRKD_STAGES", raising=False)
     out = tmp_path / "ro"
     res = CliRunner().invoke(app, ["cache-teacher", "--teacher", str(teacher_ckpt), "--data-root", str(dataset_root),
-                                   "--out", str(out), "--workers", "0", "--device", "cpu", "--max-scenes", "1"])
+                                   "--out", str(out), "--workers", "0", "--device", "cpu", "--max-scenes", "1"],
+                             env=WIDE)  # fmt: skip
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert f"cannot write the teacher cache at {out} (Permission denied)" in " ".join(res.output.split())
+    assert f"cannot write the teacher cache at {out} (Permission denied)" in res.output, res.output
     assert not out.exists()  # the folder the command created is removed again

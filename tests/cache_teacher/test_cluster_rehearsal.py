@@ -12,6 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
+# a scheduler, two workers and the driver at once: never beside test_cache_crash.py's builds
+pytestmark = pytest.mark.xdist_group("many_processes")
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("dask") is None, reason="the `dask` command (dask.distributed) is not installed")

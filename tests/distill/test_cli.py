@@ -30,6 +30,8 @@ params:
     weights: {n_relation_points: 128}
 stages: {}
 """
+# one xdist worker runs this module, so stage_one (a trained teacher and its cache) is made once
+pytestmark = pytest.mark.xdist_group("distill_cli")
 
 
 def invoke(args: list[str]):

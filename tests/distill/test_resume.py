@@ -16,6 +16,9 @@ from srkd.errors import CheckpointError
 
 from .conftest import tiny_run_config as config
 
+# one xdist worker runs this module, so the uninterrupted reference run is made once
+pytestmark = pytest.mark.xdist_group("distill_resume")
+
 
 class Killed(Exception):
     """Stands in for a crash: raised from the step callback, so nothing after it runs."""

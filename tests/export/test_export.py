@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -19,9 +20,14 @@ from srkd.runtime import load_student
 from srkd.runtime.spec import read_spec
 from tests.export.helpers import real_crop, room, save_student, write_room_ply
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnxscript")  # torch's ONNX exporter
+# looked up, not imported: onnxscript takes seconds to import, and collection (once per xdist
+# worker) need not pay them; the export itself imports it
+for _package in ("onnxruntime", "onnxscript"):  # onnxscript: torch's ONNX exporter
+    if importlib.util.find_spec(_package) is None:
+        pytest.skip(f"{_package} is not installed", allow_module_level=True)
 runner = CliRunner()
+# one xdist worker runs this module, so each exported fixture (tens of seconds) is built once
+pytestmark = pytest.mark.xdist_group("export")
 
 
 @pytest.fixture(scope="module", params=["test_ptv3", "test_spunet"])
@@ -175,21 +181,27 @@ DEPLOY_VENV_ENV = "SRKD_DEPLOY_VENV"
 def deploy_venv() -> Path:
     """A virtual environment with numpy and onnxruntime only (no torch, no spconv, no system site
     packages), made once under ~/.cache/srkd (or $SRKD_DEPLOY_VENV); skips the test when pip
-    cannot install them (no network, no wheel for this platform)."""
+    cannot install them (no network, no wheel for this platform). A file lock beside it lets one
+    process build it while others (xdist workers, other checkouts' test runs) wait and reuse it."""
     import subprocess
     import sys
+
+    from filelock import FileLock
 
     root = Path(os.environ.get(DEPLOY_VENV_ENV) or Path.home() / ".cache" / "srkd" / "deploy-venv")
     python = root / "bin" / "python"
     ready = root / ".srkd-ready"
-    if not ready.is_file():
-        try:
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True, capture_output=True, timeout=120)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", "numpy", "onnxruntime"], check=True,
-                           capture_output=True, timeout=600)  # fmt: skip
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"cannot build a numpy + onnxruntime venv here ({type(exc).__name__})")
-        ready.write_text("numpy onnxruntime\n")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(root.with_name(root.name + ".lock")):
+        if not ready.is_file():
+            try:
+                subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True, capture_output=True,
+                               timeout=120)  # fmt: skip
+                subprocess.run([str(python), "-m", "pip", "install", "-q", "numpy", "onnxruntime"], check=True,
+                               capture_output=True, timeout=600)  # fmt: skip
+            except (subprocess.SubprocessError, OSError) as exc:
+                pytest.skip(f"cannot build a numpy + onnxruntime venv here ({type(exc).__name__})")
+            ready.write_text("numpy onnxruntime\n")
     return python
 
 

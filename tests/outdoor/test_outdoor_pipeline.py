@@ -14,6 +14,8 @@ from cli import app
 
 TINY_LIDAR = ["--beams", "8", "--azimuth-steps", "180"]
 DATASETS = ("nuscenes", "semantickitti")
+# one xdist worker runs this module, so each dataset's run (several seconds) is made once
+pytestmark = pytest.mark.xdist_group("outdoor_pipeline")
 
 
 def invoke(args: list) -> object:
