@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from srkd.cache import CacheReader, CacheWriter, CodecSpec, ensemble_of
+from srkd.cache.schema import SampleTargets
 from tests.cache.conftest import make_spec, make_views
 
 README = Path(os.environ.get("SRKD_README") or Path(__file__).resolve().parents[2] / "docs" / "cache.md")
@@ -63,3 +64,25 @@ def test_readme_snippet_decodes_what_srkd_decodes(name: str, demo_like_cache: Pa
     assert got_l.dtype == np.float32 and got_f.dtype == np.float32
     np.testing.assert_array_equal(got_l, logits)
     np.testing.assert_array_equal(got_f, feature)
+
+
+@pytest.mark.parametrize("schema", [2, 3])
+def test_the_whole_cache_dataset_snippet_reads_what_srkd_reads(schema: int, demo_like_cache: Path,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The srkd one-Dataset snippet on the demo-like schema-2 cache and on a schema-3 cache of
+    the default codec."""
+    pytest.importorskip("xarray")
+    folder = demo_like_cache
+    if schema == 3:
+        folder = tmp_path
+        spec = make_spec(codec=CodecSpec(), views=2, ensemble=True)
+        writer = CacheWriter.create(folder / "cache", spec)
+        views = [make_views(300 + i, spec, seed=i) for i in range(2)]
+        writer.write_sequence("seq-synthetic_0000", [writer.encode_sample(SampleTargets(
+            f"synthetic_{i:04d}", v, ensemble_of(v), "0" * 64)) for i, v in enumerate(views)])  # fmt: skip
+    monkeypatch.chdir(folder)
+    names: dict = {}
+    exec(compile(readme_snippet("cache-srkd-dataset"), f"{README.name} cache-srkd-dataset", "exec"), names)
+    logits, feature = CacheReader(folder / "cache").read_all("synthetic_0000", 0)
+    np.testing.assert_array_equal(names["logits"], logits)
+    np.testing.assert_array_equal(names["feature"], feature)
