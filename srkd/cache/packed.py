@@ -156,10 +156,11 @@ def read_sample_rows(
     root: zarr.Group, sequence: str, entry: str, layouts: Mapping[str, Mapping[str, Any]], position: int | slice,
     start: int, stop: int, where: str, memo: dict[str, AsyncArray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:  # fmt: skip
-    """Rows [start, stop) of every point array and row(s) `position` of every side array of one
-    entry of the sequence `sequence` under `root`, all arrays opened and read concurrently (one round trip to zarr's event loop for the
-    opens, one for the reads); CacheError naming the sequence, sample and array when one is
-    missing, has no shard file or cannot be decoded. `memo` keeps the opened arrays by path."""
+    """Rows [start, stop) of every point array ({name: (stop - start, ...)}) and row(s)
+    `position` of every side array of one entry of `sequence` under `root`. The arrays are opened
+    concurrently (one round trip to zarr's event loop) and read concurrently (one more).
+    CacheError naming the sequence, sample and array when one is missing, has no shard file or
+    cannot be decoded. `memo` keeps the opened arrays by path (one per reader and sequence)."""
     memo = {} if memo is None else memo
     paths = {f"{entry}/{name}": kind for kind, layout in layouts.items() for name in layout}
     damaged = f"its sequence {sequence!r} is damaged: {REBUILD_ADVICE}"
