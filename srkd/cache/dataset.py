@@ -43,16 +43,12 @@ def blocks(reader: CacheReader) -> tuple[list[list[str]], np.ndarray]:
     """(the samples of each dask block, in cache order; their point counts (S,) int64). A block
     is a schema-3 sequence (its samples in position order) or a run of up to SEQUENCE_SAMPLES
     sample ids of an older cache."""
-    ids = reader.scene_ids
     if reader.packed is None:
+        ids = reader.scene_ids
         groups = [list(ids[i : i + SEQUENCE_SAMPLES]) for i in range(0, len(ids), SEQUENCE_SAMPLES)]
         return groups, np.asarray([reader.num_points(s) for g in groups for s in g], dtype=np.int64)
-    by_sequence: dict[str, list[tuple[int, str, int]]] = {}
-    for sample in ids:
-        loc = reader.packed.locate(sample)
-        by_sequence.setdefault(loc.sequence, []).append((loc.position, sample, loc.stop - loc.start))
-    rows = [sorted(by_sequence[seq]) for seq in sorted(by_sequence)]
-    return [[s for _, s, _ in r] for r in rows], np.asarray([n for r in rows for _, _, n in r], dtype=np.int64)
+    served = [(samples, counts) for samples, counts in reader.packed.sequence_samples() if samples]
+    return [samples for samples, _ in served], np.concatenate([np.zeros(0, np.int64)] + [c for _, c in served])
 
 
 def open_dataset(cache: str | Path, view: View = 0) -> Any:

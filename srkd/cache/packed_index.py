@@ -72,9 +72,11 @@ class PackedIndex:
         self._seq = np.repeat(np.arange(len(names)), counts)
         self._pos = np.arange(len(self._sizes)) - np.repeat(first, counts)
         self._stop = ends[1:] - np.repeat(ends[first], counts)
+        self._spans = [(int(a), int(a + n)) for a, n in zip(first, counts, strict=True)]  # rows of each sequence
+        self._rows = list(itertools.chain.from_iterable(samples))  # sample id of each row
         self._index: dict[str, int] = {}
         self.duplicates: list[str] = []
-        for row, sample in enumerate(itertools.chain.from_iterable(samples)):
+        for row, sample in enumerate(self._rows):
             if self._index.setdefault(sample, row) != row:  # served from the first sequence by name
                 self.duplicates.append(sample)
         self.sample_ids: tuple[str, ...] = tuple(sorted(self._index))
@@ -93,6 +95,15 @@ class PackedIndex:
             )
         stop = int(self._stop[row])
         return Location(self._names[self._seq[row]], int(self._pos[row]), stop - int(self._sizes[row]), stop)
+
+    def sequence_samples(self) -> list[tuple[list[str], np.ndarray]]:
+        """Per committed sequence (by name): the samples it serves, in position order, and their
+        point counts (S,) int64. A duplicate served from another sequence is left out."""
+        out = []
+        for start, stop in self._spans:
+            rows = [r for r in range(start, stop) if self._index[self._rows[r]] == r]
+            out.append(([self._rows[r] for r in rows], self._sizes[rows]))
+        return out
 
     def group(self, sequence: str) -> zarr.Group:
         """The sequence's group (opened once)."""
