@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -144,6 +145,10 @@ def rehearse(work: Path, drives: int, keyframes: int, workers: int, sequence_sam
         rerun = book.run(build, timeout=timeout)
         out["rerun_exit"] = rerun.returncode
         out["rerun_output"] = rerun.stdout[-2000:] + rerun.stderr[-2000:]
+        said = rerun.stdout + rerun.stderr  # the re-run's plan and summary: equal when it counts right
+        planned, wrote = re.search(r"(\d+) scene\(s\) to compute", said), re.search(r"wrote (\d+) scene\(s\)", said)
+        out["rerun_planned"] = int(planned.group(1)) if planned else None
+        out["rerun_wrote"] = int(wrote.group(1)) if wrote else None
         out["build_s"] = time.perf_counter() - start
         check = book.run(srkd("inspect-cache", "cache", "--verify", "--json"), timeout=timeout)
         report = json.loads(check.stdout[check.stdout.index("{"):]) if "{" in check.stdout else {}

@@ -104,20 +104,21 @@ def _build_locked(
             if on_scene:
                 on_scene(event)
 
+    build = uuid.uuid4().hex[:8]  # this build's token: its tasks' keys, its write events
     if todo and workers == 0 and scheduler is None:
         report.workers = 0
         try:
             for sequence, scene_ids in todo:
-                done(cache_sequence(job, spec, sequence, scene_ids))
+                done(cache_sequence(job, spec, sequence, scene_ids, build))
         except BaseException:
             try:  # keep (commit) the previous scene's write, then report the first error
-                flush_writes()
+                flush_writes(build)
             except Exception:
                 pass
             raise
-        done(flush_writes())
+        done(flush_writes(build))
     elif todo:
-        report.workers = _run_dask(job, spec, todo, workers, scheduler, done)
+        report.workers = _run_dask(job, spec, todo, workers, scheduler, done, build)
     writer = CacheWriter.open(job.out, spec)
     missing = set(scenes_todo) - writer.committed_scenes()
     if missing:
@@ -132,7 +133,7 @@ def _build_locked(
 
 def _run_dask(
     job: CacheJob, spec: CacheSpec, todo: list[tuple[str, list[str]]], workers: int, scheduler: str | None,
-    done: Callable[[list[SceneDone]], None],
+    done: Callable[[list[SceneDone]], None], token: str,
 ) -> int:  # fmt: skip
     from distributed import Client, LocalCluster, as_completed
 
@@ -156,11 +157,10 @@ def _run_dask(
             client = Client(scheduler, timeout="30s")
         except OSError as exc:
             raise ConfigError(f"cannot reach the dask scheduler at {scheduler!r}: {exc}") from None
-    token = uuid.uuid4().hex[:8]
     try:
         n_workers = len(client.scheduler_info()["workers"])
         futures = [
-            client.submit(cache_sequence, job, spec, seq, samples, key=f"srkd-cache-{seq}-{token}", pure=False)
+            client.submit(cache_sequence, job, spec, seq, samples, token, key=f"srkd-cache-{seq}-{token}", pure=False)
             for seq, samples in todo
         ]
         error: BaseException | None = None
@@ -172,7 +172,7 @@ def _run_dask(
             error = exc
         # Commit each worker's last scene, also after an error elsewhere (then best effort).
         flushes = [
-            client.submit(flush_writes, key=f"srkd-cache-flush-{i}-{token}", workers=[addr],
+            client.submit(flush_writes, token, key=f"srkd-cache-flush-{i}-{token}", workers=[addr],
                           allow_other_workers=False, pure=False)
             for i, addr in enumerate(client.scheduler_info()["workers"])
         ]  # fmt: skip

@@ -49,27 +49,39 @@ class SceneDone:
 
 
 class WriteBehind:
-    """One background thread writing scenes while the caller computes the next one."""
+    """One background thread writing scenes while the caller computes the next one.
+
+    Each write belongs to a build (a token per `build_cache` call). A worker process can outlive a
+    build (a `dask worker` whose client was killed) and serve the next one, whose first call then
+    finishes the old build's last write: the events of a finished write are kept under their own
+    build's token and returned only to a call of that build, so no build counts another's scenes."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="srkd-cache-write")
-        self._pending: tuple[Future, list[SceneDone]] | None = None
+        self._pending: tuple[Future, list[SceneDone], str] | None = None
+        self._done: dict[str, list[SceneDone]] = {}
 
-    def put(self, write: Callable[[], None], events: list[SceneDone], name: str) -> list[SceneDone]:
+    def put(self, write: Callable[[], None], events: list[SceneDone], name: str, build: str = "") -> list[SceneDone]:
         """Wait for the previous write (re-raising its error), start `write` (of sequence or
-        scene `name`); returns the events of the writes that completed."""
-        done = self.drain()
-        self._pending = (self._pool.submit(_named_write, write, name), events)
-        return done
+        scene `name`, for build `build`); returns the events of build `build`'s completed writes."""
+        self._finish()
+        self._pending = (self._pool.submit(_named_write, write, name), events, build)
+        return self._done.pop(build, [])
 
-    def drain(self) -> list[SceneDone]:
-        """Wait for the pending write; its events (empty if none was pending)."""
+    def drain(self, build: str = "") -> list[SceneDone]:
+        """Wait for the pending write; the events of build `build`'s completed writes."""
+        self._finish()
+        return self._done.pop(build, [])
+
+    def _finish(self) -> None:
         if self._pending is None:
-            return []
-        fut, events = self._pending
+            return
+        fut, events, build = self._pending
         self._pending = None
         fut.result()
-        return events
+        self._done.setdefault(build, []).extend(events)
+        if len(self._done) > 8:  # events nobody of a long-gone build will ask for
+            self._done.pop(next(iter(self._done)))
 
 
 def _named_write(write: Callable[[], None], name: str) -> None:
@@ -152,8 +164,10 @@ class SceneWorker:
                                    job.ensemble, color_norm=spec.teacher_color_norm)  # fmt: skip
         return views, ens, SceneDone(scene_id, pc.num_points, time.perf_counter() - start), pc.content_sha256()
 
-    def cache_sequence(self, job: CacheJob, spec: CacheSpec, sequence: str, scene_ids: list[str]) -> list[SceneDone]:
-        """Compute the scenes of one sequence and queue its write; the scenes committed meanwhile."""
+    def cache_sequence(self, job: CacheJob, spec: CacheSpec, sequence: str, scene_ids: list[str],
+                       build: str = "") -> list[SceneDone]:
+        """Compute the scenes of one sequence and queue its write; the scenes of build `build`
+        committed meanwhile."""
         writer = CacheWriter.open(job.out, spec)  # re-checks the root's fingerprint; never writes it
         events, samples = [], []
         for scene_id in scene_ids:
@@ -163,12 +177,12 @@ class SceneWorker:
             events.append(event)
         if writer.packed:
             return self._behind.put(lambda: writer.write_sequence(sequence, samples, unless_complete=True), events,
-                                    sequence)  # fmt: skip
-        return self._behind.put(lambda: [writer.write_scene(*s) for s in samples], events, sequence)
+                                    sequence, build)  # fmt: skip
+        return self._behind.put(lambda: [writer.write_scene(*s) for s in samples], events, sequence, build)
 
-    def flush(self) -> list[SceneDone]:
-        """Wait for the pending write; the events of what it committed."""
-        return self._behind.drain()
+    def flush(self, build: str = "") -> list[SceneDone]:
+        """Wait for the pending write; the events of build `build`'s committed writes."""
+        return self._behind.drain(build)
 
 
 class ProcessWorkers:
@@ -190,15 +204,16 @@ WORKERS = ProcessWorkers()
 """The one module-level object of a build: how task functions reach their process's worker."""
 
 
-def cache_sequence(job: CacheJob, spec: CacheSpec, sequence: str, scene_ids: list[str]) -> list[SceneDone]:
-    """Task body (in-process or on a dask worker): `SceneWorker.cache_sequence` of this process.
-    Call `flush_writes` after the last task."""
-    return WORKERS.get().cache_sequence(job, spec, sequence, scene_ids)
+def cache_sequence(job: CacheJob, spec: CacheSpec, sequence: str, scene_ids: list[str],
+                   build: str = "") -> list[SceneDone]:
+    """Task body (in-process or on a dask worker): `SceneWorker.cache_sequence` of this process,
+    for the build with token `build`. Call `flush_writes(build)` after the last task."""
+    return WORKERS.get().cache_sequence(job, spec, sequence, scene_ids, build)
 
 
-def flush_writes() -> list[SceneDone]:
-    """Task body: wait for this process's pending write; the events of what it committed."""
-    return WORKERS.get().flush()
+def flush_writes(build: str = "") -> list[SceneDone]:
+    """Task body: wait for this process's pending write; the events of build `build`'s commits."""
+    return WORKERS.get().flush(build)
 
 
 def _worker_device(job: CacheJob) -> torch.device:
