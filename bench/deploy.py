@@ -159,10 +159,21 @@ def profile_onnx(folder: Path, points: int, threads: int = 2) -> dict:
 def _prepare(model: str, folder: Path) -> float:
     """Save a random-weight checkpoint of `model` into folder/model.pt and export it to
     folder/onnx; returns the export seconds."""
+    from srkd.export.export import export_checkpoint
+
+    save_random_checkpoint(model, folder / "model.pt")
+    began = time.perf_counter()
+    export_checkpoint(folder / "model.pt", folder / "onnx")
+    return time.perf_counter() - began
+
+
+def save_random_checkpoint(model: str, path: Path) -> Path:
+    """A checkpoint of preset `model` (20 ScanNet classes, colour + normal input, grid GRID) with
+    random weights (seed 0) and BatchNorm statistics drawn away from identity (mean N(0, 0.2),
+    variance U(0.5, 2)), so that every layer changes its input."""
     import torch
 
     from srkd.data.scannet import get_dataset_spec
-    from srkd.export.export import export_checkpoint
     from srkd.models import create_model, save_checkpoint
 
     torch.manual_seed(0)
@@ -171,11 +182,9 @@ def _prepare(model: str, folder: Path) -> float:
         if isinstance(m, torch.nn.BatchNorm1d):
             m.running_mean.normal_(0, 0.2)
             m.running_var.uniform_(0.5, 2.0)
-    save_checkpoint(folder / "model.pt", net, class_names=get_dataset_spec("scannet").class_names,
-                    feature_names=("color", "normal"), color_norm="pointcept", train_params={"grid_size": GRID})  # fmt: skip
-    began = time.perf_counter()
-    export_checkpoint(folder / "model.pt", folder / "onnx")
-    return time.perf_counter() - began
+    return save_checkpoint(path, net, class_names=get_dataset_spec("scannet").class_names,
+                           feature_names=("color", "normal"), color_norm="pointcept",
+                           train_params={"grid_size": GRID})  # fmt: skip
 
 
 def _spawn(model: str, path: str, threads: int, folder: Path, a: argparse.Namespace) -> dict:

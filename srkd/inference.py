@@ -25,6 +25,7 @@ from srkd.data.transforms import (
     replay,
     tta_view_records,
 )
+from srkd.settings import PRECISIONS
 from srkd.types import PointCloud
 
 
@@ -72,6 +73,17 @@ def precise_views(pc: PointCloud, tta: bool = True, domain: str = "indoor") -> l
     return tta_view_records(pc, domain) if tta else [canonical_view_record(pc, domain)]
 
 
+def inference_autocast(device: torch.device, precision: str = "fp32", amp: bool = False) -> torch.autocast:
+    """The autocast a model's inference runs under: bfloat16 on `device` for precision "bf16"
+    (srkd.models.sparse runs spconv's CPU convolutions in float32 inside it), float16 for `amp` on
+    CUDA, else none (float32). Unknown precision: ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda")
+
+
 @torch.no_grad()
 def infer_view(
     model: nn.Module,
@@ -83,6 +95,7 @@ def infer_view(
     color_norm: str,
     with_feature: bool = False,
     amp: bool = False,
+    precision: str = "fp32",
     num_points: int | None = None,
     domain: str = "indoor",
 ) -> SceneInference:
@@ -96,6 +109,8 @@ def infer_view(
             a checkpoint's `CheckpointMeta.color_norm`). Required: a wrong one silently costs
             accuracy.
         domain: "indoor" or "outdoor": which per-fragment transforms (`fragment_transforms`).
+        amp: float16 autocast on CUDA (the teacher cache's setting); ignored on the CPU.
+        precision: "fp32", or "bf16" for a bfloat16 autocast on any device (`inference_autocast`).
     Returns:
         Sums over fragments, indexed by ORIGINAL point.
     """
@@ -107,7 +122,7 @@ def infer_view(
     post = fragment_transforms(color_norm, domain)
     for sample in make_fragments(view, grid_size, tuple(feature_names), post):
         batch = collate([sample]).to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+        with inference_autocast(device, precision, amp):
             out = model(batch)
         prob = torch.softmax(out.logits.float(), dim=1).double().cpu().numpy()
         if prob_sum is None:
@@ -132,15 +147,16 @@ def infer_scene(
     *,
     color_norm: str,
     amp: bool = False,
+    precision: str = "fp32",
     domain: str = "indoor",
 ) -> SceneInference:
     """Precise inference: the sum of `infer_view` over `views` (records replayed on `pc`, e.g.
     `precise_views(pc, domain=...)`), with the model's input `color_norm` and the fragment
-    transforms of `domain`."""
+    transforms of `domain`; `amp` and `precision` as in `infer_view`."""
     total: SceneInference | None = None
     for record in views:
         result = infer_view(model, replay(pc, record), grid_size, feature_names, device, amp=amp,
-                            num_points=pc.num_points, color_norm=color_norm, domain=domain)
+                            precision=precision, num_points=pc.num_points, color_norm=color_norm, domain=domain)
         if total is None:
             total = result
         else:

@@ -160,15 +160,19 @@ class ModelPredictor:
         color_norm: its input colour normalisation (srkd.data.transforms.COLOR_NORMS key).
         num_classes: if given, a model with another number of class scores is a CheckpointError
             naming `name` (and the dataset `dataset`).
+        precision: "fp32", or "bf16" (`srkd.inference.inference_autocast`): the predictions are
+            bf16's, and every scene is also predicted in fp32 to measure their argmax agreement.
     Attributes (over the scenes predicted so far):
         votes_min: fewest (view, fragment) predictions covering one original point (inf before any).
         votes_sum: all such predictions; points: original points seen; views: views per scene.
+        agreeing: with bf16, the points whose bf16 and fp32 argmax agree (0 with fp32).
     """
 
     def __init__(
         self, model: nn.Module, grid_size: float, feature_names: Sequence[str],
         device: torch.device | str = "cpu", *, color_norm: str, domain: str = "indoor",
         tta: bool = False, num_classes: int | None = None, name: str = "model", dataset: str = "",
+        precision: str = "fp32",
     ) -> None:  # fmt: skip
         self.model = model.eval()
         self.grid_size = float(grid_size)
@@ -180,20 +184,21 @@ class ModelPredictor:
         self.num_classes = num_classes
         self.name = name
         self.dataset = dataset
+        self.precision = precision
+        self.agreeing = 0
         self.votes_min: float = math.inf
         self.votes_sum = 0
         self.points = 0
         self.views = 0
 
     def __call__(self, scene: LabelledScene) -> np.ndarray:
-        from srkd.inference import infer_scene, precise_views
+        from srkd.inference import precise_views
 
         pc = scene.cloud
         if pc is None:
             raise ConfigError(f"scene {scene.scene_id!r}: model {self.name!r} needs the loaded scene")
         views = precise_views(pc, self.tta, self.domain)
-        result = infer_scene(self.model, pc, views, self.grid_size, self.feature_names, self.device,
-                             color_norm=self.color_norm, domain=self.domain)  # fmt: skip
+        result = self._infer(pc, views, self.precision)
         k = result.prob_sum.shape[1]
         if self.num_classes is not None and k != self.num_classes:
             where = f"dataset {self.dataset!r}" if self.dataset else "the dataset"
@@ -204,7 +209,21 @@ class ModelPredictor:
         self.votes_sum += int(result.votes.sum())
         self.points += pc.num_points
         self.views = len(views)
-        return result.predictions()
+        pred = result.predictions()
+        if self.precision != "fp32":
+            self.agreeing += int((self._infer(pc, views, "fp32").predictions() == pred).sum())
+        return pred
+
+    @property
+    def precision_agreement(self) -> float | None:
+        """With bf16: the fraction of the points so far whose argmax equals fp32's; else None."""
+        return self.agreeing / self.points if self.precision != "fp32" and self.points else None
+
+    def _infer(self, pc: PointCloud, views: Sequence[Any], precision: str) -> Any:
+        from srkd.inference import infer_scene
+
+        return infer_scene(self.model, pc, views, self.grid_size, self.feature_names, self.device,
+                           color_norm=self.color_norm, domain=self.domain, precision=precision)  # fmt: skip
 
 
 def score_model(

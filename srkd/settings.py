@@ -33,6 +33,13 @@ from typing import Any
 DEFAULT_DEVICE = "auto"
 """--device of every command that runs a model: CUDA when present, else the CPU."""
 
+PRECISIONS = ("fp32", "bf16")
+"""--precision of inference (`srkd evaluate`, `srkd predict`); the first is the default."""
+
+BF16_MIN_AGREEMENT = 0.995
+"""The share of points whose bf16 argmax must equal fp32's for `srkd evaluate` to call bf16 safe
+for a model; below it the report says to keep fp32."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
@@ -71,6 +78,9 @@ def check_device(value: str) -> None:
 # -- options several commands take -----------------------------------------------------------------
 DEVICE = Flag("auto (CUDA when present, else CPU), cpu, cuda or cuda:N.", check=check_device)
 GRID_SIZE = Flag("Voxel size in metres.", min=1e-6)
+PRECISION = Flag("Inference precision: fp32, or bf16 (a bfloat16 autocast: matrix products in bf16, "
+                 "sparse convolutions on the CPU in fp32); opt-in, see docs/deployment.md.",
+                 choices=PRECISIONS)
 MAX_SCENES = Flag("Only the first N scenes of the split (sorted).", min=1)
 TEACHER_MODEL = Flag("Registered preset a Pointcept teacher checkpoint is loaded into (e.g. ptv3_base); "
                      "an srkd checkpoint records its own.")

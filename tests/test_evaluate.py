@@ -291,6 +291,27 @@ def test_cli_compares_checkpoints_end_to_end(data_root: Path, cli_dir: Path) -> 
     assert (cli_dir / "ev" / f"scene_{SCENES[0]}.png").stat().st_size > 0
 
 
+def test_cli_bf16_scores_in_bf16_and_reports_agreement_with_fp32(data_root: Path, cli_dir: Path) -> None:
+    """--precision bf16: the row says so, and measures its argmax against fp32 on the same points."""
+    torch.manual_seed(0)
+    model = create_model("test_ptv3", num_classes=K, in_channels=6)
+    ckpt = save_checkpoint(cli_dir / "ptv3.pt", model, class_names=SCANNET20_CLASSES,
+                           feature_names=("color", "normal"), color_norm="pointcept",
+                           train_params={"dataset": "scannet", "data_root": str(data_root), "grid_size": GRID})  # fmt: skip
+    result = CliRunner().invoke(app, ["evaluate", "-c", str(ckpt), "--no-tta", "--out", "ev", "--device", "cpu",
+                                      "--max-scenes", "1", "--latency-runs", "1", "--precision", "bf16"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    extra = json.loads((cli_dir / "ev" / "metrics.json").read_text())["models"][0]["extra"]
+    assert extra["precision"] == "bf16" and 0.9 <= extra["argmax_agreement_with_fp32"] <= 1.0
+    assert "ptv3 ran in bf16: its argmax equals fp32's on" in result.output
+    assert "bf16" in json.loads((cli_dir / "ev" / "metrics.json").read_text())["models"][0]["latency"]["method"]
+    fp32 = CliRunner().invoke(app, ["evaluate", "-c", str(ckpt), "--no-tta", "--out", "ev32", "--device", "cpu",
+                                    "--max-scenes", "1", "--latency-runs", "0"])  # fmt: skip
+    assert fp32.exit_code == 0, fp32.output
+    row = json.loads((cli_dir / "ev32" / "metrics.json").read_text())["models"][0]
+    assert row["extra"]["precision"] == "fp32" and "argmax_agreement_with_fp32" not in row["extra"]
+
+
 def test_cli_defaults_to_the_distill_student(data_root: Path, cli_dir: Path) -> None:
     _checkpoint(cli_dir / "runs" / "student" / "model.pt", data_root)
     (cli_dir / "stages.yaml").write_text(

@@ -177,3 +177,14 @@ def test_scene_topdown_render(tmp_path, rng):
     with pytest.raises(ConfigError, match="colour table has 2"):
         plot_scene_topdown(coord, gt, {}, [(0, 0, 0), (1, 1, 1)], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_bf16_rows_say_their_agreement_and_when_to_keep_fp32(rows):
+    import dataclasses
+
+    ok = dataclasses.replace(rows[1], extra={"precision": "bf16", "argmax_agreement_with_fp32": 0.9987})
+    low = dataclasses.replace(rows[2], extra={"precision": "bf16", "argmax_agreement_with_fp32": 0.9901})
+    md = render_markdown_table([rows[0], ok, low], SCANNET20_CLASSES)
+    assert "student-srkd ran in bf16: its argmax equals fp32's on 99.87% of the points." in md
+    assert "student-alone ran in bf16: its argmax equals fp32's on 99.01% of the points; below 99.5%, keep fp32" in md
+    assert "ran in" not in render_markdown_table(rows, SCANNET20_CLASSES)

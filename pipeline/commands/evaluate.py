@@ -47,7 +47,7 @@ def evaluate(**cli: Any) -> None:
             evaluation = run_evaluation(
                 list(config.checkpoint), cache=config.cache, dataset=config.dataset,
                 data_root=config.data_root, split=config.split, grid_size=config.grid_size,
-                tta=config.tta, device=config.device, max_scenes=config.max_scenes,
+                tta=config.tta, device=config.device, precision=config.precision, max_scenes=config.max_scenes,
                 render_scene=config.render_scene, latency_runs=config.latency_runs,
                 progress=on_progress,
             )  # fmt: skip

@@ -27,8 +27,8 @@ def predict(inputs: O.Inputs, **cli: Any) -> None:
 
         configure_threads()
         with task_progress(console, "predict") as on_progress:
-            run = run_predict(c.checkpoint, inputs, c.out, runtime=c.runtime, model=c.model, tta=c.tta, device=c.device,
-                              grid_size=c.grid_size, neighbours=c.neighbours, keep_going=c.keep_going,
+            run = run_predict(c.checkpoint, inputs, c.out, runtime=c.runtime, model=c.model, tta=c.tta,
+                              device=c.device, precision=c.precision, grid_size=c.grid_size, neighbours=c.neighbours, keep_going=c.keep_going,
                               progress=on_progress)  # fmt: skip
         _summary(console, run)
         if run.failures:

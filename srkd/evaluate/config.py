@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from srkd.data.registry import DATASET_FLAG, per_dataset
-from srkd.settings import DEFAULT_DEVICE, DEVICE, GRID_SIZE, MAX_SCENES, Flag, setting
+from srkd.settings import DEFAULT_DEVICE, DEVICE, GRID_SIZE, MAX_SCENES, PRECISION, PRECISIONS, Flag, setting
 
 LATENCY_RUNS = 10
 """Timed batch-1 forward passes per model for the latency column (0 = no latency)."""
@@ -41,6 +41,7 @@ class EvalConfig:
                                       note="each checkpoint's recorded grid size, else " + per_dataset("grid_size"))
     out: Path = setting(Path("reports/eval"), "Output folder for metrics.json, report.md and PNGs.")
     device: str = setting(DEFAULT_DEVICE, DEVICE)
+    precision: str = setting(PRECISIONS[0], PRECISION)
     max_scenes: int | None = setting(None, MAX_SCENES, note="all")
     render_scene: str | None = setting(None, "Scene drawn top-down and used for latency.", note="the first scene")
     latency_runs: int = setting(LATENCY_RUNS, Flag(

@@ -19,6 +19,7 @@ from typing import Any
 from srkd.errors import ConfigError
 from srkd.evaluate.rows import Latency, ReportRow, SplitInfo, check_rows
 from srkd.io import atomic_write_json, atomic_write_text
+from srkd.settings import BF16_MIN_AGREEMENT
 
 # the row types live in srkd.evaluate.rows and stay importable from here
 __all__ = ["Latency", "ReportRow", "SplitInfo", "check_rows", "write_metrics_json", "write_report"]
@@ -119,6 +120,13 @@ def render_markdown_table(
     methods = sorted({f"{r.latency.method} on {r.latency.device}" for r in rows if r.latency})
     for m in methods:
         lines.append(f"Latency: {m}.")
+    for r in rows:
+        agreement = (r.extra or {}).get("argmax_agreement_with_fp32")
+        if agreement is not None:
+            verdict = ("" if agreement >= BF16_MIN_AGREEMENT else
+                       f"; below {100 * BF16_MIN_AGREEMENT:.1f}%, keep fp32 for this model")
+            lines.append(f"{r.name} ran in {r.extra['precision']}: its argmax equals fp32's on "
+                         f"{100 * agreement:.2f}% of the points{verdict}.")
     lines.append(
         "mIoU averages IoU over the classes in the mean: every class with ground truth or a "
         "prediction in the split (a class predicted but never present scores 0). mAcc averages "

@@ -78,6 +78,7 @@ def evaluate_models(
     cache_name: str = "teacher (cache)",
     tta: bool = True,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
     max_scenes: int | None = None,
     render_scene: str | None = None,
     latency_warmup: int = 2,
@@ -91,6 +92,8 @@ def evaluate_models(
             scenes are scored in sorted order.
         tta: the release's test views of the dataset's domain (True: 13 ScanNet views, 10 lidar
             views) or one identity view (False).
+        precision: the models' inference precision, "fp32" or "bf16"; with bf16 every scene is
+            also predicted in fp32 and each row records the argmax agreement of the two.
         max_scenes: score only the first N scenes.
         render_scene: scene kept for the top-down render and used for latency (default: the
             first scored scene).
@@ -103,7 +106,7 @@ def evaluate_models(
     ids, render_id = _check_request(scenes, models, cache, cache_name, max_scenes, render_scene)
     for m in models:  # a checkpoint that records no grid size uses the dataset's
         m.grid_size = dataset_default("grid_size", m.grid_size, spec)
-    predictors = _predictors(models, cache, cache_name, spec, tta, device)
+    predictors = _predictors(models, cache, cache_name, spec, tta, device, precision)
     renders: list[SceneRender] = []
 
     def load(scene_id: str) -> LabelledScene:
@@ -152,7 +155,7 @@ def _check_request(
 
 def _predictors(
     models: Sequence[EvalModel], cache: Any, cache_name: str, spec: DatasetSpec, tta: bool,
-    device: torch.device,
+    device: torch.device, precision: str = "fp32",
 ) -> dict[str, Predictor]:  # fmt: skip
     """Row name -> prediction source: the models in their order, then the cached teacher."""
     out: dict[str, Predictor] = {}
@@ -161,7 +164,7 @@ def _predictors(
         assert m.grid_size is not None  # filled in from the dataset by evaluate_models
         out[m.name] = ModelPredictor(
             m.model, m.grid_size, m.feature_names, device, color_norm=m.color_norm, domain=spec.domain,
-            tta=tta, num_classes=spec.num_classes, name=m.name, dataset=spec.name,
+            tta=tta, num_classes=spec.num_classes, name=m.name, dataset=spec.name, precision=precision,
         )  # fmt: skip
     if cache is not None:
         out[cache_name] = CachedTeacherPredictor(cache)
@@ -185,10 +188,13 @@ def _model_rows(
         if latency_pc is not None:
             if progress:
                 progress(num_scenes, num_scenes, f"latency of {m.name}")
-            latency = measure_latency(m, latency_pc, device, warmup, runs, domain=spec.domain)
+            latency = measure_latency(m, latency_pc, device, warmup, runs, domain=spec.domain,
+                                      precision=p.precision)  # fmt: skip
         extra = {**m.extra, "grid_size": m.grid_size, "feature_names": list(m.feature_names),
                  "color_norm": m.color_norm, "votes_per_point_min": int(p.votes_min),
-                 "votes_per_point_mean": p.votes_sum / p.points}  # fmt: skip
+                 "votes_per_point_mean": p.votes_sum / p.points, "precision": p.precision}  # fmt: skip
+        if p.precision_agreement is not None:
+            extra["argmax_agreement_with_fp32"] = p.precision_agreement
         split_info = SplitInfo(spec.name, scenes.split, num_scenes, p.views)
         rows.append(ReportRow(m.name, m.kind, scores[m.name], split_info, m.params, latency, m.source,
                               extra))  # fmt: skip
@@ -216,6 +222,7 @@ def run_evaluation(
     grid_size: float | None = None,
     tta: bool = True,
     device: str = DEFAULT_DEVICE,
+    precision: str = "fp32",
     max_scenes: int | None = None,
     render_scene: str | None = None,
     latency_warmup: int = 2,
@@ -250,7 +257,7 @@ def run_evaluation(
     # a cache is read under its shared lock: never rebuilt or repaired while it is scored
     with locked_dir(cache, "teacher cache", CacheError, shared=True) if cache else contextlib.nullcontext():
         return evaluate_models(
-            scenes, models, cache=reader, tta=tta, device=device, max_scenes=max_scenes,
+            scenes, models, cache=reader, tta=tta, device=device, precision=precision, max_scenes=max_scenes,
             render_scene=render_scene, latency_warmup=latency_warmup, latency_runs=latency_runs,
             progress=progress,
             cache_name=f"{reader.spec.teacher_name} (cache)" if reader is not None else "teacher (cache)",

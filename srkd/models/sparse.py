@@ -160,6 +160,13 @@ class _DeviceAwareConv:
             raise TypeError(f"{type(self).__name__} expects a SparseTensor, got {type(input).__name__}")
         on_cuda = input.features.is_cuda
         self.algo = self._cuda_algo if on_cuda else ConvAlgo.Native
+        if not on_cuda and torch.is_autocast_enabled("cpu"):
+            # spconv's CPU kernels have no bfloat16 (and call torch.mm inside, which a CPU autocast
+            # would turn into bfloat16): the conv runs in float32, the layers around it in bf16
+            with torch.autocast("cpu", enabled=False):
+                if add_input is not None:
+                    add_input = add_input.replace_feature(add_input.features.float())
+                return self.forward(input.replace_feature(input.features.float()), add_input)
         if on_cuda or self.bias is None:
             return super().forward(input, add_input)  # type: ignore[misc]
         out = self._conv_forward(  # type: ignore[attr-defined]

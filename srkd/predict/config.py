@@ -10,7 +10,7 @@ from pathlib import Path
 
 from srkd.data.normals import DEFAULT_NEIGHBOURS
 from srkd.data.registry import per_dataset
-from srkd.settings import DEFAULT_DEVICE, DEVICE, GRID_SIZE, Flag, setting
+from srkd.settings import DEFAULT_DEVICE, DEVICE, GRID_SIZE, PRECISION, PRECISIONS, Flag, setting
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class PredictConfig:
         "13 test-time views (4 rotations x 3 scales + flip, as `srkd evaluate`) or one view (13x "
         "faster)."))
     device: str = setting(DEFAULT_DEVICE, DEVICE)
+    precision: str = setting(PRECISIONS[0], PRECISION)
     grid_size: float | None = setting(None, GRID_SIZE,
                                       note="the checkpoint's recorded grid size, else " + per_dataset("grid_size"))
     neighbours: int | None = setting(None, Flag(

@@ -26,11 +26,16 @@ class OnnxSegmenter:
         return torch.from_numpy(np.asarray(logits))
 
 
-def check_runtime_choice(runtime: str, checkpoint: Path | None, model: Path | None) -> None:
-    """ConfigError unless the runtime has its one input: torch a --checkpoint, onnx a --model."""
+def check_runtime_choice(runtime: str, checkpoint: Path | None, model: Path | None, precision: str = "fp32") -> None:
+    """ConfigError unless the runtime has its one input (torch a --checkpoint, onnx a --model)
+    and can run in `precision` (an export runs in fp32 only)."""
     if runtime == "torch" and (checkpoint is None or model is not None):
         raise ConfigError("srkd predict needs --checkpoint (or --runtime onnx --model <export folder>)")
     if runtime == "onnx" and (model is None or checkpoint is not None):
         raise ConfigError("--runtime onnx runs an `srkd export` folder: give --model <folder>, not --checkpoint")
     if runtime not in ("torch", "onnx"):
         raise ConfigError(f"unknown runtime {runtime!r}: use torch or onnx")
+    if runtime == "onnx" and precision != "fp32":
+        raise ConfigError(f"--precision {precision} runs a checkpoint in srkd (--runtime torch); an export "
+                          "runs in fp32 (ONNX Runtime's CPU provider has no bfloat16 kernels for the "
+                          "exported network's operators)")

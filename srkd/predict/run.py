@@ -28,7 +28,7 @@ from srkd.data.scannet.ply import write_ply
 from srkd.data.transforms import Compose, replay
 from srkd.data.transforms.color import NormalizeColor
 from srkd.errors import CheckpointError, ConfigError, DataError
-from srkd.inference import precise_views
+from srkd.inference import inference_autocast, precise_views
 from srkd.io import atomic_write_stream
 from srkd.models.deploy import PlainSegmenter, load_plain_segmenter
 from srkd.predict.onnx import OnnxSegmenter, check_runtime_choice
@@ -52,6 +52,7 @@ class Predictor:
     dataset: str  # the registered dataset whose classes the model predicts, or "unknown"
     device: torch.device
     source: str
+    precision: str = "fp32"  # "bf16": inference under srkd.inference.inference_autocast
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,10 @@ def class_palette(class_names: Sequence[str]) -> tuple[str, np.ndarray]:
     return "unknown", np.asarray(spread_palette(len(class_names)), dtype=np.uint8)
 
 
-def load_predictor(checkpoint: Path, *, grid_size: float | None = None, device: str = DEFAULT_DEVICE) -> Predictor:
-    """Load an srkd checkpoint for prediction (CheckpointError / ConfigError when it cannot be)."""
+def load_predictor(checkpoint: Path, *, grid_size: float | None = None, device: str = DEFAULT_DEVICE,
+                   precision: str = "fp32") -> Predictor:
+    """Load an srkd checkpoint for prediction (CheckpointError / ConfigError when it cannot be),
+    to run in `precision` ("fp32" or "bf16")."""
     from srkd.device import resolve_device
 
     dev = resolve_device(device)
@@ -112,7 +115,7 @@ def load_predictor(checkpoint: Path, *, grid_size: float | None = None, device: 
         )
     dataset, palette = class_palette(meta.class_names)
     return Predictor(segmenter.to(dev).eval(), tuple(meta.class_names), names, meta.color_norm,
-                     palette, dataset, dev, str(checkpoint))  # fmt: skip
+                     palette, dataset, dev, str(checkpoint), precision)  # fmt: skip
 
 
 def load_exported_predictor(folder: Path) -> Predictor:
@@ -141,7 +144,9 @@ def predict_cloud(p: Predictor, cloud: PointCloud, tta: bool = True,
             coord = torch.from_numpy(sample.coord).to(p.device)
             feat = torch.from_numpy(sample.feat).to(p.device)
             offset = torch.tensor([len(coord)], dtype=torch.int64, device=p.device)
-            prob = torch.softmax(p.segmenter(coord, feat, offset), dim=1).double().cpu().numpy()
+            with inference_autocast(p.device, p.precision):
+                logits = p.segmenter(coord, feat, offset)
+            prob = torch.softmax(logits.float(), dim=1).double().cpu().numpy()
             if total is None:
                 total = np.zeros((cloud.num_points, prob.shape[1]), dtype=np.float64)
             total[sample.origin_index] += prob  # a fragment holds each point at most once
@@ -189,6 +194,7 @@ def run_predict(
     model: Path | None = None,
     tta: bool = True,
     device: str = DEFAULT_DEVICE,
+    precision: str = "fp32",
     grid_size: float | None = None,
     neighbours: int | None = None,
     keep_going: bool = False,
@@ -199,15 +205,16 @@ def run_predict(
     is read (and no output may replace an input). A bad file then raises its DataError, unless
     `keep_going`, which records it in `failures` and goes on with the next input. runtime "onnx"
     runs the `srkd export` folder `model` with ONNX Runtime instead of a checkpoint (at the
-    export's grid size)."""
-    check_runtime_choice(runtime, checkpoint, model)
+    export's grid size, in fp32). `precision` "bf16" runs the checkpoint under a bfloat16
+    autocast."""
+    check_runtime_choice(runtime, checkpoint, model, precision)
     _check_inputs(inputs, out)
     if runtime == "onnx":
         if grid_size is not None:
             raise ConfigError("--grid-size cannot change an export's voxel size (it is in its student.json)")
         predictor = load_exported_predictor(model)
     else:
-        predictor = load_predictor(checkpoint, grid_size=grid_size, device=device)
+        predictor = load_predictor(checkpoint, grid_size=grid_size, device=device, precision=precision)
     one_point = PointCloud(coord=np.zeros((1, 3), np.float32), origin_index=np.zeros(1, np.int64))
     views = len(precise_views(one_point, tta))  # 13 ScanNet TTA views, or 1
     run = PredictRun(predictor, views)

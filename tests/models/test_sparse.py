@@ -207,3 +207,20 @@ def test_import_leaves_spconvs_kernel_list_whole() -> None:
     import spconv.core
 
     assert len(spconv.core.ALL_IMPGEMM_PARAMS) > 0
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_convs_run_in_float32_inside_a_cpu_bf16_autocast(bias: bool) -> None:
+    """spconv has no CPU bfloat16 kernels: inside a bf16 autocast a conv takes bf16 features and
+    gives what it gives in float32 on the same (rounded) input."""
+    grid, feat = _random_sites(3)
+    sub = S.SubMConv3d(3, 4, 3, bias=bias).eval()
+    down = S.SparseConv3d(3, 4, 2, stride=2, indice_key="d1", bias=bias).eval()
+    x = S.make_sparse(feat.bfloat16(), grid, torch.zeros(len(grid), dtype=torch.int64), pad_to=8)
+    x32 = x.replace_feature(x.features.float())
+    with torch.no_grad():
+        for conv in (sub, down):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got = conv(x).features
+            assert got.dtype == torch.float32
+            torch.testing.assert_close(got, conv(x32).features)

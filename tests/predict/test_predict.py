@@ -197,6 +197,33 @@ def test_ptv3_through_plain_segmenter_equals_evaluate(inputs, tmp_path):
     assert np.allclose(predict_cloud(p, cloud, tta=False), want, atol=1e-6)
 
 
+def test_bf16_prediction_is_evaluates_bf16_and_close_to_fp32(inputs, tmp_path):
+    """--precision bf16: predict runs the model under evaluate's bf16 autocast (the same sums),
+    which really changes the numbers, not the labels of this small model."""
+    torch.manual_seed(1)
+    model = create_model("test_ptv3", num_classes=20, in_channels=6).eval()
+    path = save_checkpoint(tmp_path / "ptv3.pt", model, class_names=SCANNET20_CLASSES,
+                           feature_names=("color", "normal"), color_norm="pointcept",
+                           train_params={"grid_size": GRID})  # fmt: skip
+    p32, p16 = (load_predictor(path, device="cpu", precision=x) for x in ("fp32", "bf16"))
+    cloud = read_input(inputs["folder"], p16.feature_names).cloud
+    got = predict_cloud(p16, cloud, tta=False)
+    want = infer_scene(p16.segmenter.model, cloud, precise_views(cloud, False), GRID, p16.feature_names,
+                       color_norm="pointcept", precision="bf16").prob_sum  # fmt: skip
+    assert np.allclose(got, want, atol=1e-6)
+    fp32 = predict_cloud(p32, cloud, tta=False)
+    assert not np.allclose(got, fp32, atol=1e-6) and np.allclose(got, fp32, atol=0.05)
+    assert (got.argmax(1) == fp32.argmax(1)).mean() >= 0.95
+
+
+def test_bf16_with_an_export_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--precision bf16 runs a checkpoint"):
+        run_predict(None, [], tmp_path / "out", runtime="onnx", model=tmp_path, precision="bf16")
+    runner = CliRunner()
+    bad = runner.invoke(app, ["predict", "-c", "x.pt", "--precision", "fp16", "scan.ply"])
+    assert bad.exit_code != 0 and "fp16" in bad.output
+
+
 def test_a_lidar_checkpoint_is_refused_with_a_pointer_to_evaluate(tmp_path):
     from srkd.data.scannet import get_dataset_spec
     from srkd.models.deploy import load_plain_segmenter
