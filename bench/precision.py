@@ -30,12 +30,12 @@ from deploy import GRID, save_random_checkpoint  # bench/ is on sys.path when th
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = REPO.parent / "shared" / "data" / "scannet_real"
-MODELS = ("demo_teacher", "demo_student", "ptv3_half", "spunet_small")
+MODELS = ("demo_teacher_mini", "demo_student", "ptv3_half", "spunet_small")
 
 
 def _checkpoint(name: str, folder: Path) -> Path:
     """The shipped demo teacher, or a random-weight checkpoint of preset `name` (bench/deploy.py's)."""
-    if name == "demo_teacher":
+    if name == "demo_teacher_mini":
         return REPO / "srkd" / "assets" / "demo_teacher.pt"
     return save_random_checkpoint(name, folder / f"{name}.pt")
 

@@ -23,7 +23,7 @@ from srkd.errors import ConfigError
 from .conftest import REPO, WIDE
 
 
-# srkd/assets/demo_teacher.pt's train_params as the previous version wrote them (no color_norm,
+# the train_params of the demo teacher shipped up to commit c7fd241, as srkd 0.1 wrote them (no color_norm,
 # teacher_color_norm or tensorboard; run.py's additions recipe and world_size)
 DEMO_TEACHER_TRAIN_PARAMS = {
     "model": "demo_teacher", "out": "runs/teacher", "dataset": "scannet",

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from srkd.data.transforms.color import DEFAULT_COLOR_NORM
 from srkd.errors import CheckpointError
 from srkd.models import (
     compact_checkpoint,
@@ -149,19 +150,19 @@ DEMO_TEACHER = Path(__file__).resolve().parents[2] / "srkd" / "assets" / "demo_t
 
 
 def test_shipped_demo_teacher_is_small_safe_and_trained(tmp_path) -> None:
-    """The teacher the demo distils from: <= 10 MB, float16 storage, weights_only, and really
+    """The teacher the demo distils from: under 2 MB, float16 storage, weights_only, and really
     trained (it segments a synthetic room it never saw far above chance)."""
     from srkd.data.scannet import ScanNetScenes, get_dataset_spec
     from srkd.data.scannet.classes import SCANNET20_CLASSES
     from srkd.data.synthetic.rooms import generate_dataset
     from srkd.scoring import score_model
 
-    assert DEMO_TEACHER.stat().st_size <= 10_000_000
+    assert DEMO_TEACHER.stat().st_size < 2_000_000
     raw = torch.load(DEMO_TEACHER, weights_only=True)  # plain tensors and values only
     assert {v.dtype for v in raw["state_dict"].values() if v.is_floating_point()} == {torch.float16}
     model, meta = load_checkpoint(DEMO_TEACHER, expect_classes=SCANNET20_CLASSES, expect_features=FEATURES)
-    assert meta.model_name == "demo_teacher" and meta.train_params["method"] == "ce"
-    assert meta.format_version == 1 and meta.color_norm == "legacy"  # trained by srkd 0.1
+    assert meta.model_name == "demo_teacher_mini" and meta.train_params["method"] == "ce"
+    assert meta.format_version == FORMAT_VERSION and meta.color_norm == DEFAULT_COLOR_NORM
     spec = get_dataset_spec("scannet")
     generate_dataset(tmp_path, 2, seed=99, val_fraction=0.5, n_points=6000)  # rooms of another seed
     source = ScanNetScenes(tmp_path, "val", spec)
