@@ -23,8 +23,8 @@ from srkd.errors import ConfigError
 from .conftest import REPO, WIDE
 
 
-# the train_params of the demo teacher shipped up to commit c7fd241, as srkd 0.1 wrote them (no color_norm,
-# teacher_color_norm or tensorboard; run.py's additions recipe and world_size)
+# the train_params of the demo teacher shipped up to commit c7fd241, as srkd 0.1 wrote them (no
+# color_norm, teacher_color_norm or tensorboard; run.py's additions recipe and world_size)
 DEMO_TEACHER_TRAIN_PARAMS = {
     "model": "demo_teacher", "out": "runs/teacher", "dataset": "scannet",
     "data_root": "/work/exp/data/teacher_rooms", "model_args": {}, "train_split": "train",
