@@ -33,9 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, Self
+from typing import IO, Any, NoReturn, Self
 
 from pipeline.lock import (
+    Fingerprint,
     HashCache,
     fingerprint,
     output_hashes,
@@ -57,8 +58,9 @@ from pipeline.supervise import (
     not_ignored,
     supervisor_argv,
 )
-from srkd.errors import SrkdError
+from srkd.errors import ConfigError, SrkdError
 from srkd.locking import locked_dir
+from srkd.settings import THREADS_ENV, default_cpu_threads
 
 
 class StageFailed(SrkdError, RuntimeError):
@@ -68,13 +70,16 @@ class StageFailed(SrkdError, RuntimeError):
 class RunInterrupted(SrkdError, RuntimeError):
     """`srkd run` received SIGINT, SIGTERM or SIGHUP; the running stage was stopped."""
 
-    def __init__(self, signum: int, stage: str | None) -> None:
+    def __init__(self, signum: int, stages: list[str]) -> None:
         name = signal.Signals(signum).name
-        if stage is None:
+        if not stages:
             message = f"srkd run stopped by {name}"
-        else:
-            message = (f"srkd run stopped by {name} while stage {stage!r} ran; the stage was "
+        elif len(stages) == 1:
+            message = (f"srkd run stopped by {name} while stage {stages[0]!r} ran; the stage was "
                        "stopped and is not recorded in stages.lock, so the next run re-runs it")
+        else:
+            message = (f"srkd run stopped by {name} while stages {_names(stages)} ran; they were "
+                       "stopped and are not recorded in stages.lock, so the next run re-runs them")
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
@@ -105,8 +110,14 @@ def run_pipeline(
     overrides: dict[str, Any] | None = None,
     dry_run: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    jobs: int = 1,
 ) -> list[StageResult]:
     """Run the stages needed for `targets` (default: all); returns what ran and why.
+
+    `jobs` > 1 runs up to that many stages at once whose upstream stages have finished (their
+    output lines prefixed with the stage's name), each with its share of the CPU threads
+    (srkd.settings.default_cpu_threads) unless $SRKD_THREADS is set; when one fails, the others
+    still running are stopped and not recorded.
 
     The lock entry of a stage is written only after its command succeeded, so a killed run
     resumes at the first unfinished stage. Non-persistent outputs are deleted before a stage
@@ -116,60 +127,104 @@ def run_pipeline(
     project folder at a time (srkd.locking; a second is refused in one line), and an output
     folder still held by another srkd process is never cleared.
     """
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     check_params(spec)
     root = spec.path.parent.resolve()
     if dry_run:
-        return _run_stages(spec, root, targets, force, overrides or {}, dry_run, log)
+        return _Run(spec, root, overrides or {}, log, 1).stages(targets, force, dry_run)
     with locked_dir(root, "pipeline folder", StageFailed):
-        return _run_stages(spec, root, targets, force, overrides or {}, dry_run, log)
+        return _Run(spec, root, overrides or {}, log, jobs).stages(targets, force, dry_run)
 
 
-def _run_stages(
-    spec: PipelineSpec, root: Path, targets: list[str] | None, force: bool, overrides: dict[str, Any],
-    dry_run: bool, log: Callable[[str], None],
-) -> list[StageResult]:  # fmt: skip
-    lock_path = root / "stages.lock"
-    lock = read_lock(lock_path)
-    hashes = HashCache(lock.get("hashes"))
-    params = apply_overrides(spec.params, overrides)
-    env = dict(os.environ)
-    env[ENV_OVERRIDES] = json.dumps(overrides)
-    env[ENV_STAGES_FILE] = str(spec.path.resolve())
-    results = []
-    with _SignalGuard() as guard:
-        for stage in spec.order(targets):
-            current = fingerprint(stage, params, root, hashes)
-            reasons = why_run(stage, current, lock["stages"].get(stage.name), root, hashes)
-            if force and (not targets or stage.name in targets):
-                reasons = reasons or ["--force"]
-            if not reasons:
-                log(f"[dim]stage {stage.name}: up to date, skipped[/dim]")
-                results.append(StageResult(stage.name, False, []))
-                continue
-            log(f"[bold]stage {stage.name}[/bold] runs because " + "; ".join(reasons))
-            results.append(StageResult(stage.name, True, reasons))
-            if dry_run:
-                continue
-            locked = lock["stages"].get(stage.name)
-            inputs_changed = locked is not None and any(
-                locked.get(k) != v for k, v in current.to_json().items()
-            )
-            # a persistent output (a resumable cache) is kept across crashes and first runs, but not
-            # when the stage's cmd, deps, params or version changed: it was built from other inputs
-            _clear_outputs(stage, root, include_persistent=inputs_changed)
-            log(f"[dim]$ {stage.cmd}[/dim]")
-            returncode = guard.run(stage.name, stage_argv(stage.cmd), cwd=root, env=env)
-            if returncode != 0:
-                raise StageFailed(
-                    f"stage {stage.name!r} failed ({_exit_status(returncode)}): {stage.cmd}"
-                )
-            missing = [o.path for o in stage.outs if not (root / o.path).exists()]
+class _Run:
+    """One `srkd run`: decides which stages run and starts them, up to `jobs` at a time, each
+    once every stage it waits for (PipelineSpec.upstream) has finished. Everything but the stage
+    commands happens in this (main) thread: fingerprints, output hashes and stages.lock."""
+
+    def __init__(self, spec: PipelineSpec, root: Path, overrides: dict[str, Any],
+                 log: Callable[[str], None], jobs: int) -> None:  # fmt: skip
+        self.spec, self.root, self.log, self.jobs = spec, root, log, jobs
+        self.lock_path = root / "stages.lock"
+        self.lock = read_lock(self.lock_path)
+        self.hashes = HashCache(self.lock.get("hashes"))
+        self.params = apply_overrides(spec.params, overrides)
+        self.env = dict(os.environ)
+        self.env[ENV_OVERRIDES] = json.dumps(overrides)
+        self.env[ENV_STAGES_FILE] = str(spec.path.resolve())
+        if jobs > 1:
+            self.env.setdefault(THREADS_ENV, str(default_cpu_threads(jobs)))
+        self.fingerprints: dict[str, Fingerprint] = {}
+
+    def stages(self, targets: list[str] | None, force: bool, dry_run: bool) -> list[StageResult]:
+        waiting = self.spec.order(targets)
+        upstream = self.spec.upstream()
+        results: dict[str, StageResult] = {}
+        with _SignalGuard() as guard:
+            while waiting or guard.running:
+                for stage in list(waiting):  # dependency order among the stages free to go
+                    if len(guard.running) >= self.jobs:
+                        break
+                    if any(u not in results or u in guard.running for u in upstream[stage.name]):
+                        continue
+                    waiting.remove(stage)
+                    results[stage.name] = self._begin(stage, targets, force, dry_run, guard)
+                if guard.running:
+                    name, returncode = guard.wait_any()
+                    self._finish(self.spec.stages[name], returncode, guard)
+                elif waiting and all(any(u not in results for u in upstream[s.name]) for s in waiting):
+                    raise AssertionError(f"no stage can start: {[s.name for s in waiting]}")  # order() forbids it
+        return [results[s.name] for s in self.spec.order(targets)]
+
+    def _begin(self, stage: Stage, targets: list[str] | None, force: bool, dry_run: bool,
+               guard: _SignalGuard) -> StageResult:  # fmt: skip
+        """Skip `stage` (up to date) or clear its outputs and start it."""
+        current = fingerprint(stage, self.params, self.root, self.hashes)
+        reasons = why_run(stage, current, self.lock["stages"].get(stage.name), self.root, self.hashes)
+        if force and (not targets or stage.name in targets):
+            reasons = reasons or ["--force"]
+        if not reasons:
+            self.log(f"[dim]stage {stage.name}: up to date, skipped[/dim]")
+            return StageResult(stage.name, False, [])
+        self.log(f"[bold]stage {stage.name}[/bold] runs because " + "; ".join(reasons))
+        if dry_run:
+            return StageResult(stage.name, True, reasons)
+        locked = self.lock["stages"].get(stage.name)
+        inputs_changed = locked is not None and any(
+            locked.get(k) != v for k, v in current.to_json().items()
+        )
+        # a persistent output (a resumable cache) is kept across crashes and first runs, but not
+        # when the stage's cmd, deps, params or version changed: it was built from other inputs
+        _clear_outputs(stage, self.root, include_persistent=inputs_changed)
+        self.log(f"[dim]$ {stage.cmd}[/dim]")
+        self.fingerprints[stage.name] = current
+        label = stage.name if self.jobs > 1 else None
+        guard.start(stage.name, stage_argv(stage.cmd), self.root, self.env, label)
+        return StageResult(stage.name, True, reasons)
+
+    def _finish(self, stage: Stage, returncode: int, guard: _SignalGuard) -> None:
+        """Record a finished stage in stages.lock, or stop the others and raise StageFailed."""
+        problem = None
+        if returncode != 0:
+            problem = f"stage {stage.name!r} failed ({_exit_status(returncode)}): {stage.cmd}"
+        else:
+            missing = [o.path for o in stage.outs if not (self.root / o.path).exists()]
             if missing:
-                raise StageFailed(f"stage {stage.name!r} finished but did not write {missing}")
-            lock["stages"][stage.name] = {**current.to_json(), "outs": output_hashes(stage, root, hashes)}
-            lock["hashes"] = hashes.entries
-            write_lock(lock_path, lock)
-    return results
+                problem = f"stage {stage.name!r} finished but did not write {missing}"
+        if problem is not None:
+            stopped = guard.stop_all()
+            if stopped:
+                problem += (f"; stopped {_names(stopped)}, which ran beside it (not recorded in "
+                            "stages.lock, so the next run re-runs them)")
+            raise StageFailed(problem)
+        current = self.fingerprints.pop(stage.name)
+        self.lock["stages"][stage.name] = {**current.to_json(), "outs": output_hashes(stage, self.root, self.hashes)}
+        self.lock["hashes"] = self.hashes.entries
+        write_lock(self.lock_path, self.lock)
+
+
+def _names(stages: list[str]) -> str:
+    return ", ".join(repr(n) for n in stages)
 
 
 def _exit_status(returncode: int) -> str:
@@ -182,24 +237,41 @@ class StageProcess:
     """A stage command running under its supervisor, which leads a new session: the supervisor,
     the command and everything the command starts share the process group `pgid`."""
 
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(supervisor_argv(argv), cwd=cwd, env=env,
-                                     start_new_session=True)
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], label: str | None = None) -> None:
+        """`label`: copy the stage's stdout and stderr, line by line and prefixed `[label] `, to
+        this process's stderr (stages that run side by side); None: they share ours."""
+        pipe = subprocess.PIPE if label is not None else None
+        self.proc = subprocess.Popen(supervisor_argv(argv), cwd=cwd, env=env, start_new_session=True,
+                                     stdout=pipe, stderr=subprocess.STDOUT if pipe else None)  # fmt: skip
         self.pgid = self.proc.pid
         self.returncode: int | None = None
+        self.copier: threading.Thread | None = None
+        if label is not None:
+            self.copier = threading.Thread(target=_copy_lines, args=(self.proc.stdout, f"[{label}] "),
+                                           daemon=True)  # fmt: skip
+            self.copier.start()
 
     def wait(self) -> int:
         """Wait for the stage; kill what is left of its group; its exit status (-N: signal N)."""
         _wait_exited(self.proc)
         return self._reap()
 
-    def stop(self, grace: float = STOP_GRACE_S) -> int:
-        """Ask the supervisor to stop the group (SIGTERM, then SIGKILL after `grace` seconds);
-        kill the group ourselves if the supervisor does not finish in time."""
+    def exited(self) -> bool:
+        """True once the stage's supervisor has exited (it is not reaped: see _reap)."""
+        return self.returncode is not None or _wait_exited(self.proc, timeout=0.0)
+
+    def request_stop(self) -> None:
+        """Ask the supervisor to stop the group (SIGTERM); `stop` then waits for it."""
         if self.returncode is None:
             # os.kill, not Popen.send_signal: that would reap an exited supervisor first
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
+
+    def stop(self, grace: float = STOP_GRACE_S) -> int:
+        """Ask the supervisor to stop the group (SIGTERM, then SIGKILL after `grace` seconds);
+        kill the group ourselves if the supervisor does not finish in time."""
+        if self.returncode is None:
+            self.request_stop()
             _wait_exited(self.proc, timeout=grace + 2.0)
         return self._reap()
 
@@ -213,17 +285,31 @@ class StageProcess:
             # group and cannot have been reused: the group kill cannot hit a stranger
             killpg(self.pgid, signal.SIGKILL)
             self.returncode = self.proc.wait()
+            if self.copier is not None:  # the group is gone, so the pipe is at its end
+                self.copier.join(timeout=STOP_GRACE_S)
         return self.returncode
 
 
+def _copy_lines(stream: IO[bytes], prefix: str) -> None:
+    """Copy `stream` to stderr line by line, each line prefixed, until its end."""
+    with stream:
+        for raw in stream:
+            line = raw.decode(errors="replace").rstrip("\r\n").rsplit("\r", 1)[-1]
+            sys.stderr.write(f"{prefix}{line}\n")
+            sys.stderr.flush()
+
+
 class _SignalGuard:
-    """Runs stages; on SIGINT/SIGTERM/SIGHUP stops the running one and raises RunInterrupted.
+    """Runs stages; on SIGINT/SIGTERM/SIGHUP stops every running one and raises RunInterrupted.
 
     Outside the main thread (where Python cannot install handlers) stages still run in their
     own group, but a signal to the process is not turned into a stop."""
 
+    POLL_S = 0.05
+    """How often `wait_any` looks at stages running side by side."""
+
     def __init__(self) -> None:
-        self.stage: tuple[str, StageProcess] | None = None
+        self.running: dict[str, StageProcess] = {}
         self.stopping = False
         self.previous: dict[int, Any] = {}
 
@@ -234,34 +320,57 @@ class _SignalGuard:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+        try:
+            for proc in self.running.values():  # an error is on its way out: nothing outlives it
+                proc.kill()
+            self.running.clear()
+        finally:
+            for signum, handler in self.previous.items():
+                signal.signal(signum, handler)
 
-    def run(self, name: str, argv: list[str], cwd: Path, env: dict[str, str]) -> int:
-        """Run one stage command to its end; its exit status."""
+    def start(self, name: str, argv: list[str], cwd: Path, env: dict[str, str], label: str | None = None) -> None:
+        """Start one stage command (see StageProcess for `label`)."""
         # blocked while the stage starts and is recorded, so a stop never misses it; the
         # supervisor inherits the mask and unblocks once its own handlers are in place
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
-            proc = StageProcess(argv, cwd, env)
-            self.stage = (name, proc)
+            self.running[name] = StageProcess(argv, cwd, env, label)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        try:
-            return proc.wait()
-        finally:
-            proc.kill()  # a no-op after wait(); otherwise an error is on its way out
-            self.stage = None
+
+    def wait_any(self) -> tuple[str, int]:
+        """Wait until a running stage ends; (its name, its exit status). Blocks on the only one
+        when one runs; polls every POLL_S seconds when several do."""
+        while True:
+            for name, proc in self.running.items():
+                if len(self.running) == 1 or proc.exited():
+                    returncode = proc.wait()
+                    del self.running[name]
+                    return name, returncode
+            time.sleep(self.POLL_S)
+
+    def stop_all(self) -> list[str]:
+        """Stop every running stage (SIGTERM to all first, then wait for each); their names."""
+        names = list(self.running)
+        for proc in self.running.values():
+            proc.request_stop()
+        for proc in self.running.values():
+            proc.stop()
+        self.running.clear()
+        return names
 
     def _handle(self, signum: int, frame: FrameType | None) -> NoReturn:
-        current = self.stage
-        if current is not None:
-            if self.stopping:  # a second signal: no more grace
-                current[1].kill()
-            else:
-                self.stopping = True
-                current[1].stop()
-        raise RunInterrupted(signum, current[0] if current else None)
+        names = list(self.running)
+        if self.stopping:  # a second signal: no more grace
+            for proc in self.running.values():
+                proc.kill()
+        else:
+            self.stopping = True
+            for proc in self.running.values():
+                proc.request_stop()
+            for proc in self.running.values():
+                proc.stop()
+        raise RunInterrupted(signum, names)
 
 
 def _wait_exited(proc: subprocess.Popen[bytes], timeout: float | None = None) -> bool:

@@ -56,15 +56,19 @@ class PipelineSpec:
         """Value of a dotted key such as 'distill.epochs'; ConfigError if it is not defined."""
         return lookup(self.params, key, where=str(self.path))
 
+    def upstream(self) -> dict[str, list[str]]:
+        """For each stage, the stages it must wait for: those that write one of its deps."""
+        producers = {o.path.rstrip("/"): s.name for s in self.stages.values() for o in s.outs}
+        return {
+            s.name: sorted({producers[d.rstrip("/")] for d in s.deps if d.rstrip("/") in producers})
+            for s in self.stages.values()
+        }
+
     def order(self, targets: list[str] | None = None) -> list[Stage]:
         """Stages in dependency order (a stage whose dep is another stage's out runs after it),
         restricted to `targets` and everything they depend on. Without targets: every stage
         that is not `manual`, and what those depend on."""
-        producers = {o.path.rstrip("/"): s.name for s in self.stages.values() for o in s.outs}
-        upstream = {
-            s.name: sorted({producers[d.rstrip("/")] for d in s.deps if d.rstrip("/") in producers})
-            for s in self.stages.values()
-        }
+        upstream = self.upstream()
         for name in targets or []:
             if name not in self.stages:
                 raise ConfigError(

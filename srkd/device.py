@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from srkd.errors import ConfigError
-from srkd.settings import DEFAULT_DEVICE
+from srkd.settings import DEFAULT_DEVICE, THREADS_ENV, default_cpu_threads
 
 
 def resolve_device(device: str | torch.device = DEFAULT_DEVICE) -> torch.device:
@@ -40,8 +40,8 @@ def configure_threads(threads: int | None = None) -> int:
     import os
 
     if threads is None:
-        env = os.environ.get("SRKD_THREADS")
-        threads = int(env) if env else max(1, (os.cpu_count() or 2) // 2)
+        env = os.environ.get(THREADS_ENV)
+        threads = int(env) if env else default_cpu_threads()
     if threads < 1:
         raise ConfigError(f"CPU threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)

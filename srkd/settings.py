@@ -26,12 +26,22 @@ before torch, spconv or zarr are imported.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 DEFAULT_DEVICE = "auto"
 """--device of every command that runs a model: CUDA when present, else the CPU."""
+
+THREADS_ENV = "SRKD_THREADS"
+"""Environment variable that sets the torch CPU threads of every srkd command."""
+
+
+def default_cpu_threads(share: int = 1) -> int:
+    """Torch CPU threads when neither the command nor $SRKD_THREADS says: half the cores, split
+    between `share` processes running side by side (`srkd run --jobs`), at least 1."""
+    return max(1, (os.cpu_count() or 2) // 2 // share)
 
 PRECISIONS = ("fp32", "bf16")
 """--precision of inference (`srkd evaluate`, `srkd predict`); the first is the default."""

@@ -143,6 +143,10 @@ Force = Annotated[bool, _opt("--force", help="Run the named stages (or all) even
 SetParam = Annotated[Optional[list[str]], _opt("--set", help="Override a parameter: key=value, e.g. distill.epochs=3; repeatable.")]
 StagesFile = Annotated[Path, _opt("--file", help="The pipeline file.")]
 DryRun = Annotated[bool, _opt("--dry-run", help="Say what would run and why, run nothing.")]
+Jobs = Annotated[int, _opt("--jobs", "-j", min=1, help=(
+    "Stages to run at once: a stage starts as soon as the stages it needs have finished. With "
+    "more than 1, each stage's output lines are prefixed with its name, and each gets its share "
+    "of the CPU threads (half the cores / jobs) unless SRKD_THREADS is set."))]
 
 
 class SrkdCommand(TyperCommand):

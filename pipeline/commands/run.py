@@ -15,6 +15,7 @@ def run(
     set_: O.SetParam = None,
     file: O.StagesFile = DEFAULT_STAGES_FILE,
     dry_run: O.DryRun = False,
+    jobs: O.Jobs = 1,
 ) -> None:
     """Run the pipeline in stages.yaml: each stage only if its cmd, deps or params changed.
 
@@ -33,7 +34,7 @@ def run(
         try:
             results = run_pipeline(
                 spec, targets=stage or None, force=force, overrides=parse_overrides(set_ or []),
-                dry_run=dry_run, log=console.print,
+                dry_run=dry_run, log=console.print, jobs=jobs,
             )
         except RunInterrupted as exc:  # one red line like any error, but the signal's exit code
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

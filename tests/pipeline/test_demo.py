@@ -33,7 +33,7 @@ def test_demo_pipeline_runs_end_to_end(tmp_path):
     assert TEACHER in text
     (tmp_path / "stages.yaml").write_text(text.replace(TEACHER, str(REPO / TEACHER)))
     spec = load_spec(tmp_path / "stages.yaml")
-    results = run_pipeline(spec, overrides=TINY)
+    results = run_pipeline(spec, overrides=TINY, jobs=2)  # as the README runs it
     # everything but the manual stages that retrain the teacher
     assert sorted(r.name for r in results if r.ran) == sorted(
         n for n, s in spec.stages.items() if not s.manual)

@@ -221,3 +221,91 @@ def test_supervisor_notices_a_dead_runner_by_polling():
     finally:
         child.kill()
         child.wait()
+
+
+# Two stages that can only finish together: each marks that it started, then waits (at most 30 s)
+# for the other's mark, so `--jobs 2` passes only when they really run side by side. `left`
+# exits 3 instead when `fail` exists; `right` then waits for a `go` that never comes.
+PAIR = """\
+import os, sys, time
+me, other = sys.argv[1], sys.argv[2]
+open(f"{me}.started", "w").write(os.environ.get("SRKD_THREADS", "unset"))
+open(f"{me}.pid", "w").write(str(os.getpid()))
+print(f"{me} waits for {other}", flush=True)
+give_up = time.monotonic() + 30
+while not os.path.exists(f"{other}.started") or (me == "right" and os.path.exists("fail")):
+    if time.monotonic() > give_up or os.path.exists("go"):
+        sys.exit(1)
+    time.sleep(0.05)
+if me == "left" and os.path.exists("fail"):
+    sys.exit(3)
+open(f"{me}.txt", "w").write(me)
+"""
+
+PAIR_SPEC = f"""\
+stages:
+  left:
+    cmd: {PY} pair.py left right
+    outs: [left.txt]
+  right:
+    cmd: {PY} pair.py right left
+    outs: [right.txt]
+  both:
+    cmd: {PY} -c "open('both.txt','w').write(open('left.txt').read() + open('right.txt').read())"
+    deps: [left.txt, right.txt]
+    outs: [both.txt]
+"""
+
+
+def pair_project(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pair.py").write_text(PAIR)
+    (folder / "stages.yaml").write_text(PAIR_SPEC)
+    return folder
+
+
+def test_jobs_run_independent_stages_side_by_side(tmp_path, monkeypatch, capfd):
+    folder = pair_project(tmp_path / "run")
+    monkeypatch.delenv("SRKD_THREADS")
+    results = run_pipeline(load_spec(folder / "stages.yaml"), jobs=2)
+    assert [r.name for r in results if r.ran] == ["left", "right", "both"]
+    assert (folder / "both.txt").read_text() == "leftright"
+    # each of the two gets its share of half the cores; the output is prefixed by stage
+    assert (folder / "left.started").read_text() == str(max(1, (os.cpu_count() or 2) // 2 // 2))
+    assert "[left] left waits for right" in capfd.readouterr().err
+    assert run_pipeline(load_spec(folder / "stages.yaml"), jobs=2)[0].ran is False  # recorded
+
+
+def test_a_failing_stage_stops_the_stage_beside_it(tmp_path):
+    folder = pair_project(tmp_path / "run")
+    (folder / "fail").write_text("")
+    with pytest.raises(StageFailed, match="'left' failed .exit code 3.*stopped 'right'"):
+        run_pipeline(load_spec(folder / "stages.yaml"), jobs=2)
+    right = int((folder / "right.pid").read_text())
+    wait_for(lambda: not alive(right), timeout=20.0, what="the stage beside it to stop")
+    assert not (folder / "stages.lock").exists()  # neither is recorded
+    (folder / "fail").unlink()
+    for mark in folder.glob("*.started"):
+        mark.unlink()
+    results = run_pipeline(load_spec(folder / "stages.yaml"), jobs=2)
+    assert [r.name for r in results if r.ran] == ["left", "right", "both"]
+
+
+def test_interrupted_run_stops_every_stage_running(tmp_path):
+    folder = pair_project(tmp_path / "run")
+    (folder / "fail").write_text("")  # `right` keeps waiting, `left` for `right`'s mark
+    (folder / "pair.py").write_text(PAIR.replace("sys.exit(3)", "time.sleep(30)"))
+
+    def sigterm_once_both_started() -> None:  # a thread: SIGALRM belongs to pytest-timeout
+        wait_for(lambda: (folder / "left.pid").exists() and (folder / "right.pid").exists())
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=sigterm_once_both_started, daemon=True)
+    sender.start()
+    with pytest.raises(RunInterrupted, match="while stages 'left', 'right' ran"):
+        run_pipeline(load_spec(folder / "stages.yaml"), jobs=2)
+    sender.join()
+    pids = [int((folder / f"{n}.pid").read_text()) for n in ("left", "right")]
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=20.0, what="both stages to stop")
+    assert not (folder / "stages.lock").exists()
