@@ -153,7 +153,10 @@ class _Run:
         self.env[ENV_OVERRIDES] = json.dumps(overrides)
         self.env[ENV_STAGES_FILE] = str(spec.path.resolve())
         if jobs > 1:
+            # a fixed share for the whole run, not one that follows how many stages happen to run
+            # at a moment: a stage's thread count, and so its numbers, must not depend on timing
             self.env.setdefault(THREADS_ENV, str(default_cpu_threads(jobs)))
+            self.env.setdefault("PYTHONUNBUFFERED", "1")  # piped output: every line as it comes
         self.fingerprints: dict[str, Fingerprint] = {}
 
     def stages(self, targets: list[str] | None, force: bool, dry_run: bool) -> list[StageResult]:
@@ -203,20 +206,34 @@ class _Run:
         return StageResult(stage.name, True, reasons)
 
     def _finish(self, stage: Stage, returncode: int, guard: _SignalGuard) -> None:
-        """Record a finished stage in stages.lock, or stop the others and raise StageFailed."""
-        problem = None
+        """Record a finished stage in stages.lock; if it failed, first record the stages beside it
+        that have already finished well, then stop the others and raise StageFailed."""
+        problem = self._problem(stage, returncode)
+        if problem is None:
+            self._record(stage)
+            return
+        for name, code in guard.reap_exited():
+            other = self._problem(self.spec.stages[name], code)
+            if other is None:
+                self._record(self.spec.stages[name])
+            else:
+                problem += f"; {other}"
+        stopped = guard.stop_all()
+        if stopped:
+            problem += (f"; stopped {_names(stopped)}, which ran beside it (not recorded in "
+                        "stages.lock, so the next run re-runs them)")
+        raise StageFailed(problem)
+
+    def _problem(self, stage: Stage, returncode: int) -> str | None:
+        """Why a finished stage does not count as done (None: it does)."""
         if returncode != 0:
-            problem = f"stage {stage.name!r} failed ({_exit_status(returncode)}): {stage.cmd}"
-        else:
-            missing = [o.path for o in stage.outs if not (self.root / o.path).exists()]
-            if missing:
-                problem = f"stage {stage.name!r} finished but did not write {missing}"
-        if problem is not None:
-            stopped = guard.stop_all()
-            if stopped:
-                problem += (f"; stopped {_names(stopped)}, which ran beside it (not recorded in "
-                            "stages.lock, so the next run re-runs them)")
-            raise StageFailed(problem)
+            return f"stage {stage.name!r} failed ({_exit_status(returncode)}): {stage.cmd}"
+        missing = [o.path for o in stage.outs if not (self.root / o.path).exists()]
+        if missing:
+            return f"stage {stage.name!r} finished but did not write {missing}"
+        return None
+
+    def _record(self, stage: Stage) -> None:
         current = self.fingerprints.pop(stage.name)
         self.lock["stages"][stage.name] = {**current.to_json(), "outs": output_hashes(stage, self.root, self.hashes)}
         self.lock["hashes"] = self.hashes.entries
@@ -245,11 +262,10 @@ class StageProcess:
                                      stdout=pipe, stderr=subprocess.STDOUT if pipe else None)  # fmt: skip
         self.pgid = self.proc.pid
         self.returncode: int | None = None
-        self.copier: threading.Thread | None = None
-        if label is not None:
-            self.copier = threading.Thread(target=_copy_lines, args=(self.proc.stdout, f"[{label}] "),
-                                           daemon=True)  # fmt: skip
-            self.copier.start()
+        self.stop_requested = False
+        self.copier: _LineCopier | None = None
+        if label is not None and self.proc.stdout is not None:
+            self.copier = _LineCopier(self.proc.stdout, f"[{label}] ")
 
     def wait(self) -> int:
         """Wait for the stage; kill what is left of its group; its exit status (-N: signal N)."""
@@ -262,7 +278,8 @@ class StageProcess:
 
     def request_stop(self) -> None:
         """Ask the supervisor to stop the group (SIGTERM); `stop` then waits for it."""
-        if self.returncode is None:
+        if self.returncode is None and not self.stop_requested:
+            self.stop_requested = True
             # os.kill, not Popen.send_signal: that would reap an exited supervisor first
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
@@ -285,18 +302,35 @@ class StageProcess:
             # group and cannot have been reused: the group kill cannot hit a stranger
             killpg(self.pgid, signal.SIGKILL)
             self.returncode = self.proc.wait()
-            if self.copier is not None:  # the group is gone, so the pipe is at its end
-                self.copier.join(timeout=STOP_GRACE_S)
+            if self.copier is not None:
+                self.copier.finish()
         return self.returncode
 
 
-def _copy_lines(stream: IO[bytes], prefix: str) -> None:
-    """Copy `stream` to stderr line by line, each line prefixed, until its end."""
-    with stream:
-        for raw in stream:
+class _LineCopier:
+    """Copies a stage's piped output to stderr, line by line with a prefix, in a daemon thread."""
+
+    FINISH_S = 1.0
+    """How long `finish` waits for the last lines once the stage's group is gone."""
+
+    def __init__(self, stream: IO[bytes], prefix: str) -> None:
+        self.stream, self.prefix, self.closed = stream, prefix, False
+        self.thread = threading.Thread(target=self._copy, daemon=True)
+        self.thread.start()
+
+    def _copy(self) -> None:
+        for raw in self.stream:
+            if self.closed:  # the stage is over; a process that left its group still writes
+                return
             line = raw.decode(errors="replace").rstrip("\r\n").rsplit("\r", 1)[-1]
-            sys.stderr.write(f"{prefix}{line}\n")
+            sys.stderr.write(f"{self.prefix}{line}\n")
             sys.stderr.flush()
+
+    def finish(self) -> None:
+        """Wait for the end of the output (at most FINISH_S: a process that left the stage's group
+        can hold the pipe open), then stop copying."""
+        self.thread.join(timeout=self.FINISH_S)
+        self.closed = True
 
 
 class _SignalGuard:
@@ -321,9 +355,11 @@ class _SignalGuard:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            for proc in self.running.values():  # an error is on its way out: nothing outlives it
-                proc.kill()
-            self.running.clear()
+            if self.stopping:  # stopped already, or a second signal asked for no more grace
+                for proc in self.running.values():
+                    proc.kill()
+                self.running.clear()
+            self.stop_all()  # an error is on its way out: nothing outlives it
         finally:
             for signum, handler in self.previous.items():
                 signal.signal(signum, handler)
@@ -349,9 +385,19 @@ class _SignalGuard:
                     return name, returncode
             time.sleep(self.POLL_S)
 
+    def reap_exited(self) -> list[tuple[str, int]]:
+        """(name, exit status) of every running stage that has exited meanwhile, now reaped."""
+        done = [(name, proc.wait()) for name, proc in self.running.items() if proc.exited()]
+        for name, _ in done:
+            del self.running[name]
+        return done
+
     def stop_all(self) -> list[str]:
-        """Stop every running stage (SIGTERM to all first, then wait for each); their names."""
+        """Stop every running stage (SIGTERM to all first, then wait for each); their names. A
+        signal meanwhile kills them without more grace."""
         names = list(self.running)
+        if names:
+            self.stopping = True
         for proc in self.running.values():
             proc.request_stop()
         for proc in self.running.values():

@@ -8,7 +8,7 @@ No templating: a stage's `cmd` is run as written; commands read their defaults f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -57,12 +57,18 @@ class PipelineSpec:
         return lookup(self.params, key, where=str(self.path))
 
     def upstream(self) -> dict[str, list[str]]:
-        """For each stage, the stages it must wait for: those that write one of its deps."""
-        producers = {o.path.rstrip("/"): s.name for s in self.stages.values() for o in s.outs}
+        """For each stage, the stages it must wait for: those with an output that is one of its
+        deps, holds one (a dep `data/x.txt` inside an output `data`) or lies inside one."""
+        outs = [(PurePosixPath(o.path), s.name) for s in self.stages.values() for o in s.outs]
+
+        def overlap(a: PurePosixPath, b: PurePosixPath) -> bool:
+            return a == b or a in b.parents or b in a.parents
+
         return {
-            s.name: sorted({producers[d.rstrip("/")] for d in s.deps if d.rstrip("/") in producers})
+            s.name: sorted({name for d in s.deps for out, name in outs
+                            if name != s.name and overlap(PurePosixPath(d), out)})
             for s in self.stages.values()
-        }
+        }  # fmt: skip
 
     def order(self, targets: list[str] | None = None) -> list[Stage]:
         """Stages in dependency order (a stage whose dep is another stage's out runs after it),

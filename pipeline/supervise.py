@@ -63,11 +63,14 @@ def supervise(runner_pid: int, argv: list[str]) -> int:
     so the runner sees what the command saw)."""
     armed = set_parent_death_signal(signal.SIGTERM)
 
-    def request_stop(signum: int, frame: FrameType | None) -> NoReturn:
-        raise _Stop
-
     # SIGTERM is how the runner and the kernel (parent death) reach us: always handled
     handled = {signal.SIGTERM, *not_ignored(STOP_SIGNALS)}
+
+    def request_stop(signum: int, frame: FrameType | None) -> NoReturn:
+        for other in handled:  # a second signal must not interrupt the stop it asks for
+            signal.signal(other, signal.SIG_IGN)
+        raise _Stop
+
     for signum in handled:
         signal.signal(signum, request_stop)
     try:

@@ -229,8 +229,8 @@ def test_supervisor_notices_a_dead_runner_by_polling():
 PAIR = """\
 import os, sys, time
 me, other = sys.argv[1], sys.argv[2]
-open(f"{me}.started", "w").write(os.environ.get("SRKD_THREADS", "unset"))
 open(f"{me}.pid", "w").write(str(os.getpid()))
+open(f"{me}.started", "w").write(os.environ.get("SRKD_THREADS", "unset"))
 print(f"{me} waits for {other}", flush=True)
 give_up = time.monotonic() + 30
 while not os.path.exists(f"{other}.started") or (me == "right" and os.path.exists("fail")):
@@ -309,3 +309,38 @@ def test_interrupted_run_stops_every_stage_running(tmp_path):
     pids = [int((folder / f"{n}.pid").read_text()) for n in ("left", "right")]
     wait_for(lambda: not any(alive(p) for p in pids), timeout=20.0, what="both stages to stop")
     assert not (folder / "stages.lock").exists()
+
+
+def test_a_stage_that_finished_beside_a_failing_one_stays_recorded(tmp_path, monkeypatch):
+    # both have exited when the runner next looks (every 5 s here), and it sees the failing one
+    # first: `quick` still counts as done and is recorded, and only `slow` re-runs
+    monkeypatch.setattr(_SignalGuard, "POLL_S", 5.0)
+    done = "open('quick.txt', 'w').write('q')"
+    fail = ("import os, sys, time; deadline = time.monotonic() + 30\n"
+            "while not os.path.exists('quick.txt') and time.monotonic() < deadline: time.sleep(0.05)\n"
+            "time.sleep(0.2); sys.exit(0 if os.path.exists('fixed') else 4)")
+    (tmp_path / "slow.py").write_text(fail)
+    (tmp_path / "stages.yaml").write_text(
+        f"stages:\n  slow:\n    cmd: {PY} slow.py\n    outs: [slow.txt]\n"
+        f'  quick:\n    cmd: {PY} -c "{done}"\n    outs: [quick.txt]\n')
+    with pytest.raises(StageFailed, match="'slow' failed .exit code 4.") as info:
+        run_pipeline(load_spec(tmp_path / "stages.yaml"), jobs=2)
+    assert "stopped" not in str(info.value)
+    (tmp_path / "fixed").write_text("")
+    (tmp_path / "slow.py").write_text(fail.replace("sys.exit(0", "open('slow.txt', 'w').write('s'); sys.exit(0"))
+    results = run_pipeline(load_spec(tmp_path / "stages.yaml"), jobs=2)
+    assert [r.name for r in results if r.ran] == ["slow"]
+
+
+def test_a_dep_inside_another_stages_output_waits_for_it(tmp_path):
+    # `use` reads data/x.txt, inside `make`'s output folder `data`: it must wait, whatever --jobs
+    make = "import os, time; os.makedirs('data'); time.sleep(0.5); open('data/x.txt', 'w').write('x')"
+    use = "open('y.txt', 'w').write(open('data/x.txt').read())"
+    (tmp_path / "stages.yaml").write_text(
+        f'stages:\n  use:\n    cmd: {PY} -c "{use}"\n    deps: [data/x.txt]\n    outs: [y.txt]\n'
+        f'  make:\n    cmd: {PY} -c "{make}"\n    outs: [data]\n')
+    spec = load_spec(tmp_path / "stages.yaml")
+    assert spec.upstream()["use"] == ["make"]
+    results = run_pipeline(spec, jobs=2)
+    assert [r.name for r in results if r.ran] == ["make", "use"]
+    assert (tmp_path / "y.txt").read_text() == "x"
