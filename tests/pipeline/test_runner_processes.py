@@ -58,11 +58,11 @@ stages:
 """
 
 
-def project(folder: Path) -> Path:
-    """A project folder holding worker.py and stages.yaml."""
+def project(folder: Path, script: str = "worker.py", code: str = WORKER, spec: str = SPEC) -> Path:
+    """A project folder holding the stage script and stages.yaml."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "worker.py").write_text(WORKER)
-    (folder / "stages.yaml").write_text(SPEC)
+    (folder / script).write_text(code)
+    (folder / "stages.yaml").write_text(spec)
     return folder
 
 
@@ -258,10 +258,7 @@ stages:
 
 
 def pair_project(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pair.py").write_text(PAIR)
-    (folder / "stages.yaml").write_text(PAIR_SPEC)
-    return folder
+    return project(folder, "pair.py", PAIR, PAIR_SPEC)
 
 
 def test_jobs_run_independent_stages_side_by_side(tmp_path, monkeypatch, capfd):
