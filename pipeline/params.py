@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 ENV_OVERRIDES = "SRKD_SET"
 ENV_STAGES_FILE = "SRKD_STAGES"
 DEFAULT_STAGES_FILE = Path("stages.yaml")
+DEFAULT_JOBS = 1
+"""`srkd run --jobs`: stages at once (1: one after another, in dependency order)."""
 C = TypeVar("C")
 
 COMMAND_CONFIGS: dict[str, tuple[str | None, str]] = {

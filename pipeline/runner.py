@@ -45,6 +45,7 @@ from pipeline.lock import (
     write_lock,
 )
 from pipeline.params import (
+    DEFAULT_JOBS,
     ENV_OVERRIDES,
     ENV_STAGES_FILE,
     apply_overrides,
@@ -110,7 +111,7 @@ def run_pipeline(
     overrides: dict[str, Any] | None = None,
     dry_run: bool = False,
     log: Callable[[str], None] = lambda _: None,
-    jobs: int = 1,
+    jobs: int = DEFAULT_JOBS,
 ) -> list[StageResult]:
     """Run the stages needed for `targets` (default: all); returns what ran and why.
 

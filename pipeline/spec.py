@@ -71,7 +71,7 @@ class PipelineSpec:
         }  # fmt: skip
 
     def order(self, targets: list[str] | None = None) -> list[Stage]:
-        """Stages in dependency order (a stage whose dep is another stage's out runs after it),
+        """Stages in dependency order (a stage runs after the stages `upstream` names for it),
         restricted to `targets` and everything they depend on. Without targets: every stage
         that is not `manual`, and what those depend on."""
         upstream = self.upstream()

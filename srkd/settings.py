@@ -43,6 +43,7 @@ def default_cpu_threads(share: int = 1) -> int:
     between `share` processes running side by side (`srkd run --jobs`), at least 1."""
     return max(1, (os.cpu_count() or 2) // 2 // share)
 
+
 PRECISIONS = ("fp32", "bf16")
 """--precision of inference (`srkd evaluate`, `srkd predict`); the first is the default."""
 

@@ -6,7 +6,7 @@ import typer
 
 from pipeline.commands import options as O
 from pipeline.commands._common import user_errors
-from pipeline.params import DEFAULT_STAGES_FILE
+from pipeline.params import DEFAULT_JOBS, DEFAULT_STAGES_FILE
 
 
 def run(
@@ -15,7 +15,7 @@ def run(
     set_: O.SetParam = None,
     file: O.StagesFile = DEFAULT_STAGES_FILE,
     dry_run: O.DryRun = False,
-    jobs: O.Jobs = 1,
+    jobs: O.Jobs = DEFAULT_JOBS,
 ) -> None:
     """Run the pipeline in stages.yaml: each stage only if its cmd, deps or params changed.
 
