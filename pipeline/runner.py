@@ -412,11 +412,7 @@ class _SignalGuard:
             for proc in self.running.values():
                 proc.kill()
         else:
-            self.stopping = True
-            for proc in self.running.values():
-                proc.request_stop()
-            for proc in self.running.values():
-                proc.stop()
+            self.stop_all()
         raise RunInterrupted(signum, names)
 
 
