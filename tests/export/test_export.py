@@ -30,15 +30,29 @@ runner = CliRunner()
 pytestmark = pytest.mark.xdist_group("export")
 
 
+@pytest.fixture(scope="module")
+def export_of(tmp_path_factory):
+    """preset -> (checkpoint, export folder) of a tiny student of that preset, exported to ONNX
+    through the CLI once per module."""
+    made = {}
+
+    def get(preset: str):
+        if preset not in made:
+            tmp = tmp_path_factory.mktemp(preset)
+            ckpt = save_student(tmp / "model.pt", preset)
+            result = runner.invoke(app, ["export", "--checkpoint", str(ckpt), "--out", str(tmp / "deploy")])
+            assert result.exit_code == 0, result.output
+            assert "same labels" in result.output
+            made[preset] = ckpt, tmp / "deploy"
+        return made[preset]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=["test_ptv3", "test_spunet"])
-def exported(request, tmp_path_factory):
-    """(checkpoint, export folder) of a tiny student, exported to ONNX through the CLI."""
-    tmp = tmp_path_factory.mktemp(request.param)
-    ckpt = save_student(tmp / "model.pt", request.param)
-    result = runner.invoke(app, ["export", "--checkpoint", str(ckpt), "--out", str(tmp / "deploy")])
-    assert result.exit_code == 0, result.output
-    assert "same labels" in result.output
-    return ckpt, tmp / "deploy"
+def exported(request, export_of):
+    """(checkpoint, export folder) of each tiny student preset."""
+    return export_of(request.param)
 
 
 def srkd_logits(ckpt, coord, feat):
@@ -112,9 +126,9 @@ def test_predict_runtime_onnx_labels_a_room_as_srkd_does(exported, tmp_path):
     assert (labels == want).mean() >= 0.999
 
 
-@pytest.mark.slow
-def test_predict_runtime_onnx_labels_the_raw_scannet_mesh(exported, scannet_raw_sample, tmp_path):
-    ckpt, folder = exported
+@pytest.mark.slow  # one architecture: the raw-mesh path (reading, normals, voxels) is the same for both
+def test_predict_runtime_onnx_labels_the_raw_scannet_mesh(export_of, scannet_raw_sample, tmp_path):
+    ckpt, folder = export_of("test_ptv3")
     ply = next(scannet_raw_sample.glob("scans/*/*_vh_clean_2.ply"))
     _predict([str(ply), "--checkpoint", str(ckpt)], tmp_path / "torch")
     result = _predict([str(ply), "--runtime", "onnx", "--model", str(folder)], tmp_path / "onnx")
